@@ -1,0 +1,150 @@
+"""The library API a notebook calls; the CLI is a thin shell over it.
+
+>>> from helixsim.api import simulate_point
+>>> r = simulate_point("llama-3.1-405b", "gb200-nvl72", Layout("helix", kvp=8, tpa=8, tpf=64),
+...                    batch=8, context=1_000_000, precision=Precision(kv_cache="fp8"), ideal=True)
+>>> round(r.breakdown_ms["attention"], 3)
+4.032
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cost.kernels import RooflineKernels
+from .cost.memory import largest_batch, memory_per_gpu
+from .cost.step import BREAKDOWN_KEYS, decode_step
+from .efficiency import IDEAL
+from .errors import SpecError
+from .layout import STRATEGIES, Layout, LayoutArrays, check_layout
+from .precision import Precision
+from .specs.hardware import HardwareSpec
+from .specs.model import ModelSpec
+from .specs.registry import load_efficiency, load_hardware, load_model
+
+
+def resolve_model(model: str | ModelSpec) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model(model)
+
+
+def resolve_hardware(hardware: str | HardwareSpec) -> HardwareSpec:
+    return hardware if isinstance(hardware, HardwareSpec) else load_hardware(hardware)
+
+
+def kernels_for(hw: HardwareSpec, ideal: bool = False, calibration: str | Path | None = None):
+    """The kernel model: textbook roofline (ideal), a calibration where one exists, else default constants."""
+    if ideal:
+        return RooflineKernels(hw, IDEAL)
+    roofline = RooflineKernels(hw, load_efficiency(hw.name))
+    try:
+        from .calibration.kernels import calibrated_kernels
+    except ImportError:  # calibration package not present
+        return roofline
+    return calibrated_kernels(roofline, calibration)
+
+
+def check_precision(hw: HardwareSpec, prec: Precision) -> None:
+    """Attention math must run on tensor cores the GPU has."""
+    if hw.dense_tflops.for_dtype(prec.attention_math_dtype) is None:
+        raise SpecError("--attention-math", "", f"{hw.gpu} has no {prec.attention_math_dtype} tensor cores")
+
+
+def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
+             precision: Precision, kernels=None) -> pd.DataFrame:
+    """Evaluate every configuration (arrays broadcast together) in one vectorised pass.
+
+    Returns one row per configuration with the layout, n_gpus, batch,
+    context, ttl_ms, tokens_per_s_user, tokens_per_s_gpu, memory, feasibility
+    and the per-op breakdown (``<op>_ms`` columns).
+    """
+    k = kernels if kernels is not None else kernels_for(hw)
+    check_precision(hw, precision)
+    batch = np.asarray(batch, dtype=np.int64)
+    context = np.asarray(context, dtype=np.int64)
+    parts = decode_step(k, model, layouts, batch, context, precision)
+    shape = parts["qkv_proj"].shape
+    ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
+    mem = memory_per_gpu(k, model, layouts, batch, context, precision)
+    max_b = np.broadcast_to(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
+    total = np.broadcast_to(mem.total_bytes, shape)
+    n_gpus = np.broadcast_to(layouts.n_gpus, shape)
+    b = np.broadcast_to(batch, shape)
+    feasible = total <= hw.hbm_capacity_bytes
+    tps_user = 1000.0 / ttl
+    frame = {
+        "strategy": np.asarray(STRATEGIES, dtype=object)[np.broadcast_to(layouts.strategy, shape)],
+        **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
+        "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
+        "ttl_ms": ttl, "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
+        "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes, shape) / 1e9,
+        "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes, shape) / 1e9,
+        "feasible": feasible, "max_batch": max_b,
+        **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
+    }
+    return pd.DataFrame({key: np.ravel(value) for key, value in frame.items()})
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One configuration, as ``helixsim point --json`` prints it."""
+
+    model: str
+    hardware: str
+    strategy: str
+    layout: dict
+    n_gpus: int
+    batch: int
+    context: int
+    ttl_ms: float
+    tokens_per_s_user: float
+    tokens_per_s_gpu: float
+    memory_per_gpu_gb: float
+    feasible: bool
+    infeasible_reason: str | None
+    max_batch: int
+    breakdown_ms: dict = field(default_factory=dict)
+    precision: dict = field(default_factory=dict)
+    ideal: bool = False
+
+    def to_json_dict(self) -> dict:
+        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+
+
+def infeasible_reason(row: pd.Series, hw: HardwareSpec) -> str | None:
+    if row["feasible"]:
+        return None
+    cap = hw.hbm_capacity_bytes / 1e9
+    if row["max_batch"] < 1:
+        return (f"weights alone ({row['weights_per_gpu_gb']:.1f} GB per GPU) leave no room for one request "
+                f"in {cap:.1f} GB of HBM")
+    return (f"needs {row['memory_per_gpu_gb']:.1f} GB per GPU, HBM holds {cap:.1f} GB; "
+            f"largest batch that fits: {int(row['max_batch'])}")
+
+
+def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout: Layout, batch: int,
+                   context: int, precision: Precision | None = None, ideal: bool = False,
+                   calibration: str | Path | None = None) -> PointResult:
+    """Simulate one decode step of one configuration."""
+    m, hw = resolve_model(model), resolve_hardware(hardware)
+    prec = precision or Precision()
+    check_layout(layout, m)
+    for name, value in (("--batch", batch), ("--context", context)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SpecError("command line", name, f"must be a whole number >= 1, got {value!r}")
+    k = kernels_for(hw, ideal, calibration)
+    row = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k).iloc[0]
+    return PointResult(
+        model=m.name, hardware=hw.name, strategy=layout.strategy, layout=layout.as_dict(),
+        n_gpus=int(row["n_gpus"]), batch=int(batch), context=int(context), ttl_ms=float(row["ttl_ms"]),
+        tokens_per_s_user=float(row["tokens_per_s_user"]), tokens_per_s_gpu=float(row["tokens_per_s_gpu"]),
+        memory_per_gpu_gb=float(row["memory_per_gpu_gb"]), feasible=bool(row["feasible"]),
+        infeasible_reason=infeasible_reason(row, hw), max_batch=int(row["max_batch"]),
+        breakdown_ms={key: float(row[f"{key}_ms"]) for key in BREAKDOWN_KEYS},
+        precision={"weights": prec.weights, "kv_cache": prec.kv_cache, "activations": prec.activations,
+                   "attention_math": prec.attention_math_dtype},
+        ideal=ideal,
+    )

@@ -1,0 +1,136 @@
+"""``helixsim`` command line: a thin shell over :mod:`helixsim.api`.
+
+Every user error ends as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import SpecError
+from .layout import STRATEGIES, Layout
+from .precision import DTYPES, Precision
+from .specs.registry import builtin_names, load_hardware, load_model
+
+
+def user_errors(func):
+    """Turn SpecError (and unreadable/unwritable paths) into ``error: ...`` and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SpecError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except OSError as err:
+            name = getattr(err, "filename", None) or ""
+            click.echo(f"error: {name}: {err.strerror or err.__class__.__name__}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(__version__, prog_name="helixsim")
+def main() -> None:
+    """Analytical roofline and Pareto simulator for LLM decode (Helix parallelism)."""
+
+
+@main.command("list")
+@user_errors
+def list_cmd() -> None:
+    """Show the built-in hardware systems and models."""
+    click.echo("hardware:")
+    for name in builtin_names("hardware"):
+        hw = load_hardware(name)
+        click.echo(f"  {name:<14} {hw.description}")
+    click.echo("models:")
+    for name in builtin_names("models"):
+        m = load_model(name)
+        click.echo(f"  {name:<16} {m.attention.type.upper():<4} {'MoE' if m.ffn.moe else 'dense':<6}"
+                   f" {m.total_params() / 1e9:7.1f}B total, {m.active_params() / 1e9:6.1f}B active  ({m.hf_id})")
+
+
+def precision_options(func):
+    options = [
+        click.option("--weights", type=click.Choice(DTYPES), default="fp8", show_default=True, help="weight format"),
+        click.option("--kv-cache", type=click.Choice(DTYPES), default="fp8", show_default=True, help="KV-cache format"),
+        click.option("--activations", type=click.Choice(DTYPES), default="bf16", show_default=True,
+                     help="activation and communication format"),
+        click.option("--attention-math", type=click.Choice(DTYPES), default=None,
+                     help="attention tensor-core format [default: fp8 for an fp8/fp4 cache, else bf16]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def precision_from(kw: dict) -> Precision:
+    return Precision(weights=kw.pop("weights"), kv_cache=kw.pop("kv_cache"), activations=kw.pop("activations"),
+                     attention_math=kw.pop("attention_math"))
+
+
+@main.command()
+@click.option("--model", required=True, help="built-in name, model YAML or Hugging Face config.json")
+@click.option("--hardware", required=True, help="built-in name or hardware YAML")
+@click.option("--strategy", required=True, type=click.Choice(STRATEGIES))
+@click.option("--kvp", type=int, default=1, show_default=True, help="KV (sequence) parallel width")
+@click.option("--tpa", type=int, default=1, show_default=True, help="attention tensor-parallel width")
+@click.option("--dp", type=int, default=1, show_default=True, help="attention data-parallel width (strategy ep)")
+@click.option("--tpf", type=int, default=1, show_default=True, help="FFN tensor-parallel width")
+@click.option("--ep", type=int, default=1, show_default=True, help="expert-parallel width")
+@click.option("--pp", type=int, default=1, show_default=True, help="pipeline stages")
+@click.option("--batch", type=int, required=True, help="concurrent requests in the decode instance")
+@click.option("--context", type=int, required=True, help="KV length per request, tokens")
+@click.option("--no-hopb", is_flag=True, help="turn HOP-B overlap off")
+@click.option("--ideal", is_flag=True, help="textbook roofline: peaks, no efficiencies, floors or overheads")
+@click.option("--calibration", type=click.Path(dir_okay=True), default=None, help="calibration file to use")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@precision_options
+@user_errors
+def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, no_hopb, ideal, calibration,
+          as_json, **kw) -> None:
+    """Simulate one decode step of one configuration."""
+    from .api import simulate_point
+
+    layout = Layout(strategy, kvp=kvp, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=not no_hopb)
+    result = simulate_point(model, hardware, layout, batch, context, precision_from(kw), ideal=ideal,
+                            calibration=calibration)
+    if as_json:
+        click.echo(json.dumps(result.to_json_dict(), indent=2))
+        return
+    click.echo(f"{result.model} on {result.hardware}, {result.strategy} {layout.label()} "
+               f"({result.n_gpus} GPUs), batch {result.batch}, context {result.context:,}")
+    click.echo(f"  TTL {result.ttl_ms:.3f} ms   {result.tokens_per_s_user:.1f} tok/s/user   "
+               f"{result.tokens_per_s_gpu:.2f} tok/s/GPU")
+    click.echo(f"  memory {result.memory_per_gpu_gb:.1f} GB/GPU, largest batch that fits {result.max_batch}"
+               + ("" if result.feasible else f"   INFEASIBLE: {result.infeasible_reason}"))
+    for key, value in result.breakdown_ms.items():
+        share = 100.0 * value / result.ttl_ms if result.ttl_ms else 0.0
+        click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %")
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: click's usage errors become one line and exit 2, too."""
+    try:
+        main.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as err:
+        ctx = getattr(err, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        click.echo(f"error: {where}{err.format_message()}".replace("\n", " "), err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,104 @@
+"""HBM per GPU: weights (with each strategy's replication), KV cache, activations, reserve.
+
+Memory is linear in the requests a GPU serves, r = ceil(batch / dp):
+``bytes(r) = fixed + r x per_request``, so the largest batch that fits is
+exact: dp x floor((capacity - fixed) / per_request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layout import LayoutArrays
+from ..precision import Precision
+from ..specs.model import ModelSpec
+from . import terms as t
+from .step import EP, HELIX, MEDHA
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    weights_bytes: np.ndarray
+    kv_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    reserve_bytes: float
+    per_request_bytes: np.ndarray   # KV + activations of one request on the busiest GPU
+
+    @property
+    def total_bytes(self) -> np.ndarray:
+        return self.weights_bytes + self.kv_bytes + self.activation_bytes + self.reserve_bytes
+
+
+def attention_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
+    """Attention weights one GPU holds per layer.
+
+    Sharded by tpa and replicated across KVP ranks and DP groups; the output
+    projection (and MLA's W_UV half of kv_b) sharded by N under Helix.
+    """
+    at, h = model.attention, model.hidden_size
+    o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+    p = model.attention_params()
+    if at.is_mla:
+        half_kv_b = p["kv_b"] / 2.0
+        return p["q_a"] + p["kv_a"] + p["q_b"] / a.tpa + half_kv_b / a.tpa + half_kv_b / o_tp + p["o"] / o_tp
+    kv_heads = t.kv_heads_per_gpu(at.num_kv_heads, a.tpa)
+    qkv = h * (at.num_q_heads // a.tpa + 2 * kv_heads) * at.head_dim
+    return qkv + p["o"] / o_tp
+
+
+def ffn_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
+    """FFN weights per GPU summed over layers: dense at TP = tpf x ep; experts E/ep per rank split tpf ways;
+    shared experts at TP = tpf x ep (under ep: per DP group, split tpa ways)."""
+    n_ffn = a.tpf * a.ep
+    total = model.dense_layers * model.dense_ffn_params() / n_ffn
+    m = model.ffn.moe
+    if m:
+        routed = (m.num_experts / a.ep) * model.expert_params() / a.tpf
+        shared_tp = np.where(a.strategy == EP, a.tpa, n_ffn)
+        shared = m.shared_experts * model.expert_params() / shared_tp
+        total = total + model.moe_layers * (routed + shared + model.router_params())
+    return total
+
+
+def kv_elements_per_request(model: ModelSpec, a: LayoutArrays, context: np.ndarray) -> np.ndarray:
+    """KV elements of one request on one GPU, summed over all layers."""
+    at = model.attention
+    if at.is_mla:
+        per_token = t.mla_kv_elements_per_token(at.kv_lora_rank, at.qk_rope_head_dim)
+    else:
+        per_token = t.gqa_kv_elements_per_token(t.kv_heads_per_gpu(at.num_kv_heads, a.tpa), at.head_dim)
+    full = model.full_attention_layers * t.kv_tokens_per_gpu(context, a.kvp)
+    slide = 0
+    if at.sliding_window_layers:
+        slide = at.sliding_window_layers * t.kv_tokens_per_gpu(np.minimum(context, at.sliding_window_tokens), a.kvp)
+    return per_token * (full + slide)
+
+
+def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
+                   prec: Precision) -> MemoryBreakdown:
+    """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
+    embedding and LM head, vocabulary-split, are charged to it as well)."""
+    stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
+    w = k.elem_bytes(prec.weights)
+    act = k.elem_bytes(prec.activations)
+    layer_weights = (model.num_layers * attention_weight_elements(model, a) + ffn_weight_elements(model, a)) * w
+    norms = model.norm_params_per_layer() * model.num_layers * act
+    vocab_split = np.where(a.strategy == MEDHA, a.tpa, a.kvp * a.tpa * a.dp)
+    embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act
+    weights = stage * (layer_weights + norms) + embeddings
+    kv_req = stage * kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)
+    act_req = (8.0 * model.hidden_size + model.vocab_size / vocab_split) * act
+    per_request = kv_req + act_req
+    requests = t.cdiv(batch, a.dp)
+    return MemoryBreakdown(weights_bytes=np.asarray(weights, float), kv_bytes=requests * kv_req,
+                           activation_bytes=requests * act_req, reserve_bytes=k.eff.memory_reserve_gb * 1e9,
+                           per_request_bytes=np.asarray(per_request, float))
+
+
+def largest_batch(mem: MemoryBreakdown, a: LayoutArrays, capacity_bytes: float) -> np.ndarray:
+    """Largest batch whose memory fits: dp x floor((capacity - fixed) / per_request), 0 if weights alone overflow."""
+    room = capacity_bytes - mem.weights_bytes - mem.reserve_bytes
+    per_gpu = np.floor(np.maximum(room, 0.0) / mem.per_request_bytes)
+    return (per_gpu * a.dp).astype(np.int64)

@@ -1,0 +1,259 @@
+"""Compose per-kernel times into one decode step, per op, for many layouts at once.
+
+Every argument is a numpy array (or broadcastable scalar): one element per
+configuration. The step of a configuration is the time one token takes
+through all layers (TTL). With pipeline parallelism the batch is split into
+pp micro-batches that keep every stage busy; a token still passes through
+every layer, so TTL = (sum of per-layer times at micro-batch size) x the
+stage-imbalance factor + the (pp - 1) stage hand-offs, and throughput is
+batch / TTL (see README, "Modelling choices").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layout import STRATEGIES, LayoutArrays
+from ..precision import STAT_BYTES_PER_HEAD, Precision
+from ..specs.model import ModelSpec
+from . import terms as t
+
+BREAKDOWN_KEYS: tuple[str, ...] = ("qkv_proj", "attention", "attn_comm", "o_proj", "ffn", "ffn_comm",
+                                   "lm_head", "pp_comm", "overhead")
+
+HELIX, TP, EP, MEDHA = (STRATEGIES.index(s) for s in ("helix", "tp", "ep", "medha"))
+
+
+@dataclass(frozen=True)
+class StepShapes:
+    """Per-GPU sizes every op needs, derived once from layout, batch and context."""
+
+    strategy: np.ndarray
+    micro_batch: np.ndarray      # requests per pipeline micro-batch
+    attn_batch: np.ndarray       # requests per attention GPU (micro-batch / dp)
+    q_heads: np.ndarray          # query heads per attention GPU (Q / tpa)
+    kv_heads: np.ndarray         # KV heads per attention GPU (ceil(K / tpa); 1 for MLA)
+    o_tp: np.ndarray             # TP width of the output projection (N for helix, tpa otherwise)
+    n_attn: np.ndarray
+    n_ffn: np.ndarray
+    layers_factor: np.ndarray    # pp x ceil(L / pp) / L: the slowest stage sets the pace
+
+
+def step_shapes(model: ModelSpec, a: LayoutArrays, batch: np.ndarray) -> StepShapes:
+    mb = t.cdiv(batch, a.pp)
+    o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+    kv_heads = np.ones_like(a.tpa) if model.attention.is_mla else t.kv_heads_per_gpu(model.attention.num_kv_heads, a.tpa)
+    layers_factor = a.pp * t.cdiv(model.num_layers, a.pp) / model.num_layers
+    return StepShapes(strategy=a.strategy, micro_batch=mb, attn_batch=t.cdiv(mb, a.dp),
+                      q_heads=model.attention.num_q_heads // a.tpa, kv_heads=kv_heads, o_tp=o_tp,
+                      n_attn=a.n_attention, n_ffn=a.n_ffn, layers_factor=layers_factor)
+
+
+# ------------------------------------------------------------------ attention side
+
+def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """Input projections on each attention GPU, replicated across KVP ranks (paper §2.1.1).
+
+    GQA: one fused [H, Q/TPA x Hsz + 2 ceil(K/TPA) Hsz] GEMM. MLA: q_a and kv_a
+    (unsharded down-projections), q_b for this GPU's heads, and the absorbed
+    W_UK batched matmul (heads x [128 -> 512]).
+    """
+    a, h, w = model.attention, model.hidden_size, prec.weights
+    b = s.attn_batch
+    if not a.is_mla:
+        return k.gemm_ms(b, (s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
+    return (k.gemm_ms(b, a.q_lora_rank, h, w) + k.gemm_ms(b, a.kv_lora_rank + a.qk_rope_head_dim, h, w)
+            + k.gemm_ms(b, s.q_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim), a.q_lora_rank, w)
+            + k.bmm_ms(s.q_heads, b, a.kv_lora_rank, a.qk_nope_head_dim, w))
+
+
+def attention_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, context: np.ndarray,
+                 prec: Precision, sliding: bool) -> np.ndarray:
+    """Decode attention of one layer over this GPU's ceil(S/KVP) tokens (window-capped for sliding layers)."""
+    a = model.attention
+    span = np.minimum(context, a.sliding_window_tokens) if sliding else context
+    tokens = t.kv_tokens_per_gpu(span, kvp)
+    math = k.math_dtype(prec.attention_math_dtype)
+    if a.is_mla:
+        return k.mla_attention_ms(s.attn_batch, s.q_heads, a.kv_lora_rank, a.qk_rope_head_dim, tokens, prec.kv_cache, math)
+    return k.gqa_attention_ms(s.attn_batch, s.q_heads, s.kv_heads, a.head_dim, tokens, prec.kv_cache, math)
+
+
+def partial_output_bytes(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """One GPU's partial attention outputs plus softmax statistics, all its heads and requests."""
+    per_head = model.value_width_per_head * k.elem_bytes(prec.activations) + STAT_BYTES_PER_HEAD
+    return s.attn_batch * s.q_heads * per_head
+
+
+def kvp_combine_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.ndarray,
+                   attn_ms: np.ndarray, prec: Precision) -> np.ndarray:
+    """Exposed time of combining the KVP partial results.
+
+    helix: one all-to-all over the KVP ranks (paper §2.1.2); with HOP-B it is
+    pipelined request by request behind attention and only the part the
+    schedule cannot hide is exposed (never more than without HOP-B).
+    medha: partials are gathered onto the TP group that owns the FFN, the
+    receiver taking (kvp - 1) shards; nothing overlaps.
+    """
+    payload = partial_output_bytes(k, model, s, prec)
+    a2a = k.collective_ms("all_to_all", kvp, payload)
+    floor = k.a2a_chunk_floor_ms(kvp)
+    piped = t.hopb_makespan(attn_ms, np.maximum(a2a - floor, 0.0), s.attn_batch, floor) - attn_ms
+    helix = np.where(hopb, np.clip(piped, 0.0, a2a), a2a)
+    medha = k.collective_ms("p2p", kvp, (kvp - 1) * payload)
+    return np.select([s.strategy == HELIX, s.strategy == MEDHA], [helix, medha], 0.0)
+
+
+def o_proj_batch(s: StepShapes) -> np.ndarray:
+    """Requests through the output projection on one GPU: the whole micro-batch after the
+    Helix all-to-all (TP = N) and under TP/Medha; one DP share under ep."""
+    return np.where(s.strategy == EP, s.attn_batch, s.micro_batch)
+
+
+def o_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """Output projection at TP = o_tp (N for Helix, paper §2.2); MLA adds the absorbed W_UV bmm."""
+    a, h, w = model.attention, model.hidden_size, prec.weights
+    b = o_proj_batch(s)
+    heads = a.num_q_heads // s.o_tp
+    head_out = a.v_head_dim if a.is_mla else a.head_dim
+    proj = k.gemm_ms(b, h, heads * head_out, w)
+    if a.is_mla:
+        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, w)
+    return proj
+
+
+def o_proj_allreduce_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """All-reduce of the projected [b, H] output across the o_tp GPUs."""
+    return k.collective_ms("all_reduce", s.o_tp, o_proj_batch(s) * model.hidden_size * k.elem_bytes(prec.activations))
+
+
+# ------------------------------------------------------------------ FFN side
+
+def swiglu_ms(k, tokens, hidden: int, inter: int, tp, dtype: str) -> np.ndarray:
+    """A SwiGLU MLP split tp ways: fused gate-up [H, 2F/tp] then down [F/tp, H]."""
+    return k.gemm_ms(tokens, 2 * inter // tp, hidden, dtype) + k.gemm_ms(tokens, hidden, inter // tp, dtype)
+
+
+def dense_ffn_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """Dense FFN at TP = tpf x ep over the whole micro-batch (Helix: TPF = N, paper Fig. 4).
+    Under ep the DP shares are gathered first, so the FFN sees the whole micro-batch too."""
+    return swiglu_ms(k, s.micro_batch, model.hidden_size, model.ffn.intermediate_size, s.n_ffn, prec.weights)
+
+
+def dense_ffn_comm_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """TP all-reduce after the dense FFN; under ep an all-gather before and a reduce-scatter after."""
+    msg = s.micro_batch * model.hidden_size * k.elem_bytes(prec.activations)
+    gathered = k.collective_ms("all_gather", s.n_ffn, msg) + k.collective_ms("reduce_scatter", s.n_ffn, msg)
+    return np.where(s.strategy == EP, gathered, k.collective_ms("all_reduce", s.n_ffn, msg))
+
+
+def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> np.ndarray:
+    """Routed experts on the TPF x EP grid plus the shared experts.
+
+    Shared experts run as a dense MLP at TP = tpf x ep over the micro-batch,
+    except under ep, where each DP group computes them for its own requests
+    with the weights split tpa ways (as in DP-attention deployments).
+    """
+    m = model.ffn.moe
+    routed = k.moe_ms(s.micro_batch, model.hidden_size, m.expert_intermediate_size, m.experts_per_token,
+                      m.num_experts, tpf, ep, prec.weights)
+    if not m.shared_experts:
+        return routed
+    width = m.shared_experts * m.expert_intermediate_size
+    shared_tp = swiglu_ms(k, s.micro_batch, model.hidden_size, width, s.n_ffn, prec.weights)
+    shared_dp = swiglu_ms(k, s.attn_batch, model.hidden_size, width, s.o_tp, prec.weights)  # o_tp = tpa under ep
+    return routed + np.where(s.strategy == EP, shared_dp, shared_tp)
+
+
+def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> np.ndarray:
+    """Communication around the MoE.
+
+    helix: intra-expert all-reduce over tpf, then inter-expert all-gather over
+    ep and a local reduction (paper §2.2, Fig. 4). tp and medha: one all-reduce
+    over the FFN group. ep: dispatch and combine all-to-alls (DeepEP style).
+    """
+    m = model.ffn.moe
+    act = k.elem_bytes(prec.activations)
+    msg = s.micro_batch * model.hidden_size * act
+    helix = k.collective_ms("all_reduce", tpf, msg) + k.collective_ms("all_gather", ep, ep * msg)
+    flat = k.collective_ms("all_reduce", s.n_ffn, msg)
+    dispatch = (k.moe_dispatch_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations)
+                + k.moe_combine_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations))
+    return np.select([s.strategy == HELIX, s.strategy == EP], [helix, dispatch], flat)
+
+
+def medha_broadcast_ms(k, model: ModelSpec, s: StepShapes, kvp, prec: Precision) -> np.ndarray:
+    """Medha only: the FFN group sends the layer output to the other kvp - 1 attention groups."""
+    msg = s.micro_batch * model.hidden_size * k.elem_bytes(prec.activations)
+    tpa = s.n_attn // np.maximum(kvp, 1)
+    return np.where(s.strategy == MEDHA, k.collective_ms("p2p", kvp, (kvp - 1) * msg / tpa), 0.0)
+
+
+# ------------------------------------------------------------------ once per step
+
+def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """Vocabulary-parallel LM head over the stage's GPUs (Medha: its TP group), kept in the
+    activation format, then an all-gather of the logits for sampling."""
+    n = np.where(s.strategy == MEDHA, s.o_tp, s.n_attn)
+    act = prec.activations
+    head = k.gemm_ms(s.micro_batch, t.cdiv(model.vocab_size, n), model.hidden_size, act)
+    gather = k.collective_ms("all_gather", n, s.micro_batch * model.vocab_size * k.elem_bytes(act))
+    return head + gather
+
+
+def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """Two RMSNorms and residual adds per layer: read and write [b, H] a few times."""
+    b = np.maximum(s.attn_batch, o_proj_batch(s))
+    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations), n_kernels=2.0)
+
+
+def pp_comm_ms(k, model: ModelSpec, s: StepShapes, pp, prec: Precision) -> np.ndarray:
+    """(pp - 1) hand-offs of the micro-batch's hidden states between stages."""
+    msg = s.micro_batch * model.hidden_size * k.elem_bytes(prec.activations)
+    return (pp - 1) * k.collective_ms("p2p", s.n_attn * pp, msg)
+
+
+# ------------------------------------------------------------------ the step
+
+def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
+                prec: Precision) -> dict[str, np.ndarray]:
+    """Per-op time (ms, summed over layers) of one decode step for every configuration."""
+    batch = np.asarray(batch)
+    context = np.asarray(context)
+    s = step_shapes(model, a, batch)
+    L = model.num_layers
+    n_sliding = model.attention.sliding_window_layers
+    attn_full = attention_ms(k, model, s, a.kvp, context, prec, sliding=False)
+    attn_slide = attention_ms(k, model, s, a.kvp, context, prec, sliding=True) if n_sliding else 0.0
+    comb_full = kvp_combine_ms(k, model, s, a.kvp, a.hopb, attn_full, prec)
+    comb_slide = kvp_combine_ms(k, model, s, a.kvp, a.hopb, attn_slide, prec) if n_sliding else 0.0
+    oar = o_proj_allreduce_ms(k, model, s, prec)
+
+    per_layer_attn = (L - n_sliding) * attn_full + n_sliding * attn_slide
+    per_layer_comm = (L - n_sliding) * comb_full + n_sliding * comb_slide + L * oar
+
+    ffn = np.zeros(np.broadcast(batch, context, a.kvp).shape)
+    ffn_comm = L * medha_broadcast_ms(k, model, s, a.kvp, prec) + ffn
+    if model.dense_layers:
+        ffn = ffn + model.dense_layers * dense_ffn_ms(k, model, s, prec)
+        ffn_comm = ffn_comm + model.dense_layers * dense_ffn_comm_ms(k, model, s, prec)
+    if model.moe_layers:
+        ffn = ffn + model.moe_layers * moe_ffn_ms(k, model, s, a.tpf, a.ep, prec)
+        ffn_comm = ffn_comm + model.moe_layers * moe_comm_ms(k, model, s, a.tpf, a.ep, prec)
+
+    f = s.layers_factor
+    out = {
+        "qkv_proj": f * L * qkv_proj_ms(k, model, s, prec),
+        "attention": f * per_layer_attn,
+        "attn_comm": f * per_layer_comm,
+        "o_proj": f * L * o_proj_ms(k, model, s, prec),
+        "ffn": f * ffn,
+        "ffn_comm": f * ffn_comm,
+        "lm_head": lm_head_ms(k, model, s, prec),
+        "pp_comm": pp_comm_ms(k, model, s, a.pp, prec),
+        "overhead": f * L * norms_ms(k, model, s, prec) + k.eff.step_overhead_us * 1e-3,
+    }
+    shape = np.broadcast(batch, context, a.kvp).shape
+    return {key: np.broadcast_to(np.asarray(v, float), shape) for key, v in out.items()}

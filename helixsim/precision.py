@@ -1,0 +1,76 @@
+"""Number formats and the per-run precision choice.
+
+Bytes per element include block-scale overhead where the format has one:
+NVFP4 stores one FP8 (E4M3) scale per 16 FP4 values, i.e. 0.5 + 1/16 =
+0.5625 bytes per element (NVIDIA NVFP4 format; the per-tensor FP32 scale
+is negligible). FP8 here is per-tensor scaled (E4M3), 1 byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import SpecError, closest
+
+Dtype = Literal["fp4", "fp8", "bf16"]
+DTYPES: tuple[str, ...] = ("fp4", "fp8", "bf16")
+
+#: bytes per stored element, scale overhead included (see module docstring)
+BYTES_PER_ELEMENT: dict[str, float] = {"fp4": 0.5 + 1.0 / 16.0, "fp8": 1.0, "bf16": 2.0}
+
+#: bytes per element without the block scales (the paper's bytes_param; --ideal uses it)
+BYTES_PER_ELEMENT_NO_SCALE: dict[str, float] = {"fp4": 0.5, "fp8": 1.0, "bf16": 2.0}
+
+#: softmax statistics exchanged by Helix: (max, sum) as two fp32 per (token, head)
+#: (TensorRT-LLM Helix blog: "Log-sum-exp scalars ... (float32)")
+STAT_BYTES_PER_HEAD = 8.0
+
+
+def check_dtype(value: str, field: str, source: str = "command line") -> str:
+    if value not in DTYPES:
+        raise SpecError(source, field, f"unknown precision '{value}', choose one of {', '.join(DTYPES)}{closest(value, DTYPES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Formats of one run.
+
+    weights, kv_cache: storage formats. activations: the format of
+    activations and of every communication payload. attention_math: the
+    tensor-core format of the attention products (explicit, since absorbed
+    MLA with 128 heads is near the compute roof); ``None`` means: fp8 when
+    the KV cache is fp8 or fp4 (no FP4 attention kernel is assumed), else bf16.
+    gemm_math: format of the projection/FFN GEMMs; ``None`` means the
+    weight format (FP4 weights run FP4 tensor cores).
+    """
+
+    weights: str = "fp8"
+    kv_cache: str = "fp8"
+    activations: str = "bf16"
+    attention_math: str | None = None
+    gemm_math: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "kv_cache", "activations"):
+            check_dtype(getattr(self, name), f"--{name.replace('_', '-')}")
+        for name in ("attention_math", "gemm_math"):
+            value = getattr(self, name)
+            if value is not None:
+                check_dtype(value, f"--{name.replace('_', '-')}")
+
+    @property
+    def attention_math_dtype(self) -> str:
+        if self.attention_math is not None:
+            return self.attention_math
+        return "fp8" if self.kv_cache in ("fp8", "fp4") else "bf16"
+
+    @property
+    def gemm_math_dtype(self) -> str:
+        return self.gemm_math or self.weights
+
+    def bytes(self, which: str, ideal: bool = False) -> float:
+        """Bytes per element of ``weights``, ``kv_cache`` or ``activations``."""
+        table = BYTES_PER_ELEMENT_NO_SCALE if ideal else BYTES_PER_ELEMENT
+        return table[getattr(self, which)]

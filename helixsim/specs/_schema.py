@@ -1,0 +1,121 @@
+"""Strict conversion of parsed YAML/JSON mappings into frozen dataclasses.
+
+One generic checker serves every spec file, so every file gets the same
+treatment: unknown keys are refused (with the closest known key suggested),
+missing keys are named, types are checked, and numbers must be finite and
+positive unless a field says ``nonneg``. Errors are :class:`SpecError` with
+the file and a dotted field path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from ..errors import SpecError, closest
+
+T = TypeVar("T")
+
+NONNEG = {"nonneg": True}  # field metadata: zero allowed
+ANY_SIGN = {"any_sign": True}  # field metadata: any finite number
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning I/O and syntax problems into one-line errors."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(str(path), "", f"cannot read file ({err.__class__.__name__})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(str(path), "", f"malformed YAML{where}") from None
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _convert(value, inner[0], meta, source, path)
+    if value is None:
+        raise SpecError(source, path, "must not be empty")
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, source, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SpecError(source, path, f"expected a list, got {type(value).__name__}")
+        return tuple(_convert(v, args[0], meta, source, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is typing.Literal:
+        if value not in args:
+            raise SpecError(source, path, f"must be one of {', '.join(map(str, args))}, got {value!r}{closest(value, map(str, args))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(source, path, f"expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(source, path, f"expected a non-empty string, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(source, path, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise SpecError(source, path, f"must be finite, got {value!r}")
+        if tp is int:
+            if float(value) != int(value):
+                raise SpecError(source, path, f"expected a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if meta.get("any_sign"):
+            pass
+        elif meta.get("nonneg"):
+            if value < 0:
+                raise SpecError(source, path, f"must be >= 0, got {value!r}")
+        elif value <= 0:
+            raise SpecError(source, path, f"must be > 0, got {value!r}")
+        limit = meta.get("max")
+        if limit is not None and value > limit:
+            raise SpecError(source, path, f"must be <= {limit:g}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported schema type {_type_name(tp)}")  # programming error
+
+
+def from_mapping(cls: type[T], data: Any, source: str, path: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, strictly."""
+    if not isinstance(data, Mapping):
+        raise SpecError(source, path or "(top level)", f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            where = f"{path}.{key}" if path else str(key)
+            raise SpecError(source, where, f"unknown key{closest(key, fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        where = f"{path}.{name}" if path else name
+        if name not in data:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise SpecError(source, where, "missing required key")
+        kwargs[name] = _convert(data[name], hints[name], f.metadata, source, where)
+    return cls(**kwargs)
