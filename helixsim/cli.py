@@ -116,6 +116,101 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
         click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %")
 
 
+def _progress_bar(total: int, label: str):
+    """A click progress bar for sweeps that take more than a moment (quiet otherwise)."""
+    if total < 200_000:
+        return None, None
+    bar = click.progressbar(length=total, label=label, file=sys.stderr)
+    bar.__enter__()
+    return bar, bar.update
+
+
+@main.command()
+@click.argument("sweep_file")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output directory")
+@click.option("--calibration", type=click.Path(), default=None, help="calibration file to use")
+@user_errors
+def sweep(sweep_file, out_dir, calibration) -> None:
+    """Run a sweep (built-in name or YAML path): full table, frontiers and plots into --out."""
+    from pathlib import Path
+
+    from .search import configurations
+    from .sweep import load_sweep, prepare_out_dir, run_sweep, write_sweep_outputs
+
+    spec, path = load_sweep(sweep_file)
+    out = prepare_out_dir(Path(out_dir))
+    for result in run_sweep(spec, str(path), calibration=calibration):
+        written = write_sweep_outputs(result, out, path)
+        n_ok = int(result.table["feasible"].sum())
+        click.echo(f"{result.model}: {len(result.table):,} configurations ({n_ok:,} fit in memory) "
+                   f"in {result.seconds:.2f} s")
+        for name, fr in result.frontiers.items():
+            if len(fr):
+                click.echo(f"  {name:<16} frontier {len(fr):3d} points, max {fr['tokens_per_s_user'].max():8.1f} tok/s/user, "
+                           f"max {fr['tokens_per_s_gpu'].max():8.2f} tok/s/GPU")
+        for p in written:
+            click.echo(f"  wrote {p}")
+
+
+@main.command()
+@click.option("--model", default=None, help="model to draw (default: the paper's Figure 1 set-up)")
+@click.option("--hardware", default="gb200-nvl72", show_default=True)
+@click.option("--preset", type=click.Choice(["paper", "blog"]), default="paper", show_default=True,
+              help="paper Figure 1 (GQA, FP4) or TensorRT-LLM blog Figure 1 (MLA, FP8); ignored with --model")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--context", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--bytes-param", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+              help="bytes per weight and KV element (with --model)")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@user_errors
+def roofline(model, hardware, preset, batch, context, bytes_param, out_dir) -> None:
+    """Draw the three DRAM-read panels of the paper's Figure 1 for any model and hardware."""
+    from pathlib import Path
+
+    from .plots import plot_roofline
+    from .roofline import RooflineSetup, figure1_panels
+    from .sweep import atomic_write_text, prepare_out_dir
+
+    out = prepare_out_dir(Path(out_dir))
+    if model:
+        setup = RooflineSetup.from_model(load_model(model), load_hardware(hardware), batch, context, bytes_param)
+        stem = f"roofline-{Path(model).stem}-{Path(hardware).stem}"
+    else:
+        setup = RooflineSetup.paper_fig1() if preset == "paper" else RooflineSetup.blog_fig1()
+        stem = f"{preset}-fig1-roofline"
+    panels = figure1_panels(setup)
+    for name, frame in panels.items():
+        atomic_write_text(out / f"{stem}-{name}.csv", frame.to_csv(index=False, float_format="%.6g"))
+        click.echo(f"wrote {out / f'{stem}-{name}.csv'}")
+    for p in plot_roofline(panels, setup, out / stem):
+        click.echo(f"wrote {p}")
+
+
+@main.command()
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="write tables and figures here")
+@click.option("--json", "as_json", is_flag=True, help="print the simulated metrics as JSON")
+@click.option("--calibration", type=click.Path(), default=None)
+@user_errors
+def reproduce(out_dir, as_json, calibration) -> None:
+    """Run the Helix paper's studies and print paper claim vs simulated value."""
+    from pathlib import Path
+
+    from .reproduce import claims_table, reproduce as run_reproduction
+    from .sweep import atomic_write_text, prepare_out_dir
+
+    out = prepare_out_dir(Path(out_dir)) if out_dir else None
+    rep = run_reproduction(out, calibration=calibration)
+    if out is not None:
+        atomic_write_text(out / "reproduce.json", json.dumps(rep.metrics, indent=2) + "\n")
+        atomic_write_text(out / "reproduce.md", claims_table(rep) + "\n")
+    if as_json:
+        click.echo(json.dumps(rep.metrics, indent=2))
+        return
+    click.echo(claims_table(rep))
+    for p in rep.paths:
+        click.echo(f"wrote {p}")
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one line and exit 2, too."""
     try:
