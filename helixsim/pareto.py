@@ -208,20 +208,31 @@ def batch_gain(helix: pd.DataFrame, base: pd.DataFrame) -> float:
     return _gain_at_base_points(helix, base, BATCH_COL)
 
 
+def _x_at_y(front: pd.DataFrame, y0: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """tokens/s/user of a frontier drawn as a line through its points, at tokens/s/GPU ``y0``."""
+    pts = _nondominated(front).sort_values(Y_COL)
+    return np.interp(y0, pts[Y_COL].to_numpy(dtype=float), pts[X_COL].to_numpy(dtype=float))
+
+
 def fixed_y_x_loss(on: pd.DataFrame, off: pd.DataFrame) -> float:
     """Largest fractional loss of tokens/s/user at fixed tokens/s/GPU when
-    going from frontier ``on`` to frontier ``off``.
+    going from frontier ``on`` to frontier ``off`` (paper §3.3, Fig. 7).
 
-    Evaluated at each y0 among the tokens/s/GPU of ``on``'s frontier points
-    that ``off`` can reach (``off`` has a point with y >= y0): with
-    ``x_f(y0)`` the best tokens/s/user of frontier f among points with
-    y >= y0, the loss is ``1 - x_off(y0) / x_on(y0)``.  Returns the maximum
-    (negative if ``off`` is better everywhere), or 0.0 if no y0 qualifies.
+    Each frontier is read as the line drawn through its points (x linear in y
+    between neighbours), over the tokens/s/GPU range both cover; the curves
+    are compared at every frontier point's y in that range:
+    ``1 - x_off(y0) / x_on(y0)``. Returns the maximum (negative if ``off`` is
+    better everywhere), or 0.0 where the ranges do not overlap. Reading the
+    frontiers as lines, not step functions, keeps one extra point of a
+    sparse frontier from posing as a large loss.
     """
-    y0 = _nondominated(on)[Y_COL].to_numpy(dtype=float)
-    x_off = best_y_at_least_x(off, y0, x=Y_COL, y=X_COL)
-    reach = ~np.isnan(x_off)
-    if not reach.any():
+    a, b = _nondominated(on), _nondominated(off)
+    if a.empty or b.empty:
         return 0.0
-    x_on = best_y_at_least_x(on, y0[reach], x=Y_COL, y=X_COL)
-    return float(np.max(1.0 - x_off[reach] / x_on))
+    lo = max(a[Y_COL].min(), b[Y_COL].min())
+    hi = min(a[Y_COL].max(), b[Y_COL].max())
+    y0 = np.concatenate([a[Y_COL].to_numpy(dtype=float), b[Y_COL].to_numpy(dtype=float)])
+    y0 = y0[(y0 >= lo) & (y0 <= hi)]
+    if y0.size == 0:
+        return 0.0
+    return float(np.max(1.0 - _x_at_y(b, y0) / _x_at_y(a, y0)))

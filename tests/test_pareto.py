@@ -155,13 +155,13 @@ def test_batch_gain():
 
 
 def test_fixed_y_x_loss():
-    on = HELIX  # {(10, 5), (20, 2)}
+    on = HELIX  # {(10, 5), (20, 2)}: as a line, x(y) = 20 - (10/3)(y - 2) for 2 <= y <= 5
     off = pd.DataFrame({"tokens_per_s_user": [9.0, 15.0], "tokens_per_s_gpu": [5.0, 1.5]})
-    # y0 = 5: x_on = 10 (point (10,5)),  x_off = 9  (point (9,5))   -> 1 - 9/10 = 0.10
-    # y0 = 2: x_on = 20 (point (20,2)),  x_off = 9  ((15,1.5) has y < 2) -> 1 - 9/20 = 0.55
-    # max = 0.55
-    assert fixed_y_x_loss(on, off) == pytest.approx(0.55)
-    # off reaches neither y0 = 5 nor y0 = 2 -> 0
+    # off as a line: x(y) = 15 - (6/3.5)(y - 1.5); common y range [2, 5]
+    # y0 = 5: x_on = 10, x_off = 9                 -> 1 - 9/10 = 0.10
+    # y0 = 2: x_on = 20, x_off = 15 - 6/7 = 99/7   -> 1 - 99/140 = 41/140
+    assert fixed_y_x_loss(on, off) == pytest.approx(41 / 140)
+    # y ranges do not overlap -> 0
     weak = pd.DataFrame({"tokens_per_s_user": [50.0], "tokens_per_s_gpu": [1.0]})
     assert fixed_y_x_loss(on, weak) == 0.0
     # identical frontiers -> no loss
