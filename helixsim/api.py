@@ -22,6 +22,7 @@ from .efficiency import IDEAL
 from .errors import SpecError
 from .layout import STRATEGIES, Layout, LayoutArrays, check_layout
 from .precision import Precision
+from .specs._schema import MAX_MAGNITUDE
 from .specs.hardware import HardwareSpec
 from .specs.model import ModelSpec
 from .specs.registry import load_efficiency, load_hardware, load_model
@@ -135,6 +136,8 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
     for name, value in (("--batch", batch), ("--context", context)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise SpecError("command line", name, f"must be a whole number >= 1, got {value!r}")
+        if value > MAX_MAGNITUDE:  # beyond this the int64 arithmetic of the cost model would overflow
+            raise SpecError("command line", name, f"must be <= {MAX_MAGNITUDE:g}, got {value!r}")
     k = kernels_for(hw, ideal, calibration)
     row = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k).iloc[0]
     return PointResult(

@@ -157,9 +157,9 @@ def sweep(sweep_file, out_dir, calibration) -> None:
 @click.option("--hardware", default="gb200-nvl72", show_default=True)
 @click.option("--preset", type=click.Choice(["paper", "blog"]), default="paper", show_default=True,
               help="paper Figure 1 (GQA, FP4) or TensorRT-LLM blog Figure 1 (MLA, FP8); ignored with --model")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--context", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option("--bytes-param", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1, max=10**15), default=8, show_default=True)
+@click.option("--context", type=click.IntRange(min=1, max=10**15), default=1_000_000, show_default=True)
+@click.option("--bytes-param", type=click.FloatRange(min=0, min_open=True, max=64), default=0.5, show_default=True,
               help="bytes per weight and KV element (with --model)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @user_errors
@@ -171,6 +171,8 @@ def roofline(model, hardware, preset, batch, context, bytes_param, out_dir) -> N
     from .roofline import RooflineSetup, figure1_panels
     from .sweep import atomic_write_text, prepare_out_dir
 
+    if not bytes_param == bytes_param:  # click's FloatRange lets NaN through
+        raise SpecError("--bytes-param", "", "must be a number in (0, 64], got nan")
     out = prepare_out_dir(Path(out_dir))
     if model:
         setup = RooflineSetup.from_model(load_model(model), load_hardware(hardware), batch, context, bytes_param)
@@ -208,6 +210,149 @@ def reproduce(out_dir, as_json, calibration) -> None:
         return
     click.echo(claims_table(rep))
     for p in rep.paths:
+        click.echo(f"wrote {p}")
+
+
+@main.command()
+@click.option("--e2e", "e2e_file", type=click.Path(dir_okay=False), default=None,
+              help="CSV of measured serving runs (decode TPOT) to predict")
+@click.option("--kernels", "kernels_dir", type=click.Path(file_okay=False), default=None,
+              help="directory of measured kernel tables (<family>.csv.gz) to predict")
+@click.option("--hardware", default=None, help="system of the --kernels data")
+@click.option("--ideal", is_flag=True, help="predict with the textbook roofline instead")
+@click.option("--calibration", type=click.Path(), default=None)
+@click.option("--json", "as_json", is_flag=True, help="print the error summary as JSON")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="write per-row predictions (CSV)")
+@user_errors
+def validate(e2e_file, kernels_dir, hardware, ideal, calibration, as_json, out_file) -> None:
+    """Predict measured kernels (--kernels) or serving runs (--e2e) and report the error."""
+    from pathlib import Path
+
+    from .sweep import atomic_write_text
+
+    if bool(e2e_file) == bool(kernels_dir):
+        raise SpecError("command line", "--e2e/--kernels", "give exactly one of --e2e FILE or --kernels DIR")
+    if e2e_file:
+        from .validation import validate_e2e
+
+        result = validate_e2e(Path(e2e_file), ideal=ideal, calibration=calibration)
+        rows, summary = result.rows, result.summary
+    else:
+        if not hardware:
+            raise SpecError("command line", "--hardware", "required with --kernels")
+        from .calibration.validate import kernel_error_report, kernel_predictions
+
+        from .api import kernels_for
+
+        k = kernels_for(load_hardware(hardware), ideal, calibration)
+        summary = kernel_error_report(Path(kernels_dir), k)
+        rows = kernel_predictions(Path(kernels_dir), k) if out_file else None
+    if out_file and rows is not None:
+        atomic_write_text(Path(out_file), rows.to_csv(index=False, float_format="%.6g"))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(_error_table(summary))
+
+
+def _error_table(summary: dict) -> str:
+    """Absolute percentage errors as an aligned text table."""
+    lines = [f"{'group':<28} {'n':>5} {'median %':>9} {'mean %':>9} {'p90 %':>9}"]
+
+    def add(name, s):
+        if s.get("n"):
+            lines.append(f"{name:<28} {s['n']:>5} {s['median_ape']:>9.1f} {s['mean_ape']:>9.1f} {s['p90_ape']:>9.1f}")
+
+    if "overall" in summary:
+        add("overall", summary["overall"])
+        for section in ("by_model", "by_system"):
+            for name, s in summary.get(section, {}).items():
+                add(f"{section[3:]}: {name}", s)
+        for item in summary.get("skipped", []):
+            lines.append(f"skipped row {item['row']}: {item['reason']}")
+    else:
+        for name, s in summary.items():
+            add(name, s)
+    return "\n".join(lines)
+
+
+@main.command("plan")
+@click.option("--plan", "plan_file", default=None, type=click.Path(dir_okay=False),
+              help="plan YAML (flags given as well override its keys)")
+@click.option("--model", default=None, help="built-in name, model YAML or Hugging Face config.json")
+@click.option("--hardware", multiple=True, help="system to compare (repeat for several)")
+@click.option("--context", type=int, default=None, help="KV length per request, tokens (a mix: use --plan)")
+@click.option("--users", type=int, default=None, help="concurrent users to serve")
+@click.option("--min-tokens-per-s-user", type=float, default=None, help="interactivity floor per user")
+@click.option("--max-gpus-per-instance", type=int, default=None,
+              help="GPU budget of one decode instance [default: the NVLink domain, capped at 64]")
+@click.option("--weights", type=click.Choice(DTYPES), default=None,
+              help="weight format [default: fp4 where the GPU has FP4, else fp8]")
+@click.option("--kv-cache", type=click.Choice(DTYPES), default=None, help="KV-cache format [default: fp8]")
+@click.option("--price", type=click.Path(dir_okay=False), default=None,
+              help="price YAML, USD per GPU-hour per system [default: built-in illustrative list]")
+@click.option("--no-hopb", is_flag=True, default=None, help="turn HOP-B overlap off")
+@click.option("--max-batch", type=int, default=None, help="largest batch per instance searched [default: 4096]")
+@click.option("--no-sensitivity", is_flag=True, default=None, help="skip the sensitivity re-plans")
+@click.option("--calibration", type=click.Path(), default=None, help="calibration file to use")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="write report.md and a self-contained report.html here")
+@click.option("--json", "as_json", is_flag=True, help="print the recommendation as JSON")
+@user_errors
+def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance, weights,
+             kv_cache, price, no_hopb, max_batch, no_sensitivity, calibration, out_dir, as_json) -> None:
+    """Plan a decode fleet: hardware, layout, batch, GPUs and cost per million tokens for U users at X tok/s."""
+    from dataclasses import replace as _replace
+    from pathlib import Path
+
+    from .plan import PlanSpec, load_plan_file, plan_from_spec
+    from .sweep import prepare_out_dir
+
+    out = prepare_out_dir(Path(out_dir)) if out_dir else None
+    flags = {"model": model, "hardware": tuple(hardware) or None, "context": context, "users": users,
+             "min_tokens_per_s_user": min_tokens_per_s_user, "max_gpus_per_instance": max_gpus_per_instance,
+             "weights": weights, "kv_cache": kv_cache, "price": price, "max_batch": max_batch,
+             "hopb": False if no_hopb else None, "sensitivity": False if no_sensitivity else None}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if plan_file:
+        spec, source = load_plan_file(plan_file), str(plan_file)
+        if "context" in given:
+            given["context_mix"] = None
+        spec = _replace(spec, **given)
+    else:
+        source = "command line"
+        for key, flag in (("model", "--model"), ("hardware", "--hardware"), ("context", "--context"),
+                          ("users", "--users"), ("min_tokens_per_s_user", "--min-tokens-per-s-user")):
+            if key not in given:
+                raise SpecError("command line", flag, "required (or give --plan FILE)")
+        spec = PlanSpec(**given)
+    result = plan_from_spec(spec, source, calibration=calibration)
+    written = []
+    if out is not None:
+        from .report import write_report
+
+        written = write_report(result, out)
+    if as_json:
+        click.echo(json.dumps(result.recommendation(), indent=2))
+        for p in written:
+            click.echo(f"wrote {p}", err=True)
+        return
+    from .report import recommendation_text
+
+    click.echo(recommendation_text(result).replace("**", ""))
+    for h in result.per_hardware:
+        if h.meets_floor:
+            c = h.main_pool.choice.config
+            click.echo(f"  {h.hardware:<14} {c.strategy:<6} {c.label:<16} batch {c.batch:<5} x{h.instances:<5} "
+                       f"{h.total_gpus:>6,} GPUs  {h.tokens_per_s_user:7.1f} tok/s/user  {c.tokens_per_s_gpu:8.1f} tok/s/GPU"
+                       f"  ${h.cost_per_m_tokens:,.2f}/M tokens"
+                       + (f"  ({len(h.pools)} context pools; largest shown)" if len(h.pools) > 1 else ""))
+        else:
+            c = next((p.closest for p in h.pools if not p.meets_floor and p.closest), None)
+            click.echo(f"  {h.hardware:<14} misses the floor; closest achievable "
+                       + (f"{c.tokens_per_s_user:.1f} tok/s/user ({c.strategy} {c.label}, batch {c.batch})" if c
+                          else f"(nothing fits in memory on up to {h.max_gpus_per_instance} GPUs per instance)"))
+    for p in written:
         click.echo(f"wrote {p}")
 
 

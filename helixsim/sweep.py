@@ -20,12 +20,12 @@ import pandas as pd
 
 from . import __version__
 from .api import resolve_hardware, resolve_model
-from .errors import SpecError
+from .errors import SpecError, closest
 from .layout import STRATEGIES
 from .precision import Precision
 from .search import SearchSpace, frontiers, search
 from .specs._schema import from_mapping, read_yaml
-from .specs.registry import builtin_names, data_dir
+from .specs.registry import _looks_like_path, builtin_names, data_dir
 
 _WIDTH = {"max": 4096}
 
@@ -70,14 +70,12 @@ def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
     if not path.suffix:
         path = data_dir("sweeps") / f"{name_or_path}.yaml"
         if not path.is_file():
-            from .errors import closest
-
             names = builtin_names("sweeps")
             raise SpecError("sweep", "", f"unknown sweep '{name_or_path}'{closest(name_or_path, names)}; known: {', '.join(names)}")
     spec = from_mapping(SweepSpec, read_yaml(path), str(path))
     for i, s in enumerate(spec.strategies):
         if s not in STRATEGIES:
-            raise SpecError(str(path), f"strategies[{i}]", f"unknown strategy '{s}'; known: {', '.join(STRATEGIES)}")
+            raise SpecError(str(path), f"strategies[{i}]", f"unknown strategy '{s}'{closest(s, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
     for i, p in enumerate(spec.pp):
         if p & (p - 1):
             raise SpecError(str(path), f"pp[{i}]", f"must be a power of two, got {p}")
@@ -123,7 +121,7 @@ def provenance(spec: SweepSpec, model: str, sweep_path: Path | None) -> str:
     """A one-line header naming the helixsim version and hashes of the spec files used."""
     parts = [f"helixsim {__version__}"]
     for kind, name in (("sweep", None), ("models", model), ("hardware", spec.hardware)):
-        path = sweep_path if kind == "sweep" else (Path(name) if "/" in name else data_dir(kind) / f"{name}.yaml")
+        path = sweep_path if kind == "sweep" else (Path(name) if _looks_like_path(name) else data_dir(kind) / f"{name}.yaml")
         if path is not None and Path(path).is_file():
             parts.append(f"{Path(path).name}={file_sha256(path)}")
     return "# " + "; ".join(parts)
@@ -133,9 +131,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename: no half-written outputs."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the mode a plain open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -163,7 +164,9 @@ def write_sweep_outputs(result: SweepResult, out: Path, sweep_path: Path | None 
 
     out = prepare_out_dir(out)
     header = provenance(result.spec, result.model, sweep_path)
-    name = f"{result.spec.name}-{result.model}" if len(result.spec.models) > 1 else result.spec.name
+    # a model given as a file contributes its stem: "/x/y/llama.yaml" must not become a folder in the output name
+    tag = Path(result.model).name.removesuffix(".json").removesuffix(".config").removesuffix(".yaml").removesuffix(".yml")
+    name = f"{result.spec.name}-{tag}" if len(result.spec.models) > 1 else result.spec.name
     written = [out / f"{name}.csv", out / f"{name}-frontier.csv"]
     write_table(result.table, written[0], header)
     fr = pd.concat([f.assign(frontier=k) for k, f in result.frontiers.items()], ignore_index=True)

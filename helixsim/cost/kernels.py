@@ -61,7 +61,7 @@ class RooflineKernels:
         flops = t.gemm_flops(m, n, k)
         time = t.roofline_ms(nbytes, flops, self.hbm_gbps,
                              self._compute_peak(weight_dtype, self.eff.gemm_compute), self.floor_us)
-        return np.where(np.asarray(m) * np.asarray(n) * np.asarray(k) > 0, time, 0.0)
+        return np.where(np.asarray(m, float) * np.asarray(n, float) * np.asarray(k, float) > 0, time, 0.0)
 
     def bmm_ms(self, batch, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         """``batch`` independent GEMMs in one kernel (MLA's absorbed W_UK / W_UV per head)."""
@@ -69,7 +69,7 @@ class RooflineKernels:
         flops = np.asarray(batch, float) * t.gemm_flops(m, n, k)
         time = t.roofline_ms(nbytes, flops, self.hbm_gbps,
                              self._compute_peak(weight_dtype, self.eff.gemm_compute), self.floor_us)
-        return np.where(np.asarray(batch) * np.asarray(m) > 0, time, 0.0)
+        return np.where(np.asarray(batch, float) * np.asarray(m, float) > 0, time, 0.0)
 
     def _attention_ms(self, kv_bytes, flops, math_dtype: str) -> np.ndarray:
         time = t.roofline_ms(kv_bytes, flops, self.hbm_gbps,

@@ -69,10 +69,12 @@ def kv_elements_per_request(model: ModelSpec, a: LayoutArrays, context: np.ndarr
         per_token = t.mla_kv_elements_per_token(at.kv_lora_rank, at.qk_rope_head_dim)
     else:
         per_token = t.gqa_kv_elements_per_token(t.kv_heads_per_gpu(at.num_kv_heads, a.tpa), at.head_dim)
-    full = model.full_attention_layers * t.kv_tokens_per_gpu(context, a.kvp)
+    # float: layers x tokens overflows int64 silently for absurd (but schema-valid) sizes
+    full = model.full_attention_layers * np.asarray(t.kv_tokens_per_gpu(context, a.kvp), float)
     slide = 0
     if at.sliding_window_layers:
-        slide = at.sliding_window_layers * t.kv_tokens_per_gpu(np.minimum(context, at.sliding_window_tokens), a.kvp)
+        slide = at.sliding_window_layers * np.asarray(
+            t.kv_tokens_per_gpu(np.minimum(context, at.sliding_window_tokens), a.kvp), float)
     return per_token * (full + slide)
 
 

@@ -172,7 +172,9 @@ def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) ->
 
     helix: intra-expert all-reduce over tpf, then inter-expert all-gather over
     ep and a local reduction (paper §2.2, Fig. 4). tp and medha: one all-reduce
-    over the FFN group. ep: dispatch and combine all-to-alls (DeepEP style).
+    over the FFN group. ep: dispatch and combine all-to-alls over ep (DeepEP
+    style), plus an all-gather and reduce-scatter of tokens within a tpf > 1
+    expert group.
     """
     m = model.ffn.moe
     act = k.elem_bytes(prec.activations)
@@ -181,6 +183,9 @@ def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) ->
     flat = k.collective_ms("all_reduce", s.n_ffn, msg)
     dispatch = (k.moe_dispatch_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations)
                 + k.moe_combine_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations))
+    # under ep, a tpf > 1 expert group first gathers its members' tokens and scatters the results back
+    group = s.attn_batch * tpf * model.hidden_size * act
+    dispatch = dispatch + k.collective_ms("all_gather", tpf, group) + k.collective_ms("reduce_scatter", tpf, group)
     return np.select([s.strategy == HELIX, s.strategy == EP], [helix, dispatch], flat)
 
 

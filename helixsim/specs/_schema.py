@@ -24,6 +24,10 @@ T = TypeVar("T")
 
 NONNEG = {"nonneg": True}  # field metadata: zero allowed
 ANY_SIGN = {"any_sign": True}  # field metadata: any finite number
+#: Largest magnitude of any number in a spec file unless a field sets its own "max"; with
+#: MIN_POSITIVE (smallest strictly positive float) it keeps every derived quantity finite.
+MAX_MAGNITUDE = 1e15
+MIN_POSITIVE = 1e-6
 
 
 def read_yaml(path: Path) -> Any:
@@ -40,6 +44,16 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(str(path), "", f"malformed YAML{where}") from None
+    except (ValueError, RecursionError) as err:  # a 4300-digit integer, a 30 February, [[[...]]] 5000 deep
+        raise SpecError(str(path), "", f"malformed YAML ({err.__class__.__name__}: {err})") from None
+
+
+def _show(value: Any) -> str:
+    """repr() of a value for an error line, short even for a 400-digit integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _type_name(tp: Any) -> str:
@@ -62,41 +76,44 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: st
     if origin is tuple:
         if not isinstance(value, list):
             raise SpecError(source, path, f"expected a list, got {type(value).__name__}")
+        if not value:
+            raise SpecError(source, path, "must list at least one value")
         return tuple(_convert(v, args[0], meta, source, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is typing.Literal:
         if value not in args:
-            raise SpecError(source, path, f"must be one of {', '.join(map(str, args))}, got {value!r}{closest(value, map(str, args))}")
+            raise SpecError(source, path, f"must be one of {', '.join(map(str, args))}, got {_show(value)}{closest(value, map(str, args))}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise SpecError(source, path, f"expected true or false, got {value!r}")
+            raise SpecError(source, path, f"expected true or false, got {_show(value)}")
         return value
     if tp is str:
         if not isinstance(value, str) or not value.strip():
-            raise SpecError(source, path, f"expected a non-empty string, got {value!r}")
+            raise SpecError(source, path, f"expected a non-empty string, got {_show(value)}")
         return value
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(source, path, f"expected a number, got {value!r}")
-        if not math.isfinite(value):
+            raise SpecError(source, path, f"expected a number, got {_show(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
             raise SpecError(source, path, f"must be finite, got {value!r}")
-        if tp is int:
-            if float(value) != int(value):
-                raise SpecError(source, path, f"expected a whole number, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
+        # all checks compare the parsed value first: float() of a 400-digit integer would overflow
         if meta.get("any_sign"):
             pass
         elif meta.get("nonneg"):
             if value < 0:
-                raise SpecError(source, path, f"must be >= 0, got {value!r}")
+                raise SpecError(source, path, f"must be >= 0, got {_show(value)}")
         elif value <= 0:
-            raise SpecError(source, path, f"must be > 0, got {value!r}")
-        limit = meta.get("max")
-        if limit is not None and value > limit:
-            raise SpecError(source, path, f"must be <= {limit:g}, got {value!r}")
-        return value
+            raise SpecError(source, path, f"must be > 0, got {_show(value)}")
+        limit = meta.get("max", MAX_MAGNITUDE)
+        if abs(value) > limit:
+            raise SpecError(source, path, f"must be {'within +/-' if meta.get('any_sign') else '<= '}{limit:g}, got {_show(value)}")
+        if tp is float and not (meta.get("any_sign") or meta.get("nonneg")) and value < MIN_POSITIVE:
+            raise SpecError(source, path, f"must be >= {MIN_POSITIVE:g}, got {value!r}")
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise SpecError(source, path, f"expected a whole number, got {value!r}")
+            return int(value)
+        return float(value)
     raise TypeError(f"unsupported schema type {_type_name(tp)}")  # programming error
 
 

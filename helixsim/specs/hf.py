@@ -7,7 +7,6 @@ Qwen3, Qwen3-MoE and GptOss. Field names follow the public configs.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +27,8 @@ class _Config:
             raise SpecError(self.source, key, "missing required key")
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        # is_integer() is False for NaN and inf; math.isfinite() would overflow on a 400-digit integer
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
             raise SpecError(self.source, key, f"expected a whole number, got {value!r}")
         if value <= 0:
             raise SpecError(self.source, key, f"must be > 0, got {value!r}")
@@ -91,6 +91,8 @@ def _qwen3_moe(c: _Config, name: str) -> dict:
     spec = _base(c, name)
     spec["attention"] = _gqa_attention(c)
     dense = c.data.get("mlp_only_layers") or []
+    if not isinstance(dense, list):
+        raise SpecError(c.source, "mlp_only_layers", f"expected a list of layer indices, got {type(dense).__name__}")
     step = c.int("decoder_sparse_step", 1)
     if step != 1:
         raise SpecError(c.source, "decoder_sparse_step", "only 1 (every layer MoE) is supported")
@@ -129,6 +131,8 @@ def load_hf_config(path: Path) -> ModelSpec:
         raise SpecError(source, "", f"cannot read file ({err.__class__.__name__})") from None
     except json.JSONDecodeError as err:
         raise SpecError(source, "", f"malformed JSON at line {err.lineno}") from None
+    except (ValueError, RecursionError) as err:  # a 4300-digit integer, [[[...]]] nested 100,000 deep
+        raise SpecError(source, "", f"malformed JSON ({err.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise SpecError(source, "(top level)", "expected a JSON object")
     archs = data.get("architectures")

@@ -1,0 +1,124 @@
+"""End-to-end validation: predict measured decode time per output token (TPOT) of serving runs.
+
+Input: a CSV with the columns of the measured serving table (model by
+Hugging Face id, system, precision, tp, attention_dp, moe_tp, moe_ep, pp,
+decode_batch, ctx_mid, measured_tpot_ms). Each row becomes one helixsim
+configuration; rows that cannot be modelled are listed with the reason,
+never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .api import evaluate, kernels_for
+from .errors import SpecError
+from .layout import Layout, LayoutArrays, check_layout
+from .precision import Precision
+from .specs.registry import load_hardware, load_model
+
+#: Hugging Face id -> built-in model with the same architecture.
+HF_TO_MODEL = {
+    "deepseek-ai/DeepSeek-V3": "deepseek-r1", "deepseek-ai/DeepSeek-R1": "deepseek-r1",
+    "meta-llama/Llama-3.1-70B": "llama-3.1-70b", "meta-llama/Meta-Llama-3.1-70B": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-405B": "llama-3.1-405b", "openai/gpt-oss-120b": "gpt-oss-120b",
+    "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b", "moonshotai/Kimi-K2-Instruct": "kimi-k2",
+}
+#: measured-data system name -> built-in hardware
+SYSTEM_TO_HARDWARE = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm": "b200-hgx",
+                      "h200_sxm": "h200-hgx", "h100_sxm": "h100-hgx"}
+#: weight precision -> (weights, KV cache). The records do not give the KV format; FP4 and FP8
+#: serving runs normally keep an FP8 cache, BF16 runs a BF16 cache (validation data README).
+PRECISION = {"fp4": ("fp4", "fp8"), "nvfp4": ("fp4", "fp8"), "mxfp4": ("fp4", "fp8"), "fp8": ("fp8", "fp8"),
+             "fp8_block": ("fp8", "fp8"), "bf16": ("bf16", "bf16")}
+REQUIRED = ("hf_model_path", "system", "precision", "tp", "pp", "attention_dp", "moe_tp", "moe_ep",
+            "decode_batch", "ctx_mid", "measured_tpot_ms")
+
+
+def _int(value) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)
+
+
+def row_config(row: pd.Series) -> tuple[str, str, Layout, Precision, int, int]:
+    """Map one measured row to (model, hardware, layout, precision, batch, context); SpecError if it can't be."""
+    model = HF_TO_MODEL.get(str(row["hf_model_path"]))
+    if model is None:
+        raise SpecError("row", "hf_model_path", f"no built-in model for '{row['hf_model_path']}'")
+    hardware = SYSTEM_TO_HARDWARE.get(str(row["system"]))
+    if hardware is None:
+        raise SpecError("row", "system", f"unknown system '{row['system']}'")
+    prec = PRECISION.get(str(row["precision"]).lower())
+    if prec is None:
+        raise SpecError("row", "precision", f"unknown precision '{row['precision']}'")
+    spec = load_model(model)
+    tp, dp, pp = _int(row["tp"]), _int(row["attention_dp"]) or 1, _int(row["pp"]) or 1
+    moe_tp, moe_ep = _int(row["moe_tp"]), _int(row["moe_ep"])
+    n = tp * dp
+    if spec.ffn.moe is None:
+        moe_tp, moe_ep = n, 1
+    elif moe_tp is None or moe_ep is None:
+        moe_tp, moe_ep = n, 1
+    strategy = "ep" if dp > 1 else "tp"
+    layout = Layout(strategy, kvp=1, tpa=tp, dp=dp, tpf=moe_tp, ep=moe_ep, pp=pp, hopb=False)
+    check_layout(layout, spec, "row")
+    weights, kv = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
+    return model, hardware, layout, Precision(weights=weights, kv_cache=kv), _int(row["decode_batch"]), _int(row["ctx_mid"])
+
+
+@dataclass
+class E2EResult:
+    rows: pd.DataFrame          # every input row with predicted_tpot_ms, ape_pct, and reason where skipped
+    summary: dict               # {"overall": {...}, "by_model": {...}, "by_system": {...}}
+
+
+def ape_stats(ape: np.ndarray) -> dict:
+    ape = np.asarray(ape, float)
+    ape = ape[np.isfinite(ape)]
+    if ape.size == 0:
+        return {"n": 0, "median_ape": None, "mean_ape": None, "p90_ape": None}
+    return {"n": int(ape.size), "median_ape": float(np.median(ape)), "mean_ape": float(np.mean(ape)),
+            "p90_ape": float(np.percentile(ape, 90))}
+
+
+def validate_e2e(path: Path, ideal: bool = False, calibration=None) -> E2EResult:
+    """Predict TPOT for every row of ``path`` and summarise the absolute percentage error."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "file not found") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise SpecError(str(path), "", f"cannot read CSV ({err.__class__.__name__})") from None
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise SpecError(str(path), missing[0], "missing column")
+    predicted = np.full(len(table), np.nan)
+    reasons = [""] * len(table)
+    for i, row in table.iterrows():
+        try:
+            model, hardware, layout, prec, batch, context = row_config(row)
+            hw = load_hardware(hardware)
+            k = kernels_for(hw, ideal, calibration)
+            res = evaluate(load_model(model), hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k)
+            predicted[i] = float(res["ttl_ms"].iloc[0])
+            if not bool(res["feasible"].iloc[0]):
+                reasons[i] = "predicted not to fit in HBM (kept: the run shows it did)"
+        except SpecError as err:
+            reasons[i] = f"{err.field}: {err.problem}"
+    out = table.copy()
+    out["predicted_tpot_ms"] = predicted
+    out["ape_pct"] = 100.0 * np.abs(predicted - out["measured_tpot_ms"]) / out["measured_tpot_ms"]
+    out["reason"] = reasons
+    ok = out["ape_pct"].notna()
+    summary = {"overall": ape_stats(out.loc[ok, "ape_pct"]),
+               "by_model": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("model" if "model" in out else "hf_model_path")},
+               "by_system": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("system")},
+               "skipped": [{"row": int(i), "reason": r} for i, r in enumerate(reasons) if r and not ok.iloc[i]]}
+    return E2EResult(out, summary)
