@@ -28,6 +28,9 @@ from .specs.model import ModelSpec
 
 STRATEGIES: tuple[str, ...] = ("helix", "tp", "ep", "medha")
 WIDTHS: tuple[str, ...] = ("kvp", "tpa", "dp", "tpf", "ep", "pp")
+#: Largest width and GPU count one configuration may have (far beyond any NVLink or scale-out
+#: domain; keeps every product of widths well inside int64).
+MAX_GPUS = 1 << 20
 
 
 def strategy_code(name: str) -> int:
@@ -160,6 +163,11 @@ def check_layout(layout: Layout, model: ModelSpec, source: str = "layout") -> La
         value = getattr(layout, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise SpecError(source, f"--{name}", f"must be a whole number >= 1, got {value!r}")
+        if value > MAX_GPUS:
+            raise SpecError(source, f"--{name}", f"must be <= {MAX_GPUS:,}, got {value!r}")
+    if int(layout.n_gpus) > MAX_GPUS:  # exact Python ints: the int64 arrays below would wrap silently
+        raise SpecError(source, "--kvp x --tpa x --dp x --pp", f"{int(layout.n_gpus):,} GPUs is more than "
+                        f"{MAX_GPUS:,} (model {model.name}, layout {layout.label()})")
     arrays = LayoutArrays.from_layout(layout)
     for field, message, rule in RULES:
         if not bool(rule(arrays, model)[0]):

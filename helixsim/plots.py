@@ -15,6 +15,8 @@ the two written paths.  Empty inputs give a figure that says
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -61,12 +63,28 @@ _ROOFLINE_SERIES = (
 
 # ---------------------------------------------------------------- helpers
 def _save(fig: plt.Figure, out_stem: str | Path) -> list[Path]:
+    """Write ``<out_stem>.png`` and ``.svg`` byte-reproducibly (no SVG date, fixed SVG id salt), each to a
+    temporary file renamed into place, so an interrupted run leaves no half-written figure."""
     stem = Path(out_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
-    for path in paths:
-        fig.savefig(path, dpi=150 if path.suffix == ".png" else None, bbox_inches="tight")
-    plt.close(fig)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        for path in paths:
+            svg = path.suffix == ".svg"
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle, plt.rc_context({"svg.hashsalt": "helixsim"} if svg else {}):
+                    fig.savefig(handle, format=path.suffix[1:], dpi=None if svg else 150, bbox_inches="tight",
+                                metadata={"Date": None} if svg else None)
+                os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the mode a plain open() would give
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    finally:
+        plt.close(fig)
     return paths
 
 
