@@ -176,7 +176,10 @@ def roofline(model, hardware, preset, batch, context, bytes_param, out_dir) -> N
     out = prepare_out_dir(Path(out_dir))
     if model:
         setup = RooflineSetup.from_model(load_model(model), load_hardware(hardware), batch, context, bytes_param)
-        stem = f"roofline-{Path(model).stem}-{Path(hardware).stem}"
+        # not Path.stem: Path("llama-3.1-70b").stem is "llama-3", the same as llama-3.1-405b's
+        tags = [Path(n).name.removesuffix(".json").removesuffix(".config").removesuffix(".yaml").removesuffix(".yml")
+                for n in (model, hardware)]
+        stem = f"roofline-{tags[0]}-{tags[1]}"
     else:
         setup = RooflineSetup.paper_fig1() if preset == "paper" else RooflineSetup.blog_fig1()
         stem = f"{preset}-fig1-roofline"
