@@ -65,6 +65,8 @@ def precision_options(func):
                      help="activation and communication format"),
         click.option("--attention-math", type=click.Choice(DTYPES), default=None,
                      help="attention tensor-core format [default: fp8 for an fp8/fp4 cache, else bf16]"),
+        click.option("--dense-weights", type=click.Choice(DTYPES), default=None,
+                     help="format of the non-expert linear layers [default: as --weights]"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -73,7 +75,7 @@ def precision_options(func):
 
 def precision_from(kw: dict) -> Precision:
     return Precision(weights=kw.pop("weights"), kv_cache=kw.pop("kv_cache"), activations=kw.pop("activations"),
-                     attention_math=kw.pop("attention_math"))
+                     attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"))
 
 
 @main.command()
@@ -357,6 +359,29 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
                           else f"(nothing fits in memory on up to {h.max_gpus_per_instance} GPUs per instance)"))
     for p in written:
         click.echo(f"wrote {p}")
+
+
+@main.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+              help="measured kernel tables laid out as <dir>/<family>.csv.gz (or <dir>/<system>/...)")
+@click.option("--hardware", required=True, help="the system the data were measured on")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="where to write the fitted tables [default: ./calibration-<hardware>]")
+@user_errors
+def calibrate(data_dir, hardware, out_dir) -> None:
+    """Fit per-kernel efficiency tables from measured microbenchmarks (use with --calibration DIR)."""
+    from pathlib import Path
+
+    from .calibration.fit import fit_calibration, save_calibration
+    from .sweep import prepare_out_dir
+
+    hw = load_hardware(hardware)
+    if not Path(data_dir).is_dir():
+        raise SpecError(str(data_dir), "--data", "not a directory")
+    cal = fit_calibration(Path(data_dir), hw)
+    out = prepare_out_dir(Path(out_dir or f"calibration-{hw.name}"))
+    save_calibration(cal, out)
+    click.echo(f"wrote calibration of {hw.name} to {out} (use: --calibration {out})")
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -37,7 +37,11 @@ def check_dtype(value: str, field: str, source: str = "command line") -> str:
 class Precision:
     """Formats of one run.
 
-    weights, kv_cache: storage formats. activations: the format of
+    weights: storage format of the weights; with ``dense_weights`` set, of the
+    routed experts only, and ``dense_weights`` is the format of every other
+    linear layer (attention projections, dense FFN, shared experts, as in
+    NVIDIA's FP4 DeepSeek-R1 checkpoint, whose attention stays FP8).
+    kv_cache: storage format of the KV cache. activations: the format of
     activations and of every communication payload. attention_math: the
     tensor-core format of the attention products (explicit, since absorbed
     MLA with 128 heads is near the compute roof); ``None`` means: fp8 when
@@ -51,11 +55,12 @@ class Precision:
     activations: str = "bf16"
     attention_math: str | None = None
     gemm_math: str | None = None
+    dense_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("weights", "kv_cache", "activations"):
             check_dtype(getattr(self, name), f"--{name.replace('_', '-')}")
-        for name in ("attention_math", "gemm_math"):
+        for name in ("attention_math", "gemm_math", "dense_weights"):
             value = getattr(self, name)
             if value is not None:
                 check_dtype(value, f"--{name.replace('_', '-')}")
@@ -65,6 +70,11 @@ class Precision:
         if self.attention_math is not None:
             return self.attention_math
         return "fp8" if self.kv_cache in ("fp8", "fp4") else "bf16"
+
+    @property
+    def dense_weights_dtype(self) -> str:
+        """Format of the non-expert linear layers."""
+        return self.dense_weights or self.weights
 
     @property
     def gemm_math_dtype(self) -> str:

@@ -36,10 +36,12 @@ class PrecisionSpec:
     kv_cache: str = "fp8"
     activations: str = "bf16"
     attention_math: Optional[str] = None
+    dense_weights: Optional[str] = None
 
     def build(self, source: str) -> Precision:
         try:
-            return Precision(self.weights, self.kv_cache, self.activations, self.attention_math)
+            return Precision(self.weights, self.kv_cache, self.activations, self.attention_math,
+                             dense_weights=self.dense_weights)
         except SpecError as err:
             raise SpecError(source, f"precision.{err.field.lstrip('-').replace('-', '_')}", err.problem) from None
 

@@ -37,6 +37,10 @@ SYSTEM_TO_HARDWARE = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm"
 #: serving runs normally keep an FP8 cache, BF16 runs a BF16 cache (validation data README).
 PRECISION = {"fp4": ("fp4", "fp8"), "nvfp4": ("fp4", "fp8"), "mxfp4": ("fp4", "fp8"), "fp8": ("fp8", "fp8"),
              "fp8_block": ("fp8", "fp8"), "bf16": ("bf16", "bf16")}
+#: Format of the non-expert linear layers of an FP4 MoE checkpoint. NVIDIA's DeepSeek-R1-FP4
+#: quantises only the MoE experts' linear layers to FP4 (its model card); gpt-oss keeps attention,
+#: router, embedding and LM head in BF16 (config.json quantization_config.modules_to_not_convert).
+FP4_DENSE_WEIGHTS = {"deepseek-r1": "fp8", "kimi-k2": "fp8", "gpt-oss-120b": "bf16"}
 REQUIRED = ("hf_model_path", "system", "precision", "tp", "pp", "attention_dp", "moe_tp", "moe_ep",
             "decode_batch", "ctx_mid", "measured_tpot_ms")
 
@@ -70,7 +74,9 @@ def row_config(row: pd.Series) -> tuple[str, str, Layout, Precision, int, int]:
     layout = Layout(strategy, kvp=1, tpa=tp, dp=dp, tpf=moe_tp, ep=moe_ep, pp=pp, hopb=False)
     check_layout(layout, spec, "row")
     weights, kv = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
-    return model, hardware, layout, Precision(weights=weights, kv_cache=kv), _int(row["decode_batch"]), _int(row["ctx_mid"])
+    dense = FP4_DENSE_WEIGHTS.get(model) if weights == "fp4" else None
+    return (model, hardware, layout, Precision(weights=weights, kv_cache=kv, dense_weights=dense),
+            _int(row["decode_batch"]), _int(row["ctx_mid"]))
 
 
 @dataclass

@@ -48,17 +48,19 @@ def attention_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
     return qkv + p["o"] / o_tp
 
 
-def ffn_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
-    """FFN weights per GPU summed over layers: dense at TP = tpf x ep; experts E/ep per rank split tpf ways;
-    shared experts at TP = tpf x ep (under ep: per DP group, split tpa ways)."""
+def ffn_weight_bytes(model: ModelSpec, a: LayoutArrays, expert_bytes: float = 1.0,
+                        dense_bytes: float = 1.0) -> np.ndarray:
+    """FFN weight bytes per GPU summed over layers (elements when both byte widths are 1): dense at
+    TP = tpf x ep; experts E/ep per rank split tpf ways; shared experts at TP = tpf x ep (under ep:
+    per DP group, split tpa ways); the router in the dense format."""
     n_ffn = a.tpf * a.ep
-    total = model.dense_layers * model.dense_ffn_params() / n_ffn
+    total = model.dense_layers * model.dense_ffn_params() / n_ffn * dense_bytes
     m = model.ffn.moe
     if m:
-        routed = (m.num_experts / a.ep) * model.expert_params() / a.tpf
+        routed = (m.num_experts / a.ep) * model.expert_params() / a.tpf * expert_bytes
         shared_tp = np.where(a.strategy == EP, a.tpa, n_ffn)
-        shared = m.shared_experts * model.expert_params() / shared_tp
-        total = total + model.moe_layers * (routed + shared + model.router_params())
+        shared = m.shared_experts * model.expert_params() / shared_tp * dense_bytes
+        total = total + model.moe_layers * (routed + shared + model.router_params() * dense_bytes)
     return total
 
 
@@ -83,9 +85,10 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
     embedding and LM head, vocabulary-split, are charged to it as well)."""
     stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
-    w = k.elem_bytes(prec.weights)
+    w_dense = k.elem_bytes(prec.dense_weights_dtype)
     act = k.elem_bytes(prec.activations)
-    layer_weights = (model.num_layers * attention_weight_elements(model, a) + ffn_weight_elements(model, a)) * w
+    layer_weights = (model.num_layers * attention_weight_elements(model, a) * w_dense
+                     + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense))
     norms = model.norm_params_per_layer() * model.num_layers * act
     vocab_split = np.where(a.strategy == MEDHA, a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act

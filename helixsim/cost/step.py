@@ -60,7 +60,7 @@ def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarr
     (unsharded down-projections), q_b for this GPU's heads, and the absorbed
     W_UK batched matmul (heads x [128 -> 512]).
     """
-    a, h, w = model.attention, model.hidden_size, prec.weights
+    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
     b = s.attn_batch
     if not a.is_mla:
         return k.gemm_ms(b, (s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
@@ -114,7 +114,7 @@ def o_proj_batch(s: StepShapes) -> np.ndarray:
 
 def o_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
     """Output projection at TP = o_tp (N for Helix, paper §2.2); MLA adds the absorbed W_UV bmm."""
-    a, h, w = model.attention, model.hidden_size, prec.weights
+    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
     b = o_proj_batch(s)
     heads = a.num_q_heads // s.o_tp
     head_out = a.v_head_dim if a.is_mla else a.head_dim
@@ -139,7 +139,8 @@ def swiglu_ms(k, tokens, hidden: int, inter: int, tp, dtype: str) -> np.ndarray:
 def dense_ffn_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
     """Dense FFN at TP = tpf x ep over the whole micro-batch (Helix: TPF = N, paper Fig. 4).
     Under ep the DP shares are gathered first, so the FFN sees the whole micro-batch too."""
-    return swiglu_ms(k, s.micro_batch, model.hidden_size, model.ffn.intermediate_size, s.n_ffn, prec.weights)
+    return swiglu_ms(k, s.micro_batch, model.hidden_size, model.ffn.intermediate_size, s.n_ffn,
+                     prec.dense_weights_dtype)
 
 
 def dense_ffn_comm_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
@@ -162,8 +163,9 @@ def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> 
     if not m.shared_experts:
         return routed
     width = m.shared_experts * m.expert_intermediate_size
-    shared_tp = swiglu_ms(k, s.micro_batch, model.hidden_size, width, s.n_ffn, prec.weights)
-    shared_dp = swiglu_ms(k, s.attn_batch, model.hidden_size, width, s.o_tp, prec.weights)  # o_tp = tpa under ep
+    dense = prec.dense_weights_dtype
+    shared_tp = swiglu_ms(k, s.micro_batch, model.hidden_size, width, s.n_ffn, dense)
+    shared_dp = swiglu_ms(k, s.attn_batch, model.hidden_size, width, s.o_tp, dense)  # o_tp = tpa under ep
     return routed + np.where(s.strategy == EP, shared_dp, shared_tp)
 
 

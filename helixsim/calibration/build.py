@@ -1,0 +1,70 @@
+"""Regenerate the shipped calibration tables.
+
+    python -m helixsim.calibration.build --data /work/shared/calibration --out hardware/calibration
+
+For every system directory under ``--data`` (``gb200``, ``gb300``,
+``b200_sxm``, ``h200_sxm``, ``h100_sxm``) the tables are fitted on all rows
+against the peaks of the matching ``hardware/<name>.yaml`` and written to
+``--out/<name>/``, together with ``--out/NOTICE`` (the data's licence notice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..specs.hardware import load_hardware_file
+from .fit import SYSTEMS, fit_calibration, save_calibration
+
+SOURCE_NOTICE = """\
+The data files in this folder are derived from the performance tables in
+aiconfigurator-core 0.12.0 (https://github.com/ai-dynamo/aiconfigurator),
+Copyright (c) 2025-2026 NVIDIA CORPORATION & AFFILIATES, licensed under the
+Apache License, Version 2.0 (http://www.apache.org/licenses/LICENSE-2.0).
+"""
+
+OUR_CHANGES = """\
+helixsim: the tables in hardware/calibration/<hardware>/ are fitted from those
+measurements (robust penalised piecewise-linear fits of the efficiency
+against a roofline, or of the latency for collectives, at fixed knots; the
+fitted latency at each knot is stored, the raw rows are not). Regenerate with
+    python -m helixsim.calibration.build --data <data root> --out hardware/calibration
+"""
+
+
+def notice_text(data_root: Path) -> str:
+    """The data's NOTICE (verbatim when present at ``data_root/NOTICE``) followed by helixsim's changes."""
+    source = data_root / "NOTICE"
+    text = source.read_text(encoding="utf-8") if source.is_file() else SOURCE_NOTICE
+    return text.rstrip("\n") + "\n\n" + OUR_CHANGES
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m helixsim.calibration.build", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="root of the measured tables (<system>/<family>.csv.gz)")
+    ap.add_argument("--out", type=Path, required=True, help="output root, e.g. hardware/calibration")
+    ap.add_argument("--hardware-dir", type=Path, default=None,
+                    help="directory of the hardware YAML files (default: the repository's hardware/)")
+    ap.add_argument("--systems", nargs="*", default=list(SYSTEMS), help="data system names (default: all)")
+    args = ap.parse_args(argv)
+    if args.hardware_dir is None:
+        import helixsim
+
+        args.hardware_dir = Path(helixsim.__file__).resolve().parent.parent / "hardware"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "NOTICE").write_text(notice_text(args.data), encoding="utf-8")
+    for system in args.systems:
+        name = SYSTEMS[system]
+        start = time.time()
+        hw = load_hardware_file(args.hardware_dir / f"{name}.yaml")
+        cal = fit_calibration(args.data / system, hw)
+        save_calibration(cal, args.out / name)
+        size = sum(p.stat().st_size for p in (args.out / name).rglob("*") if p.is_file())
+        print(f"{system:9s} -> {args.out / name}  {len(cal.tables)} families, {size / 1e6:.2f} MB, "
+              f"{time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

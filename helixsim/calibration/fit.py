@@ -1,0 +1,371 @@
+"""Fit, save and load a system's calibration.
+
+``fit_calibration(data_dir, hw)`` turns the measured tables of one system
+(``<family>.csv.gz``) into a :class:`Calibration`: one fitted
+:class:`~.table.SweepTable` per family, plus, for the collectives, a
+latency + bytes / bandwidth model used beyond the measured GPU counts.
+``save_calibration`` writes it as a small human-readable directory::
+
+    <dir>/calibration.json   manifest: version, source, roofline constants,
+                             per-family layout and floors, collective models
+    <dir>/<family>.csv       one row per measured configuration, one column
+                             per knot of the sweep axis (efficiency, or
+                             latency in ms for the collectives)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from ..specs.hardware import HardwareSpec
+from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, WIRE, FamilySpec, collective_dtype, collective_op
+from .roofline import RoofParams
+from .table import SweepTable, _norm_key, fit_group
+
+FORMAT = "helixsim-calibration"
+VERSION = 1
+SOURCE = ("Fitted from the measured kernel tables of aiconfigurator-core 0.12.0 "
+          "(https://github.com/ai-dynamo/aiconfigurator), Copyright (c) 2025-2026 NVIDIA CORPORATION & AFFILIATES, "
+          "Apache License 2.0; see hardware/calibration/NOTICE.")
+
+#: calibration data directory name -> helixsim hardware name
+SYSTEMS: dict[str, str] = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm": "b200-hgx",
+                           "h200_sxm": "h200-hgx", "h100_sxm": "h100-hgx"}
+COLLECTIVE_FAMILIES = ("nccl", "allreduce_custom")
+
+
+@dataclass(frozen=True)
+class CollectiveModel:
+    """t(n, M) = alpha + alpha_per_log2n x log2(n) + wire(op, n, M) / bandwidth, fitted to one measured group."""
+
+    op: str
+    alpha_ms: float
+    alpha_per_log2n_ms: float
+    ms_per_byte: float
+    elem_bytes: float
+    n_min: int
+    n_max: int
+
+    def time_ms(self, n, nbytes) -> np.ndarray:
+        n = np.asarray(n, float)
+        return (self.alpha_ms + self.alpha_per_log2n_ms * np.log2(np.maximum(n, 1.0))
+                + WIRE[self.op](np.asarray(nbytes, float), np.maximum(n, 1.0)) * self.ms_per_byte)
+
+    def to_dict(self) -> dict:
+        bw = 1.0 / (self.ms_per_byte * 1e6) if self.ms_per_byte > 0 else None
+        return {"op": self.op, "alpha_us": round(self.alpha_ms * 1e3, 4),
+                "alpha_per_log2n_us": round(self.alpha_per_log2n_ms * 1e3, 4),
+                "bandwidth_gbps": None if bw is None else round(bw, 3), "elem_bytes": self.elem_bytes,
+                "n_min": self.n_min, "n_max": self.n_max}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "CollectiveModel":
+        bw = d.get("bandwidth_gbps")
+        return cls(op=d["op"], alpha_ms=d["alpha_us"] * 1e-3, alpha_per_log2n_ms=d["alpha_per_log2n_us"] * 1e-3,
+                   ms_per_byte=0.0 if not bw else 1.0 / (bw * 1e6), elem_bytes=float(d["elem_bytes"]),
+                   n_min=int(d["n_min"]), n_max=int(d["n_max"]))
+
+
+@dataclass
+class Calibration:
+    """Everything the calibrated kernel model needs for one system."""
+
+    hardware: str
+    roof: RoofParams
+    tables: dict[str, SweepTable]
+    collectives: dict[str, dict[tuple, CollectiveModel]] = field(default_factory=dict)
+    stats: dict[str, dict] = field(default_factory=dict)
+    version: int = VERSION
+    source: str = SOURCE
+
+
+# ---------------------------------------------------------------- fitting
+
+def read_family(data_dir: Path, family: str) -> pd.DataFrame | None:
+    path = Path(data_dir) / f"{family}.csv.gz"
+    if not path.exists():
+        path = Path(data_dir) / f"{family}.csv"
+        if not path.exists():
+            return None
+    return pd.read_csv(path)
+
+
+def read_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
+    frames = {}
+    for name in FAMILIES:
+        df = read_family(data_dir, name)
+        if df is not None and len(df):
+            frames[name] = df
+    return frames
+
+
+def fit_table(spec: FamilySpec, df: pd.DataFrame, roof: RoofParams, lam: float | None = None,
+              lam_cross: float | None = None) -> SweepTable:
+    """Fit one family's sweeps from its (raw) data frame."""
+    data = spec.prepare(df)
+    keys = list(spec.key_columns)
+    for c in spec.near + spec.num:
+        data[c] = data[c].astype(float)
+    lat = data["_ms"].to_numpy(float)
+    if spec.mode == "efficiency":
+        y = np.log2(lat / spec.roof(roof, data))
+    else:
+        y = np.log2(lat)
+    lx = np.log2(data[spec.axis].to_numpy(float))
+    knots = spec.knots_for(data[spec.axis].to_numpy(float))
+    xk = np.log2(knots)
+    outer = [c for c in spec.cat if c != spec.tie] + list(spec.near)
+    lam_tie = spec.lam_tie if spec.tie and _same_latency(data, spec) else 0.0
+    codes = {v: i for i, v in enumerate(sorted(data[spec.tie].astype(str).unique()))} if spec.tie else {}
+    key_rows, values = [], []
+    for _, gidx in data.groupby(outer, sort=True).indices.items():
+        sub = data.iloc[gidx]
+        sweeps = sub.groupby(keys, sort=True).indices
+        sweep_of = np.empty(len(gidx), dtype=int)
+        coords = []
+        for s, (key, idx) in enumerate(sweeps.items()):
+            key = key if isinstance(key, tuple) else (key,)
+            key_rows.append(key)
+            sweep_of[idx] = s
+            c = list(np.log2(np.asarray(key[len(spec.cat) + len(spec.near):], float)))
+            if spec.tie:
+                c.append(float(codes[str(key[spec.cat.index(spec.tie)])]))
+            coords.append(c)
+        coords = np.array(coords).reshape(len(sweeps), len(spec.num) + (1 if spec.tie else 0))
+        cross = list(range(len(spec.num))) if spec.cross_dims is None else [spec.num.index(c) for c in spec.cross_dims]
+        offset = None
+        if spec.tie and spec.mode == "efficiency":
+            group_keys = pd.DataFrame([key_rows[-len(sweeps) + s] for s in range(len(sweeps))], columns=keys)
+            offset = np.log2(_knot_roof(spec, roof, group_keys, knots))
+        values.extend(fit_group(lx[gidx], y[gidx], sweep_of, coords, xk,
+                                lam_axis=spec.lam if lam is None else lam,
+                                lam_cross=spec.lam_cross if lam_cross is None else lam_cross, extend=spec.extend,
+                                cross_dims=cross, tie_dims=[len(spec.num)] if spec.tie else [],
+                                lam_tie=lam_tie, tie_offset=offset))
+    key_frame = pd.DataFrame(key_rows, columns=keys)
+    for c in spec.cat:
+        key_frame[c] = key_frame[c].map(lambda v: _norm_key((v,))[0])
+    values = np.array(values)
+    floors = {}
+    cat_min = data.groupby(list(spec.cat))["_ms"].min() if spec.cat else pd.Series({(): data["_ms"].min()})
+    for key, val in cat_min.items():
+        key = key if isinstance(key, tuple) else (key,)
+        floors[_norm_key(key)] = float(val)
+    table = SweepTable(family=spec.name, cat=spec.cat, near=spec.near, num=spec.num, axis=spec.axis, knots=knots,
+                       mode=spec.mode, upper=spec.upper, keys=key_frame, values=values, floors=floors)
+    roof_k = _knot_roof(spec, roof, key_frame, knots) if spec.mode == "efficiency" else np.ones(values.shape)
+    if spec.full_span:
+        table.set_values(table.knot_values(np.arange(len(values)), roof_k))
+    _make_monotone(table, np.log2(roof_k), spec.monotone_in, along_axis=spec.monotone)
+    return table
+
+
+def _same_latency(data: pd.DataFrame, spec: FamilySpec, tolerance: float = 0.1) -> bool:
+    """Whether the kernels told apart by ``spec.tie`` run equally fast (median |log2 ratio| below ``tolerance``
+    where both were measured): e.g. Blackwell's FP8 MLA bmm dequantises to BF16, Hopper's does not."""
+    others = [c for c in spec.key_columns if c != spec.tie] + [spec.axis]
+    wide = data.pivot_table(index=others, columns=spec.tie, values="_ms", aggfunc="median")
+    if wide.shape[1] < 2:
+        return False
+    ratios = [np.log2(wide[a] / wide[b]).dropna() for a, b in zip(wide.columns[:-1], wide.columns[1:])]
+    return all(len(r) and float(np.median(np.abs(r))) < tolerance for r in ratios)
+
+
+def _make_monotone(table: SweepTable, log_roof: np.ndarray, dims: tuple[str, ...], along_axis: bool = True) -> None:
+    """Latency non-decreasing along the axis (a knot above a later knot is lowered to it: start-up
+    outliers go) and along the ``num`` columns ``dims`` (a sweep is raised to its predecessor's latency,
+    e.g. a bigger batch or more GPUs never run faster)."""
+    lat = table.values + log_roof      # log2 latency
+    for i in range(len(lat)) if along_axis else ():
+        ok = ~np.isnan(lat[i])
+        lat[i, ok] = np.minimum.accumulate(lat[i, ok][::-1])[::-1]
+    for dim in dims:
+        others = [c for c in table.cat + table.near + table.num if c != dim]
+        for _, rows in table.keys.groupby(others, sort=False).indices.items():
+            order = rows[np.argsort(table.keys[dim].to_numpy(float)[rows], kind="stable")]
+            for a, b in zip(order[:-1], order[1:]):
+                both = ~np.isnan(lat[a]) & ~np.isnan(lat[b])
+                lat[b, both] = np.maximum(lat[b, both], lat[a, both])
+    table.set_values(lat - log_roof)
+
+
+def fit_collective_model(op: str, n: np.ndarray, nbytes: np.ndarray, t_ms: np.ndarray, elem_bytes: float,
+                         iterations: int = 6) -> CollectiveModel:
+    """Non-negative robust fit of t = a + b log2(n) + c wire(n, M) in relative error."""
+    n, nbytes, t_ms = (np.asarray(a, float) for a in (n, nbytes, t_ms))
+    distinct_n = len(np.unique(n)) > 1
+    cols = [np.ones_like(n), np.log2(n), WIRE[op](nbytes, n)]
+    if not distinct_n:
+        cols[1] = np.zeros_like(n)
+    design = np.column_stack(cols) / t_ms[:, None]
+    w = np.ones(len(t_ms))
+    coef = np.zeros(3)
+    for _ in range(iterations):
+        coef, _ = nnls(design * w[:, None], w, maxiter=1000)
+        r = design @ coef - 1.0
+        scale = max(1.4826 * float(np.median(np.abs(r))), 0.02)
+        w = np.sqrt(np.minimum(1.0, 1.5 * scale / np.maximum(np.abs(r), 1e-12)))
+    return CollectiveModel(op=op, alpha_ms=float(coef[0]), alpha_per_log2n_ms=float(coef[1]) if distinct_n else 0.0,
+                           ms_per_byte=float(coef[2]), elem_bytes=elem_bytes, n_min=int(n.min()), n_max=int(n.max()))
+
+
+def fit_collectives(frames: Mapping[str, pd.DataFrame]) -> dict[str, dict[tuple, CollectiveModel]]:
+    out: dict[str, dict[tuple, CollectiveModel]] = {}
+    for family in COLLECTIVE_FAMILIES:
+        if family not in frames:
+            continue
+        spec = FAMILIES[family]
+        data = spec.prepare(frames[family])
+        models = {}
+        for key, g in data.groupby(list(spec.cat)):
+            key = _norm_key(key if isinstance(key, tuple) else (key,))
+            eb = COLLECTIVE_ELEM_BYTES[collective_dtype(family, key)]
+            op = collective_op(family, key)
+            models[key] = fit_collective_model(op, g["num_gpus"].to_numpy(), g["message_size"].to_numpy() * eb,
+                                               g["_ms"].to_numpy(), eb)
+        out[family] = models
+    return out
+
+
+def fit_frames(frames: Mapping[str, pd.DataFrame], roof: RoofParams, hardware: str) -> Calibration:
+    """Fit every family present in ``frames`` (raw data frames keyed by family name)."""
+    tables, stats = {}, {}
+    for name, df in frames.items():
+        if name not in FAMILIES or not len(df):
+            continue
+        tables[name] = fit_table(FAMILIES[name], df, roof)
+        stats[name] = {"rows": int(len(df)), "sweeps": int(len(tables[name].keys))}
+    return Calibration(hardware=hardware, roof=roof, tables=tables, collectives=fit_collectives(frames), stats=stats)
+
+
+def system_dir(data_dir: Path, hw_name: str) -> Path:
+    """``data_dir`` itself, or its ``<system>/`` sub-directory for hardware ``hw_name``."""
+    data_dir = Path(data_dir)
+    if any(data_dir.glob("*.csv.gz")) or any(data_dir.glob("*.csv")):
+        return data_dir
+    for system, name in SYSTEMS.items():
+        if name == hw_name and (data_dir / system).is_dir():
+            return data_dir / system
+    raise FileNotFoundError(f"{data_dir}: no calibration tables for {hw_name}")
+
+
+def fit_calibration(data_dir: Path, hw: HardwareSpec) -> Calibration:
+    """Fit the calibration of ``hw`` from a directory of measured ``<family>.csv.gz`` tables.
+
+    ``data_dir`` is one system's directory, or the root holding ``<system>/`` directories.
+    """
+    frames = read_frames(system_dir(data_dir, hw.name))
+    if not frames:
+        raise FileNotFoundError(f"{data_dir}: no known kernel family tables")
+    return fit_frames(frames, RoofParams.from_hardware(hw), hw.name)
+
+
+# ---------------------------------------------------------------- files
+
+def _knot_roof(spec: FamilySpec, roof: RoofParams, keys: pd.DataFrame, knots: np.ndarray) -> np.ndarray:
+    """Roofline (ms) of every sweep (rows of ``keys``) at every knot: shape (sweeps, knots)."""
+    s, k = len(keys), len(knots)
+    rep = keys.iloc[np.repeat(np.arange(s), k)].reset_index(drop=True)
+    rep[spec.axis] = np.tile(np.asarray(knots, float), s)
+    if spec.derive is not None:
+        rep = spec.derive(rep)
+    return np.asarray(spec.roof(roof, rep), float).reshape(s, k)
+
+
+def knot_latency_ms(cal: Calibration, name: str) -> np.ndarray:
+    """The fitted latency (ms) of every sweep of family ``name`` at every knot (NaN outside a sweep)."""
+    table, spec = cal.tables[name], FAMILIES[name]
+    if table.mode == "efficiency":
+        return _knot_roof(spec, cal.roof, table.keys, table.knots) * 2.0 ** table.values
+    return 2.0 ** table.values
+
+
+def _file_name(cat: tuple) -> str:
+    return "__".join(str(v) for v in cat) + ".csv" if cat else "all.csv"
+
+
+def save_calibration(cal: Calibration, path: Path, digits: int = 3) -> None:
+    """Write ``cal`` as ``path/calibration.json`` plus ``path/<family>/<cat values>.csv`` tables.
+
+    Each table row is one measured configuration (its ``near`` and ``num``
+    columns), each knot column ``<axis>=<value>`` the fitted latency in
+    microseconds at that axis value (``digits`` significant digits).
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    families = {}
+    for name, table in sorted(cal.tables.items()):
+        (path / name).mkdir(exist_ok=True)
+        for old in (path / name).glob("*.csv"):
+            old.unlink()
+        files = {}
+        for cat, frame in table.to_frames(knot_latency_ms(cal, name), digits).items():
+            file = f"{name}/{_file_name(cat)}"
+            frame.to_csv(path / file, index=False)
+            files[file] = list(cat)
+        families[name] = {**table.meta(), **cal.stats.get(name, {}), "files": files}
+    manifest = {
+        "format": FORMAT,
+        "version": cal.version,
+        "hardware": cal.hardware,
+        "source": cal.source,
+        "tables": ("<family>/<cat values>.csv: one row per measured configuration (its 'near' and 'num' columns), "
+                   "one column per knot '<axis>=<value>' with the fitted latency in microseconds (blank outside "
+                   "the measured sweep). Predictions interpolate log2(latency / roofline) ('efficiency' mode; "
+                   "the roofline uses the constants below) or log2(latency) ('latency_ms' mode) in log2 of the "
+                   "axis and of the 'num' columns; see helixsim/calibration/table.py."),
+        "roofline": cal.roof.to_dict(),
+        "families": families,
+        "collective_models": {fam: {"|".join(k): m.to_dict() for k, m in models.items()}
+                              for fam, models in sorted(cal.collectives.items())},
+    }
+    (path / "calibration.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+def load_calibration(path: Path) -> Calibration:
+    """Read a directory written by :func:`save_calibration` (or its ``calibration.json``)."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    manifest = json.loads((path / "calibration.json").read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a helixsim calibration")
+    if int(manifest.get("version", 0)) > VERSION:
+        raise ValueError(f"{path}: calibration version {manifest['version']} is newer than this helixsim ({VERSION})")
+    roof = RoofParams(**manifest["roofline"])
+    tables, stats = {}, {}
+    for name, meta in manifest["families"].items():
+        if name not in FAMILIES:
+            continue
+        frames = {tuple(cat): pd.read_csv(path / file, dtype=str, keep_default_na=False, na_values=[""])
+                  for file, cat in meta["files"].items()}
+        keys, lat = SweepTable.keys_and_latency(frames, meta)
+        knots = np.asarray(meta["knots"], float)
+        if meta["mode"] == "efficiency":
+            values = np.log2(lat / _knot_roof(FAMILIES[name], roof, keys, knots))
+        else:
+            values = np.log2(lat)
+        floors = {_norm_key(tuple(k.split("|")) if k else ()): float(f) for k, f in meta.get("floor_ms", {}).items()}
+        tables[name] = SweepTable(family=name, cat=tuple(meta["cat"]), near=tuple(meta["near"]),
+                                  num=tuple(meta["num"]), axis=meta["axis"], knots=knots, mode=meta["mode"],
+                                  upper=meta["upper"], keys=keys, values=values, floors=floors)
+        stats[name] = {k: meta[k] for k in ("rows", "sweeps") if k in meta}
+    collectives = {fam: {_norm_key(tuple(k.split("|"))): CollectiveModel.from_dict(m) for k, m in models.items()}
+                   for fam, models in manifest.get("collective_models", {}).items()}
+    return Calibration(hardware=manifest["hardware"], roof=roof, tables=tables, collectives=collectives, stats=stats,
+                       version=int(manifest["version"]), source=manifest.get("source", ""))
+
+
+def builtin_calibration_path(hardware_name: str) -> Path | None:
+    """The shipped calibration of a built-in hardware name (``hardware/calibration/<name>/``), or None."""
+    from ..specs.registry import data_dir
+
+    root = data_dir("hardware") / "calibration" / hardware_name
+    return root if (root / "calibration.json").is_file() else None

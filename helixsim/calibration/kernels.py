@@ -1,0 +1,390 @@
+"""Calibrated kernel model: measured efficiencies on top of the roofline.
+
+:class:`CalibratedKernels` offers the methods of
+:class:`helixsim.cost.kernels.RooflineKernels`, priced from a system's
+:class:`~.fit.Calibration` (fitted from real-silicon kernel measurements)
+wherever the calibration covers the dtype and kernel family, and by the
+roofline object it wraps everywhere else (memory-bound helper kernels, p2p,
+FP4 on Hopper, groups larger than the NVLink domain, formats without data).
+
+Per family the time is ``roofline x 1 / efficiency`` with the efficiency
+interpolated in log space over the measured shapes (see
+:mod:`helixsim.calibration.table`), never below the family's fastest
+measured latency. Choices made where the data offer several kernels:
+
+- GEMM ``fp8`` takes the faster of the per-tensor and the block-scaled FP8
+  kernels (on GB200 the per-tensor one is twice as slow at small m),
+  ``fp4`` the NVFP4 table, ``bf16`` the BF16 table. The measured kernels fix
+  their own activation format, so ``act_dtype`` is not used.
+- attention: the measured kernels compute in BF16, so ``math_dtype`` is not
+  used; a KV format without data (FP4) falls back. Above the longest
+  measured KV length (131,072) time grows linearly in tokens with the
+  per-token slope of the last measured doubling.
+- MoE: the fastest measured gated kernel for the weight format (FP8: per-tensor
+  or block-scaled), routed with
+  ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing),
+  plus the router GEMM [tokens, hidden] x [hidden, experts] in BF16.
+- all_reduce: the faster of the TensorRT-LLM custom kernels and NCCL; other
+  collectives: NCCL. Payloads are priced with the 2-byte tables.
+  Beyond the largest measured GPU count the measured curve at that count is
+  continued with the fitted ``alpha(n) + wire(n, M) / bandwidth`` model.
+- MoE dispatch/combine: the fastest measured all-to-all (NVLink one- or
+  two-sided where measured, else DeepEP normal / low-latency) among those
+  measured up to the requested tokens per rank (else the fastest one,
+  extrapolated at its last efficiency), continued beyond the measured EP
+  sizes with NCCL all-to-all's fitted model. ``moe_alltoall``'s
+  ``latency_ms`` column holds microseconds (it equals ``transmit_us``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..cost.kernels import RooflineKernels
+from . import roofline as rf
+from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
+from .fit import Calibration, CollectiveModel
+
+GEMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4",)}
+# FP4 experts: NVFP4 on Blackwell; MXFP4 weight-only (w4a16) or with MXFP8 activations where measured (gpt-oss on Hopper)
+MOE_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4", "w4a16_mxfp4", "w4a8_mxfp4_mxfp8")}
+BMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
+KV_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
+A2A_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("nvfp4", "fp4")}
+NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to_all": "alltoall",
+            "all_reduce": "all_reduce"}
+
+
+class CalibratedKernels:
+    """Kernel model priced from measured efficiencies, falling back to ``fallback`` where there are none."""
+
+    def __init__(self, fallback: RooflineKernels, calibration: Calibration,
+                 moe_distribution: str = "power_law_1.01") -> None:
+        self.fallback = fallback
+        self.calibration = calibration
+        self.moe_distribution = moe_distribution
+        self._p = calibration.roof
+
+    # ------------------------------------------------------------ delegated
+    @property
+    def hw(self):
+        return self.fallback.hw
+
+    @property
+    def eff(self):
+        return self.fallback.eff
+
+    def elem_bytes(self, dtype: str) -> float:
+        return self.fallback.elem_bytes(dtype)
+
+    def math_dtype(self, dtype: str) -> str:
+        return self.fallback.math_dtype(dtype)
+
+    def memory_op_ms(self, nbytes, n_kernels: float = 1.0) -> np.ndarray:
+        """No measured family: the roofline's bandwidth model."""
+        return self.fallback.memory_op_ms(nbytes, n_kernels)
+
+    def __getattr__(self, name: str):
+        # anything else the step model may use (link, hbm_gbps, ...) is the roofline's
+        if name in ("fallback", "calibration", "_p", "moe_distribution"):
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
+    # ------------------------------------------------------------ helpers
+    def _table(self, family: str):
+        return self.calibration.tables.get(family)
+
+    def _first_cat(self, family: str, candidates: Sequence[tuple]) -> tuple | None:
+        table = self._table(family)
+        if table is None:
+            return None
+        for cat in candidates:
+            if table.has(cat):
+                return cat
+        return None
+
+    def _query(self, family: str, cat: tuple, cols: Mapping[str, object], const: Mapping[str, object] | None = None,
+               shape: tuple | None = None) -> np.ndarray:
+        """Calibrated latency (ms), broadcast over ``cols``; NaN where not covered or not positive."""
+        table = self._table(family)
+        spec = FAMILIES[family]
+        names = list(cols)
+        arrays = np.broadcast_arrays(*[np.asarray(cols[c], float) for c in names])
+        shape = arrays[0].shape if shape is None else shape
+        flat = {c: np.broadcast_to(a, shape).ravel() for c, a in zip(names, arrays)}
+        out = np.full(int(np.prod(shape)), np.nan)
+        if table is None or not table.has(cat):
+            return out.reshape(shape)
+        valid = np.ones(len(out), dtype=bool)
+        for c in spec.num + (spec.axis,):
+            valid &= np.isfinite(flat[c]) & (flat[c] > 0)
+        idx = np.nonzero(valid)[0]
+        if len(idx) == 0:
+            return out.reshape(shape)
+        sub = {c: v[idx] for c, v in flat.items()}
+        const = dict(const or {})
+
+        def roof_fn(xs, pts):
+            cols_ = {**const, **{c: v[pts] for c, v in sub.items()}, spec.axis: xs}
+            return spec.roof(self._p, cols_)
+
+        near = [sub.get(c, np.full(len(idx), np.nan)) for c in spec.near]
+        out[idx] = table.predict(cat, near, [sub[c] for c in spec.num], sub[spec.axis],
+                                 roof_fn if spec.mode == "efficiency" else None)
+        return out.reshape(shape)
+
+    @staticmethod
+    def _merge(calibrated: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(calibrated), calibrated, fallback)
+
+    # ------------------------------------------------------------ compute kernels
+    def gemm_ms(self, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
+        fb = self.fallback.gemm_ms(m, n, k, weight_dtype, act_dtype)
+        table = self._table("gemm")
+        cats = [(d,) for d in GEMM_DTYPES.get(weight_dtype, ()) if table is not None and table.has((d,))]
+        if not cats:
+            return fb
+        t = np.full(np.shape(fb), np.nan)
+        for cat in cats:   # FP8: the faster of the per-tensor and the block-scaled kernels
+            t = np.fmin(t, self._query("gemm", cat, {"m": m, "n": n, "k": k}, {"gemm_dtype": cat[0]},
+                                       shape=np.shape(fb)))
+        return np.where(fb > 0, self._merge(t, fb), 0.0)
+
+    def bmm_ms(self, batch, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
+        """MLA absorption bmm: the q x W_UK table where k <= n (128 -> 512), else attn x W_UV (512 -> 128)."""
+        fb = self.fallback.bmm_ms(batch, m, n, k, weight_dtype, act_dtype)
+        dts = BMM_DTYPES.get(weight_dtype, ())
+        shape = np.shape(fb)
+        results = {}
+        for op in ("mla_gen_pre", "mla_gen_post"):
+            cat = self._first_cat("mla_bmm", [(op, d) for d in dts])
+            results[op] = (np.full(shape, np.nan) if cat is None else
+                           self._query("mla_bmm", cat, {"num_heads": batch, "num_tokens": m, "bmm_n": n, "bmm_k": k},
+                                       {"bmm_dtype": cat[1]}, shape=shape))
+        pre = np.broadcast_to(np.asarray(k) <= np.asarray(n), shape)
+        t = np.where(pre, results["mla_gen_pre"], results["mla_gen_post"])
+        return np.where(fb > 0, self._merge(t, fb), 0.0)
+
+    def gqa_attention_ms(self, batch, q_heads, kv_heads, head_dim: int, tokens, kv_dtype: str,
+                         math_dtype: str) -> np.ndarray:
+        fb = self.fallback.gqa_attention_ms(batch, q_heads, kv_heads, head_dim, tokens, kv_dtype, math_dtype)
+        table = self._table("gqa_decode_attention")
+        if table is None:
+            return fb
+        cats = [c for c in table.categories() if c[2] == "0" and c[1] in KV_DTYPES.get(kv_dtype, ())]
+        if not cats:
+            return fb
+        exact = [c for c in cats if head_dim in table.column_values(c, "head_dim")]
+        pool = exact or cats
+        cat = next((c for c in pool if c[0] == "torch_flow"), pool[0])
+        t = self._query("gqa_decode_attention", cat,
+                        {"batch_size": batch, "num_heads": q_heads, "num_key_value_heads": kv_heads,
+                         "kv_len": tokens, "head_dim": head_dim},
+                        {"kv_cache_dtype": cat[1], "window_size": 0.0}, shape=np.shape(fb))
+        return np.where(fb > 0, self._merge(t, fb), 0.0)
+
+    def mla_attention_ms(self, batch, q_heads, kv_lora_rank: int, qk_rope_head_dim: int, tokens,
+                         kv_dtype: str, math_dtype: str) -> np.ndarray:
+        fb = self.fallback.mla_attention_ms(batch, q_heads, kv_lora_rank, qk_rope_head_dim, tokens, kv_dtype, math_dtype)
+        cat = self._first_cat("mla_decode_attention", [(d,) for d in KV_DTYPES.get(kv_dtype, ())])
+        if cat is None:
+            return fb
+        t = self._query("mla_decode_attention", cat, {"batch_size": batch, "num_heads": q_heads, "kv_len": tokens},
+                        {"kv_cache_dtype": cat[0], "kv_lora_rank": float(kv_lora_rank),
+                         "qk_rope_head_dim": float(qk_rope_head_dim)}, shape=np.shape(fb))
+        return np.where(fb > 0, self._merge(t, fb), 0.0)
+
+    def moe_ms(self, tokens, hidden: int, inter: int, top_k: int, num_experts: int, tp, ep,
+               weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
+        fb = self.fallback.moe_ms(tokens, hidden, inter, top_k, num_experts, tp, ep, weight_dtype, act_dtype)
+        table = self._table("moe")
+        if table is None:
+            return fb
+        shape = np.shape(fb)
+        cats = [c for c in table.categories() if c[0] in MOE_DTYPES.get(weight_dtype, ()) and "nongated" not in c[1]]
+        best = np.full(shape, np.nan)
+        for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
+            dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]
+            dist = self.moe_distribution if self.moe_distribution in dists else (
+                "balanced" if "balanced" in dists else dists[0])
+            cat = (dtype, kernel, dist)
+            t = self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
+                                         "topk": top_k, "num_experts": num_experts, "moe_tp_size": tp,
+                                         "moe_ep_size": ep}, {"moe_dtype": dtype, "gated": True}, shape=shape)
+            best = np.fmin(best, t)
+        if not np.isfinite(best).any():
+            return fb
+        router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
+        return np.where(fb > 0, self._merge(best + router, fb), 0.0)
+
+    # ------------------------------------------------------------ communication
+    def _collective_candidate(self, family: str, cat: tuple, n: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+        """One measured collective at n GPUs.
+
+        The curves at the measured counts are made non-decreasing in the count
+        (running maximum), interpolated in log2(n) between them and, above the
+        largest, continued by the fitted alpha(n) + wire / bandwidth model.
+        """
+        table = self._table(family)
+        if table is None or not table.has(cat):
+            return np.full(n.shape, np.nan)
+        eb = COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
+        counts = np.sort(table.column_values(cat, "num_gpus").astype(float))
+        elems = nbytes / eb
+        curves = np.array([self._query(family, cat, {"num_gpus": np.full(n.shape, c), "message_size": elems})
+                           for c in counts])
+        curves = np.maximum.accumulate(curves, axis=0)
+        lc, ln = np.log2(counts), np.log2(np.clip(n, counts[0], counts[-1]))
+        if len(counts) > 1:
+            i = np.clip(np.searchsorted(lc, ln, side="right") - 1, 0, len(counts) - 2)
+            f = (ln - lc[i]) / (lc[i + 1] - lc[i])
+            inside = (np.take_along_axis(curves, i[None], 0)[0] * (1.0 - f)
+                      + np.take_along_axis(curves, (i + 1)[None], 0)[0] * f)
+        else:
+            inside = curves[0]
+        n_hi = counts[-1]
+        model: CollectiveModel | None = self.calibration.collectives.get(family, {}).get(cat)
+        if model is not None:
+            extra = np.maximum(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes), 0.0)
+        else:
+            op = NCCL_OPS_INV.get(cat[0], "all_reduce")
+            extra = np.maximum(self.fallback.collective_ms(op, n, nbytes) - self.fallback.collective_ms(op, n_hi, nbytes),
+                               0.0)
+        # below its smallest measured count a kernel is held at that count (a smaller group is not slower)
+        return np.where(n > n_hi, curves[-1] + extra, inside)
+
+    def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
+        fb = self.fallback.collective_ms(op, n, message_bytes)
+        shape = np.shape(fb)
+        n_a = np.broadcast_to(np.asarray(n, float), shape).astype(float)
+        m_a = np.broadcast_to(np.asarray(message_bytes, float), shape).astype(float)
+        cands = []
+        if op == "all_reduce" and self._table("allreduce_custom") is not None:
+            cands += [("allreduce_custom", c) for c in self._table("allreduce_custom").categories()]
+        if op in NCCL_OPS:
+            cands += [("nccl", (NCCL_OPS[op], d)) for d in ("half", "bfloat16")]
+        best = np.full(shape, np.nan)
+        for family, cat in cands:
+            best = np.fmin(best, self._collective_candidate(family, cat, n_a, m_a))
+        covered = (n_a > 1) & (m_a > 0) & (n_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
+        return np.where(covered, best, fb)
+
+    def a2a_chunk_floor_ms(self, n) -> np.ndarray:
+        """Fixed latency of one Helix all-to-all chunk: the calibrated all-to-all of a minimal message."""
+        fb = np.asarray(self.fallback.a2a_chunk_floor_ms(n), float)
+        n_a = np.asarray(n, float)
+        cal = self.collective_ms("all_to_all", n_a, np.ones_like(n_a))
+        return np.where(n_a > 1, np.where(cal > 0, cal, fb), fb)
+
+    def _a2a_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str, fb: np.ndarray) -> np.ndarray:
+        shape = np.shape(fb)
+        tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape).astype(float)
+        ep_a = np.broadcast_to(np.asarray(ep, float), shape).astype(float)
+        wire_bytes = tok * top_k * hidden * rf.ELEM_BYTES.get(A2A_DTYPES.get(dtype, ("bfloat16",))[0], 2.0)
+        offers: list[tuple[np.ndarray, float]] = []     # (time, largest measured tokens per rank)
+
+        def offer(t, families_cats):
+            offers.append((t, min(self._table(f).axis_range(c)[1] for f, c in families_cats)))
+
+        # NVLink one-/two-sided MoE all-to-all (GB200)
+        nv = self._table("moe_alltoall_nvlink")
+        if nv is not None:
+            combos = []
+            for dt in A2A_DTYPES.get(dtype, ()):
+                if phase == "dispatch":
+                    combos.append([("alltoall_prepare", "NVLinkTwoSided", dt), ("alltoall_dispatch", "NVLinkTwoSided", dt)])
+                    combos.append([("alltoall_dispatch", "NVLinkOneSided", dt)])
+                else:
+                    combos.append([("alltoall_combine", "NVLinkTwoSided", dt)])
+                    combos.append([("alltoall_combine_low_precision", "NVLinkTwoSided", dt)])
+                    combos.append([("alltoall_combine", "NVLinkOneSided", dt)])
+            for parts in combos:
+                if all(nv.has(c) for c in parts):
+                    total = sum(self._a2a_candidate("moe_alltoall_nvlink", c, tok, hidden, top_k, ep_a, wire_bytes)
+                                for c in parts)
+                    offer(total, [("moe_alltoall_nvlink", c) for c in parts])
+        deep = self._table("moe_alltoall")
+        if deep is not None:
+            for c in deep.categories():
+                if c[1] == phase and c[2] in A2A_DTYPES.get(dtype, ()):
+                    offer(self._a2a_candidate("moe_alltoall", c, tok, hidden, top_k, ep_a, wire_bytes),
+                          [("moe_alltoall", c)])
+        # the fastest among the kernels measured up to these tokens; beyond every measured range the
+        # one(s) measured furthest, extrapolated (keeps the price non-decreasing in tokens)
+        best = np.full(shape, np.nan)
+        if offers:
+            top = max(t for _, t in offers)
+            for t, reach in offers:
+                best = np.fmin(best, np.where((tok <= reach) | (reach >= top), t, np.nan))
+        covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
+        return np.where(covered, best, fb)
+
+    def _a2a_candidate(self, family: str, cat: tuple, tok, hidden, top_k, ep, wire_bytes) -> np.ndarray:
+        table = self._table(family)
+        sizes = table.column_values(cat, "moe_ep_size").astype(float)
+        lo, hi = sizes.min(), sizes.max()
+        inside = self._query(family, cat, {"num_tokens": tok, "hidden_size": hidden, "topk": top_k,
+                                           "moe_ep_size": np.clip(ep, lo, hi)},
+                             {"comm_dtype": cat[2], "moe_dtype": cat[2]})
+        model = self.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
+        if model is not None:
+            extra = np.maximum(model.time_ms(ep, wire_bytes) - model.time_ms(hi, wire_bytes), 0.0)
+        else:
+            extra = np.maximum(self.fallback.collective_ms("all_to_all", ep, wire_bytes)
+                               - self.fallback.collective_ms("all_to_all", hi, wire_bytes), 0.0)
+        return np.where(ep > hi, inside + extra, inside)
+
+    def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
+        fb = self.fallback.moe_dispatch_ms(tokens_per_rank, hidden, top_k, ep, dtype)
+        return self._a2a_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float))
+
+    def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
+        fb = self.fallback.moe_combine_ms(tokens_per_rank, hidden, top_k, ep, dtype)
+        return self._a2a_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float))
+
+
+NCCL_OPS_INV = {v: k for k, v in NCCL_OPS.items()}
+
+
+_LOADED: dict[tuple[str, float], Calibration] = {}
+
+
+def _load_cached(path: Path) -> Calibration:
+    from .fit import load_calibration
+
+    path = Path(path).resolve()
+    manifest = path / "calibration.json" if path.is_dir() else path
+    key = (str(manifest), manifest.stat().st_mtime)
+    if key not in _LOADED:
+        _LOADED[key] = load_calibration(path)
+    return _LOADED[key]
+
+
+def calibrated_kernels(roofline: RooflineKernels, calibration: str | Path | None = None):
+    """The kernel model for ``roofline.hw``: calibrated where a calibration exists, else ``roofline`` itself.
+
+    calibration: a calibration directory (or its ``calibration.json``), or a
+    built-in hardware name; None uses the shipped calibration of the
+    hardware if there is one.
+    """
+    from ..errors import SpecError
+    from .fit import builtin_calibration_path
+
+    if calibration is None:
+        path = builtin_calibration_path(roofline.hw.name)
+        if path is None:
+            return roofline
+    else:
+        path = Path(calibration)
+        if not path.exists():
+            path = builtin_calibration_path(str(calibration))
+            if path is None:
+                raise SpecError(str(calibration), "", "no such calibration directory or file")
+    try:
+        cal = _load_cached(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise SpecError(str(path), "", f"cannot read calibration ({err.__class__.__name__}: {err})") from None
+    return CalibratedKernels(roofline, cal)

@@ -1,0 +1,479 @@
+"""Fitted sweep tables: the storage and interpolation core of the calibration.
+
+A measured family is a set of *sweeps*: one kernel configuration (its key:
+dtype, shape, parallel widths) measured along one axis (tokens, GEMM m, KV
+length, message size). A :class:`SweepTable` holds, for every sweep, the
+value of ``log2(latency / roofline)`` (mode ``efficiency``; the stored file
+shows the efficiency ``roofline / latency``) or of ``log2(latency)`` (mode
+``latency_ms``, used for collectives) at fixed knots of the axis.
+
+Fitting (:func:`fit_group`): every sweep is a piecewise-linear function of
+log2(axis) through the knots, fitted by robust (Huber, MAD-scaled) least
+squares with small penalties on changes of slope along the axis and, where
+a family asks for it, across neighbouring sweeps (e.g. batch sizes), so
+single noisy rows do not pull the curve and a sweep's missing points borrow
+the shape of its neighbours. Straight lines in log2 are fitted exactly.
+
+Prediction (:meth:`SweepTable.predict`) for a query:
+
+1. ``cat`` columns must match exactly (a dtype, a kernel, a routing
+   distribution); no match gives NaN and the caller falls back.
+2. ``near`` columns pick the nearest measured combination (log2 distance),
+   e.g. the nearest model shape for an MoE not in the tables.
+3. ``num`` columns are interpolated multilinearly in log2 between the
+   measured neighbours (held at the edge of the measured values); missing
+   corners are dropped and the rest re-weighted, and with none left the
+   nearest sweep is used.
+4. along the axis the knot values are interpolated in log2, held at the
+   ends of the sweep (efficiency held means time scales with the roofline)
+   or, for ``upper == "linear"``, continued above the last knot as a
+   straight line in the axis (per-unit slope of the last segment: decode
+   attention and transfers are bandwidth-bound there).
+5. the result is never below the family's floor (fastest measured latency).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+RoofFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+# ---------------------------------------------------------------- fitting
+
+def knot_span(lx: np.ndarray, xk: np.ndarray) -> tuple[int, int]:
+    """Indices of the knots that bracket the data: last knot <= min, first knot >= max."""
+    i0 = int(np.searchsorted(xk, lx.min() + 1e-9, side="right") - 1)
+    i1 = int(np.searchsorted(xk, lx.max() - 1e-9, side="left"))
+    return max(i0, 0), min(i1, len(xk) - 1)
+
+
+def _triple_penalty(a: np.ndarray, b: np.ndarray, c: np.ndarray, ca: np.ndarray, cb: np.ndarray, cc: np.ndarray,
+                    k: int, n_u: int):
+    """Sparse rows (slope_bc - slope_ab) for sweep triples (a, b, c) with coordinates (ca, cb, cc), at every knot."""
+    from scipy import sparse
+
+    h1, h2 = cb - ca, cc - cb
+    coef = np.column_stack([1.0 / h1, -(1.0 / h1 + 1.0 / h2), 1.0 / h2])          # (T, 3)
+    sweeps = np.column_stack([a, b, c])                                          # (T, 3)
+    knots = np.arange(k)
+    rows = np.repeat(np.arange(len(a) * k), 3)
+    cols = (sweeps[:, None, :] * k + knots[None, :, None]).ravel()
+    vals = np.broadcast_to(coef[:, None, :], (len(a), k, 3)).ravel()
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(a) * k, n_u))
+
+
+def fit_group(lx: np.ndarray, y: np.ndarray, sweep: np.ndarray, sweep_coords: np.ndarray, xk: np.ndarray,
+              lam_axis: float, lam_cross: float, iterations: int = 5, huber: float = 1.5,
+              extend: int = 1, cross_dims: Sequence[int] | None = None,
+              tie_dims: Sequence[int] = (), lam_tie: float = 0.0,
+              tie_offset: np.ndarray | None = None) -> np.ndarray:
+    """Joint robust fit of several sweeps that differ only in their ``num`` coordinates.
+
+    Each sweep is piecewise linear in ``lx`` through the knots ``xk``; the
+    penalty discourages changes of slope along the axis (``lam_axis``) and
+    along every ``num`` dimension between consecutive measured sweeps
+    (``lam_cross``), so a sweep's missing points borrow the shape of its
+    neighbours. Returns (n_sweeps, n_knots) values, NaN beyond ``extend``
+    knots outside each sweep's own data. Straight lines (in log2) are fitted
+    exactly.
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    n_s, k = len(sweep_coords), len(xk)
+    n_u = n_s * k
+    x = np.clip(lx, xk[0], xk[-1])
+    if k > 1:
+        j = np.clip(np.searchsorted(xk, x, side="right") - 1, 0, k - 2)
+        w = (x - xk[j]) / (xk[j + 1] - xk[j])
+        data = sparse.csr_matrix((np.concatenate([1.0 - w, w]),
+                                  (np.tile(np.arange(len(x)), 2), np.concatenate([sweep * k + j, sweep * k + j + 1]))),
+                                 shape=(len(x), n_u))
+    else:
+        data = sparse.csr_matrix((np.ones(len(x)), (np.arange(len(x)), sweep)), shape=(len(x), n_u))
+    pen_blocks = []
+    if k > 2 and lam_axis > 0:
+        # along the axis: knots (j, j+1, j+2) of every sweep
+        s_idx = np.repeat(np.arange(n_s), k - 2)
+        j = np.tile(np.arange(k - 2), n_s)
+        h1, h2 = xk[j + 1] - xk[j], xk[j + 2] - xk[j + 1]
+        rows = np.repeat(np.arange(len(j)), 3)
+        cols = np.column_stack([s_idx * k + j, s_idx * k + j + 1, s_idx * k + j + 2]).ravel()
+        vals = np.column_stack([1.0 / h1, -(1.0 / h1 + 1.0 / h2), 1.0 / h2]).ravel()
+        pen_blocks.append(np.sqrt(lam_axis) * sparse.csr_matrix((vals, (rows, cols)), shape=(len(j), n_u)))
+    d = sweep_coords.shape[1]
+    if lam_cross > 0 and n_s > 2:
+        for dim in (range(d) if cross_dims is None else cross_dims):
+            others = np.delete(sweep_coords, dim, axis=1)
+            order = np.lexsort([sweep_coords[:, dim]] + [others[:, q] for q in range(others.shape[1])][::-1])
+            same_line = np.all(others[order[1:]] == others[order[:-1]], axis=1) if others.shape[1] else np.ones(n_s - 1, bool)
+            ok = same_line[:-1] & same_line[1:]
+            if not ok.any():
+                continue
+            a, b, c = order[:-2][ok], order[1:-1][ok], order[2:][ok]
+            co = sweep_coords[:, dim]
+            pen_blocks.append(np.sqrt(lam_cross) * _triple_penalty(a, b, c, co[a], co[b], co[c], k, n_u))
+    tie_rhs = np.zeros(n_u)
+    for dim in tie_dims if lam_tie > 0 else ():
+        # tied sweeps (same other coordinates, neighbouring codes along ``dim``) are pulled to equal
+        # values + tie_offset (e.g. log2 of the roofline, to tie latencies while fitting efficiencies)
+        others = np.delete(sweep_coords, dim, axis=1)
+        order = np.lexsort([sweep_coords[:, dim]] + [others[:, q] for q in range(others.shape[1])][::-1])
+        same = np.all(others[order[1:]] == others[order[:-1]], axis=1) if others.shape[1] else np.ones(n_s - 1, bool)
+        a, b = order[:-1][same], order[1:][same]
+        if len(a):
+            kn = np.arange(k)
+            rows = np.repeat(np.arange(len(a) * k), 2)
+            cols = np.stack([(a[:, None] * k + kn).ravel(), (b[:, None] * k + kn).ravel()], axis=1).ravel()
+            vals = np.tile([1.0, -1.0], len(a) * k)
+            block = np.sqrt(lam_tie) * sparse.csr_matrix((vals, (rows, cols)), shape=(len(a) * k, n_u))
+            pen_blocks.append(block)
+            if tie_offset is not None:
+                target = (tie_offset[b] - tie_offset[a]).ravel()
+                tie_rhs += block.T @ (np.sqrt(lam_tie) * target)
+    penalty = sum((p.T @ p for p in pen_blocks), sparse.csr_matrix((n_u, n_u))) + 1e-9 * sparse.identity(n_u)
+    wts = np.ones(len(y))
+    coef = np.zeros(n_u)
+    for _ in range(iterations):
+        wd = data.multiply(wts[:, None]).tocsr()
+        lhs = (wd.T @ wd + penalty).tocsc()
+        coef = spsolve(lhs, wd.T @ (y * wts) + tie_rhs)
+        r = y - data @ coef
+        # residual scale per sweep group as a whole (MAD), Huber weights
+        scale = max(1.4826 * float(np.median(np.abs(r))), 0.01)
+        wts = np.sqrt(np.minimum(1.0, huber * scale / np.maximum(np.abs(r), 1e-12)))
+    values = coef.reshape(n_s, k)
+    out = np.full((n_s, k), np.nan)
+    for s in range(n_s):
+        own = lx[sweep == s]
+        i0, i1 = knot_span(own, xk)
+        i0, i1 = max(i0 - extend, 0), min(i1 + extend, k - 1)
+        out[s, i0:i1 + 1] = values[s, i0:i1 + 1]
+    return out
+
+
+# ---------------------------------------------------------------- the table
+
+@dataclass
+class _Sub:
+    """Sweeps sharing one ``near`` combination: a dense index over their ``num`` coordinates."""
+
+    ids: np.ndarray                 # sweep ids
+    coords: np.ndarray              # (len(ids), d) log2 num coordinates
+    luniq: list[np.ndarray]         # per dim, sorted unique log2 values
+    dense: np.ndarray               # shape (len(u) for u in luniq) -> sweep id or -1
+
+
+@dataclass
+class _Group:
+    near_coords: np.ndarray         # (C, n_near) log2 values of the near combinations
+    subs: list[_Sub]
+
+
+@dataclass
+class SweepTable:
+    """One family's fitted sweeps (see module docstring)."""
+
+    family: str
+    cat: tuple[str, ...]
+    near: tuple[str, ...]
+    num: tuple[str, ...]
+    axis: str
+    knots: np.ndarray               # axis values (ascending, > 0)
+    mode: str                       # "efficiency" or "latency_ms"
+    upper: str                      # "hold" or "linear"
+    keys: pd.DataFrame              # one row per sweep: cat + near + num columns
+    values: np.ndarray              # (n_sweeps, n_knots) log2 values, NaN outside a sweep's span
+    floors: dict[tuple, float] = field(default_factory=dict)   # cat tuple -> floor (ms)
+    _groups: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.knots = np.asarray(self.knots, float)
+        self.keys = self.keys.reset_index(drop=True)
+        self._xk = np.log2(self.knots)
+        self.set_values(self.values)
+        cat_keys = [tuple(r) for r in self.keys[list(self.cat)].itertuples(index=False, name=None)] if self.cat else [()] * len(self.keys)
+        self._cat_rows: dict[tuple, list[int]] = {}
+        for i, key in enumerate(cat_keys):
+            self._cat_rows.setdefault(_norm_key(key), []).append(i)
+
+    def set_values(self, values: np.ndarray) -> None:
+        """Replace the knot values (one contiguous span of finite values per sweep)."""
+        self.values = np.asarray(values, float)
+        ok = ~np.isnan(self.values)
+        if not ok.any(axis=1).all():
+            raise ValueError(f"{self.family}: a sweep has no values")
+        self._first = ok.argmax(axis=1)
+        self._last = self.values.shape[1] - 1 - ok[:, ::-1].argmax(axis=1)
+
+    # ------------------------------------------------------------ lookup structures
+    def categories(self) -> list[tuple]:
+        return list(self._cat_rows)
+
+    def has(self, cat: Sequence) -> bool:
+        return _norm_key(tuple(cat)) in self._cat_rows
+
+    def column_values(self, cat: Sequence, column: str) -> np.ndarray:
+        rows = self._cat_rows.get(_norm_key(tuple(cat)), [])
+        return np.unique(self.keys[column].to_numpy()[rows])
+
+    def axis_range(self, cat: Sequence) -> tuple[float, float]:
+        """Smallest and largest axis value covered by any sweep of ``cat``."""
+        rows = self._cat_rows.get(_norm_key(tuple(cat)), [])
+        return float(self.knots[self._first[rows].min()]), float(self.knots[self._last[rows].max()])
+
+    def _group(self, cat: tuple) -> _Group | None:
+        key = _norm_key(cat)
+        if key in self._groups:
+            return self._groups[key]
+        rows = self._cat_rows.get(key)
+        if rows is None:
+            return None
+        rows = np.asarray(rows)
+        near_vals = np.log2(self.keys[list(self.near)].to_numpy(float)[rows]) if self.near else np.zeros((len(rows), 0))
+        num_vals = np.log2(self.keys[list(self.num)].to_numpy(float)[rows]) if self.num else np.zeros((len(rows), 0))
+        combos, inverse = np.unique(near_vals, axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        subs = []
+        for c in range(len(combos)):
+            ids = rows[inverse == c]
+            coords = num_vals[inverse == c]
+            luniq = [np.unique(coords[:, j]) for j in range(coords.shape[1])]
+            dense = np.full(tuple(len(u) for u in luniq), -1, dtype=int)
+            idx = tuple(np.searchsorted(luniq[j], coords[:, j]) for j in range(coords.shape[1]))
+            dense[idx] = ids
+            subs.append(_Sub(ids=ids, coords=coords, luniq=luniq, dense=dense))
+        group = _Group(near_coords=combos, subs=subs)
+        self._groups[key] = group
+        return group
+
+    # ------------------------------------------------------------ evaluation along the axis
+    def knot_values(self, sid: np.ndarray, roof_knots: np.ndarray) -> np.ndarray:
+        """log2 values of sweeps ``sid`` at every knot, (len(sid), n_knots), outside each sweep's span
+        filled by the extrapolation rules (``roof_knots``: the roofline at each knot, same shape; ones
+        in latency mode):
+
+        - below the first knot of a sweep its latency is held (launch / latency floor);
+        - above its last knot the efficiency is held (``hold``: time scales with the roofline) or the
+          time continues linearly in the axis (``linear``) with the per-unit slope of the last
+          segment, never below the roofline's slope at the efficiency reached.
+        """
+        v = self.values[sid].copy()
+        i0, i1 = self._first[sid], self._last[sid]
+        rows = np.arange(len(sid))
+        j = np.arange(v.shape[1])[None, :]
+        log_r = np.log2(roof_knots)
+        below = j < i0[:, None]
+        if below.any():
+            fill = (v[rows, i0] + log_r[rows, i0])[:, None] - log_r
+            v[below] = fill[below]
+        above = j > i1[:, None]
+        if above.any():
+            if self.upper == "linear":
+                hi, lo = i1, np.maximum(i1 - 1, 0)
+                x = self.knots[None, :]
+                x_h, x_p = self.knots[hi][:, None], self.knots[lo][:, None]
+                r_h, r_p = roof_knots[rows, hi][:, None], roof_knots[rows, lo][:, None]
+                t_h = r_h * 2.0 ** v[rows, hi][:, None]
+                t_p = r_p * 2.0 ** v[rows, lo][:, None]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    seg = np.where(x_h > x_p, np.maximum((t_h - t_p) / (x_h - x_p), 0.0), 0.0)
+                    phys = (roof_knots - r_h) / (x - x_h) / np.maximum(1.0, r_h / t_h)
+                    t = t_h + np.maximum(seg, np.nan_to_num(phys, nan=0.0, posinf=0.0, neginf=0.0)) * (x - x_h)
+                    fill = np.log2(t) - log_r
+            else:
+                fill = np.broadcast_to(v[rows, i1][:, None], v.shape)
+            v[above] = fill[above]
+        return v
+
+    def _extend(self, t_knots: np.ndarray, x: np.ndarray, roof_x: np.ndarray, roof_last: np.ndarray) -> np.ndarray:
+        """Latency above the last knot from the latencies at the knots (rules of :meth:`knot_values`)."""
+        t_h = t_knots[:, -1]
+        if self.upper != "linear" or len(self.knots) < 2:
+            return t_h * roof_x / roof_last
+        x_h, x_p = self.knots[-1], self.knots[-2]
+        seg = np.maximum((t_h - t_knots[:, -2]) / (x_h - x_p), 0.0)
+        phys = (roof_x - roof_last) / (x - x_h) / np.maximum(1.0, roof_last / t_h)
+        return t_h + np.maximum(seg, phys) * (x - x_h)
+
+    # ------------------------------------------------------------ prediction
+    def predict(self, cat: Sequence, near: Sequence[np.ndarray], num: Sequence[np.ndarray], x: np.ndarray,
+                roof_fn: RoofFn | None = None) -> np.ndarray:
+        """Latency (ms) at flattened query points; NaN where ``cat`` has no data.
+
+        near / num: one array per column (same length as ``x``); roof_fn(x, idx)
+        returns the roofline (ms) of query points ``idx`` with the axis set to ``x``
+        (required in efficiency mode).
+
+        The latency of the query's own configuration is formed at every knot
+        (efficiency interpolated across the neighbouring sweeps, times the
+        query's roofline there), made non-decreasing along the axis, and
+        interpolated linearly in log2(latency) against log2(axis): time never
+        decreases with more tokens, rows or bytes.
+        """
+        x = np.asarray(x, float).ravel()
+        n = len(x)
+        out = np.full(n, np.nan)
+        group = self._group(tuple(cat))
+        if group is None or n == 0:
+            return out
+        near_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in near]) if self.near else np.zeros((n, 0))
+        num_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in num]) if self.num else np.zeros((n, 0))
+        # nearest near-combination per query
+        if self.near and len(group.subs) > 1:
+            # a NaN coordinate (not given by the caller) does not count in the distance
+            known = np.isfinite(near_q)
+            packed = np.hstack([np.where(known, near_q, 0.0), known])
+            uq, inv = np.unique(packed, axis=0, return_inverse=True)
+            inv = np.asarray(inv).ravel()
+            d = near_q.shape[1]
+            diff = (uq[:, None, :d] - group.near_coords[None, :, :]) * uq[:, None, d:]
+            combo = np.argmin((diff ** 2).sum(axis=2), axis=1)[inv]
+        else:
+            combo = np.zeros(n, dtype=int)
+        k = len(self.knots)
+        t_knots = np.full((n, k), np.nan)
+        for c in np.unique(combo):
+            sel = np.nonzero(combo == c)[0]
+            if self.mode == "efficiency":
+                roof_k = np.column_stack([roof_fn(np.full(len(sel), kv), sel) for kv in self.knots])
+            else:
+                roof_k = np.ones((len(sel), k))
+            sids, wts = self._corners(group.subs[c], num_q[sel])
+            acc = np.zeros((len(sel), k))
+            for col in range(sids.shape[1]):
+                ok = sids[:, col] >= 0
+                if ok.any():
+                    acc[ok] += wts[ok, col][:, None] * self.knot_values(sids[ok, col], roof_k[ok])
+            t_knots[sel] = roof_k * 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
+        # non-decreasing along the axis: a knot above a later one is lowered to it
+        t_knots = np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
+        lx = np.log2(np.maximum(x, 1e-300))
+        xk = self._xk
+        lt = np.log2(t_knots)
+        if k > 1:
+            j = np.clip(np.searchsorted(xk, lx, side="right") - 1, 0, k - 2)
+            f = np.clip((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0, 1.0)
+            rows = np.arange(n)
+            out = 2.0 ** (lt[rows, j] * (1.0 - f) + lt[rows, j + 1] * f)
+        else:
+            out = t_knots[:, 0].copy()
+        top = x > self.knots[-1]
+        if top.any():
+            pts = np.nonzero(top)[0]
+            if self.mode == "efficiency":
+                roof_x = roof_fn(x[pts], pts)
+                roof_last = roof_fn(np.full(len(pts), self.knots[-1]), pts)
+            else:
+                roof_x = roof_last = np.ones(len(pts))
+            out[pts] = self._extend(t_knots[pts], x[pts], roof_x, roof_last)
+        floor = self.floors.get(_norm_key(tuple(cat)))
+        if floor is not None:
+            out = np.maximum(out, floor)
+        return out
+
+    def _corners(self, sub: _Sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sweeps (m, C; -1 for none) and weights (m, C) interpolating at log2 coordinates ``q``."""
+        m, d = q.shape
+        lo, fr, single = [], [], []
+        for j in range(d):
+            u = sub.luniq[j]
+            qj = np.clip(q[:, j], u[0], u[-1])
+            if len(u) == 1:
+                lo.append(np.zeros(m, dtype=int)); fr.append(np.zeros(m)); single.append(True)
+                continue
+            i = np.clip(np.searchsorted(u, qj, side="right") - 1, 0, len(u) - 2)
+            lo.append(i); fr.append((qj - u[i]) / (u[i + 1] - u[i])); single.append(False)
+        sids, wts = [], []
+        for bits in itertools.product((0, 1), repeat=d):
+            if any(b and s for b, s in zip(bits, single)):
+                continue
+            w = np.ones(m)
+            idx = []
+            for j, b in enumerate(bits):
+                w = w * (fr[j] if b else 1.0 - fr[j])
+                idx.append(lo[j] + b)
+            sid = sub.dense[tuple(idx)] if d else np.full(m, int(sub.dense))
+            ok = (sid >= 0) & (w > 1e-12)
+            sids.append(np.where(ok, sid, -1))
+            wts.append(np.where(ok, w, 0.0))
+        sids, wts = np.column_stack(sids), np.column_stack(wts)
+        none = wts.sum(axis=1) <= 1e-9
+        if none.any():
+            # no measured corner: the nearest sweep
+            bad = np.nonzero(none)[0]
+            qc = (np.column_stack([np.clip(q[bad, j], sub.luniq[j][0], sub.luniq[j][-1]) for j in range(d)])
+                  if d else np.zeros((len(bad), 0)))
+            dist = ((qc[:, None, :] - sub.coords[None, :, :]) ** 2).sum(axis=2)
+            sids[bad] = -1
+            wts[bad] = 0.0
+            sids[bad, 0] = sub.ids[np.argmin(dist, axis=1)]
+            wts[bad, 0] = 1.0
+        return sids, wts
+
+    # ------------------------------------------------------------ (de)serialisation
+    def knot_columns(self) -> list[str]:
+        return [f"{self.axis}={_num_str(k)}" for k in self.knots]
+
+    def to_frames(self, latency_ms: np.ndarray, digits: int = 3) -> dict[tuple, pd.DataFrame]:
+        """The stored form, one frame per ``cat`` group: ``near`` and ``num`` columns plus one
+        column per knot with the fitted latency in microseconds (blank outside a sweep)."""
+        frames = {}
+        shown = np.asarray(latency_ms, float) * 1e3
+        for cat, rows in self._cat_rows.items():
+            frame = self.keys.loc[rows, list(self.near + self.num)].reset_index(drop=True)
+            for c in self.near + self.num:
+                frame[c] = [_num_str(v) for v in frame[c]]
+            cols = {name: [_sig(v, digits) for v in shown[rows, j]] for j, name in enumerate(self.knot_columns())}
+            frames[cat] = pd.concat([frame, pd.DataFrame(cols)], axis=1)
+        return frames
+
+    @classmethod
+    def keys_and_latency(cls, frames: dict[tuple, pd.DataFrame], meta: dict) -> tuple[pd.DataFrame, np.ndarray]:
+        """Inverse of :meth:`to_frames`: the sweep keys and the knot latencies (ms)."""
+        cat, near, num = tuple(meta["cat"]), tuple(meta["near"]), tuple(meta["num"])
+        kcols = [f"{meta['axis']}={_num_str(k)}" for k in meta["knots"]]
+        keys, lat = [], []
+        for cat_values, frame in frames.items():
+            part = frame[list(near + num)].astype(float).reset_index(drop=True)
+            for c, v in zip(cat, cat_values):
+                part[c] = _norm_scalar(v)
+            keys.append(part[list(cat + near + num)])
+            lat.append(frame[kcols].to_numpy(float) * 1e-3)
+        return pd.concat(keys, ignore_index=True), np.vstack(lat)
+
+    def meta(self) -> dict:
+        return {"family": self.family, "cat": list(self.cat), "near": list(self.near), "num": list(self.num),
+                "axis": self.axis, "knots": [float(k) for k in self.knots], "mode": self.mode, "upper": self.upper,
+                "floor_ms": {"|".join(str(v) for v in k): float(f"{f:.6g}") for k, f in self.floors.items()}}
+
+
+def _num_str(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _sig(v: float, digits: int) -> str:
+    """``v`` to ``digits`` significant digits, without an exponent where it is at least 1; blank for NaN."""
+    if not np.isfinite(v):
+        return ""
+    r = float(f"{v:.{digits}g}")
+    if r >= 10 ** (digits - 1):
+        return str(int(round(r)))
+    return f"{r:.{digits}g}"
+
+
+def _norm_scalar(v):
+    """Categorical keys compare as strings (CSV round trips turn 0 into '0')."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    return str(v)
+
+
+def _norm_key(key: tuple) -> tuple:
+    return tuple(_norm_scalar(v) for v in key)
