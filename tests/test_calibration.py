@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import helixsim
+
 from helixsim.calibration import CalibratedKernels, builtin_calibration_path, load_calibration, save_calibration
 from helixsim.calibration.fit import SYSTEMS, fit_frames
 from helixsim.calibration.roofline import RoofParams
@@ -20,8 +20,9 @@ from helixsim.calibration.validate import holdout_mask, kernel_error_report, pre
 from helixsim.cost.kernels import RooflineKernels
 from helixsim.efficiency import IDEAL, load_efficiency_file
 from helixsim.specs.hardware import load_hardware_file
+from helixsim.specs.registry import data_dir
 
-HW_DIR = Path(helixsim.__file__).resolve().parent.parent / "hardware"
+HW_DIR = data_dir("hardware")
 NAMES = sorted(SYSTEMS.values())
 
 

@@ -10,6 +10,8 @@ against the peaks of the matching ``hardware/<name>.yaml`` and written to
 
 from __future__ import annotations
 
+from ..specs.registry import data_dir
+
 import argparse
 import time
 from pathlib import Path
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.hardware_dir is None:
         import helixsim
 
-        args.hardware_dir = Path(helixsim.__file__).resolve().parent.parent / "hardware"
+        args.hardware_dir = data_dir("hardware")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "NOTICE").write_text(notice_text(args.data), encoding="utf-8")
     for system in args.systems:
