@@ -37,10 +37,15 @@ def resolve_hardware(hardware: str | HardwareSpec) -> HardwareSpec:
 
 
 def kernels_for(hw: HardwareSpec, ideal: bool = False, calibration: str | Path | None = None):
-    """The kernel model: textbook roofline (ideal), a calibration where one exists, else default constants."""
+    """The kernel model: textbook roofline (ideal), a calibration where one exists, else default constants.
+
+    ``calibration="none"`` asks for the uncalibrated roofline with the default efficiencies.
+    """
     if ideal:
         return RooflineKernels(hw, IDEAL)
     roofline = RooflineKernels(hw, load_efficiency(hw.name))
+    if calibration is not None and str(calibration) == "none":
+        return roofline
     try:
         from .calibration.kernels import calibrated_kernels
     except ImportError:  # calibration package not present

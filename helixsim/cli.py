@@ -196,9 +196,11 @@ def roofline(model, hardware, preset, batch, context, bytes_param, out_dir) -> N
 @main.command()
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="write tables and figures here")
 @click.option("--json", "as_json", is_flag=True, help="print the simulated metrics as JSON")
-@click.option("--calibration", type=click.Path(), default=None)
+@click.option("--calibration", type=click.Path(), default=None,
+              help="calibration directory; 'none' for the uncalibrated roofline with default efficiencies")
+@click.option("--ideal", is_flag=True, help="textbook roofline: peaks, no efficiencies, floors or overheads")
 @user_errors
-def reproduce(out_dir, as_json, calibration) -> None:
+def reproduce(out_dir, as_json, calibration, ideal) -> None:
     """Run the Helix paper's studies and print paper claim vs simulated value."""
     from pathlib import Path
 
@@ -206,7 +208,7 @@ def reproduce(out_dir, as_json, calibration) -> None:
     from .sweep import atomic_write_text, prepare_out_dir
 
     out = prepare_out_dir(Path(out_dir)) if out_dir else None
-    rep = run_reproduction(out, calibration=calibration)
+    rep = run_reproduction(out, calibration=calibration, ideal=ideal or None)
     if out is not None:
         atomic_write_text(out / "reproduce.json", json.dumps(rep.metrics, indent=2) + "\n")
         atomic_write_text(out / "reproduce.md", claims_table(rep) + "\n")
@@ -254,6 +256,13 @@ def validate(e2e_file, kernels_dir, hardware, ideal, calibration, as_json, out_f
         rows = kernel_predictions(Path(kernels_dir), k) if out_file else None
     if out_file and rows is not None:
         atomic_write_text(Path(out_file), rows.to_csv(index=False, float_format="%.6g"))
+        if e2e_file:
+            from .plots import plot_predicted_vs_measured
+
+            ok = rows["predicted_tpot_ms"].notna()
+            plot_predicted_vs_measured(rows.loc[ok, "measured_tpot_ms"], rows.loc[ok, "predicted_tpot_ms"],
+                                       Path(out_file).with_suffix(""), "Decode time per output token",
+                                       groups=rows.loc[ok, "model" if "model" in rows else "system"])
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

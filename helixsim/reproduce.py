@@ -40,13 +40,13 @@ def _gains(helix, base) -> dict[str, float | None]:
             "batch_gain": _clean(batch_gain(helix, base))}
 
 
-def reproduce(out: Path | None = None, calibration=None) -> Reproduction:
+def reproduce(out: Path | None = None, calibration=None, ideal: bool | None = None) -> Reproduction:
     """Run Figures 5, 6 and 7 and compute the gains the paper reports."""
     metrics: dict[str, dict[str, float]] = {}
     results, paths = [], []
     for model, study in STUDIES.items():
         spec, path = load_sweep(study)
-        (res,) = run_sweep(spec, str(path), calibration=calibration)
+        (res,) = run_sweep(spec, str(path), calibration=calibration, ideal=ideal)
         helix = res.frontiers["Helix"]
         metrics[model] = _gains(helix, res.frontiers["Best baseline"])
         # The paper's DeepSeek-R1 baseline may not include Medha (§3.2: Medha published no MoE
@@ -57,7 +57,7 @@ def reproduce(out: Path | None = None, calibration=None) -> Reproduction:
         if out is not None:
             paths += write_sweep_outputs(res, out, path)
     spec, path = load_sweep(HOPB_STUDY)
-    for res in run_sweep(spec, str(path), calibration=calibration):
+    for res in run_sweep(spec, str(path), calibration=calibration, ideal=ideal):
         metrics[res.model]["hopb_off_loss"] = _clean(fixed_y_x_loss(res.frontiers["Helix"], res.frontiers["Helix HOP-B off"]))
         results.append(res)
         if out is not None:

@@ -103,13 +103,15 @@ class SweepResult:
     seconds: float
 
 
-def run_sweep(spec: SweepSpec, source: str = "sweep", calibration=None, progress=None) -> list[SweepResult]:
-    """Run the sweep for each of its models."""
+def run_sweep(spec: SweepSpec, source: str = "sweep", calibration=None, progress=None,
+              ideal: bool | None = None) -> list[SweepResult]:
+    """Run the sweep for each of its models (``ideal`` overrides the file's setting)."""
     hw = resolve_hardware(spec.hardware)
     results = []
     for name in spec.models:
         start = time.perf_counter()
-        table = search(resolve_model(name), hw, spec.space(), spec.precision.build(source), ideal=spec.ideal,
+        table = search(resolve_model(name), hw, spec.space(), spec.precision.build(source),
+                       ideal=spec.ideal if ideal is None else ideal,
                        calibration=calibration, progress=progress)
         results.append(SweepResult(spec, name, table, frontiers(table), time.perf_counter() - start))
     return results
