@@ -118,13 +118,22 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
         click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %")
 
 
-def _progress_bar(total: int, label: str):
-    """A click progress bar for sweeps that take more than a moment (quiet otherwise)."""
-    if total < 200_000:
-        return None, None
-    bar = click.progressbar(length=total, label=label, file=sys.stderr)
-    bar.__enter__()
-    return bar, bar.update
+class _Progress:
+    """A progress bar on stderr for sweeps of more than ``threshold`` configurations (quiet otherwise)."""
+
+    def __init__(self, label: str, threshold: int = 300_000):
+        self.label, self.threshold, self.bar, self.done = label, threshold, None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and total >= self.threshold:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+            self.done = done
+            if done >= total:
+                self.bar.__exit__(None, None, None)
+                self.bar, self.done = None, 0
 
 
 @main.command()
@@ -136,12 +145,11 @@ def sweep(sweep_file, out_dir, calibration) -> None:
     """Run a sweep (built-in name or YAML path): full table, frontiers and plots into --out."""
     from pathlib import Path
 
-    from .search import configurations
     from .sweep import load_sweep, prepare_out_dir, run_sweep, write_sweep_outputs
 
     spec, path = load_sweep(sweep_file)
     out = prepare_out_dir(Path(out_dir))
-    for result in run_sweep(spec, str(path), calibration=calibration):
+    for result in run_sweep(spec, str(path), calibration=calibration, progress=_Progress(f"pricing {spec.name}")):
         written = write_sweep_outputs(result, out, path)
         n_ok = int(result.table["feasible"].sum())
         click.echo(f"{result.model}: {len(result.table):,} configurations ({n_ok:,} fit in memory) "

@@ -104,9 +104,12 @@ class SearchResult:
 
 
 def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, ideal: bool = False,
-           calibration=None, chunk: int = 200_000,
-           progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Price every configuration of ``space``; one row each (see :func:`helixsim.api.evaluate`)."""
+           calibration=None, chunk: int = 100_000,
+           progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Price every configuration of ``space``; one row each (see :func:`helixsim.api.evaluate`).
+
+    ``progress(done, total)`` is called after every chunk of ``chunk`` configurations.
+    """
     k = kernels_for(hw, ideal, calibration)
     lay, batches, ctx = configurations(model, hw, space, precision, k)
     frames = []
@@ -114,7 +117,7 @@ def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Pr
         sl = np.arange(start, min(start + chunk, len(batches)))
         frames.append(evaluate(model, hw, _take(lay, sl), batches[sl], ctx[sl], precision, kernels=k))
         if progress:
-            progress(len(sl))
+            progress(int(sl[-1]) + 1, len(batches))
     if not frames:
         return evaluate(model, hw, _take(lay, np.arange(0)), batches, ctx, precision, kernels=k)
     table = pd.concat(frames, ignore_index=True)
@@ -124,10 +127,12 @@ def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Pr
 
 def layout_labels(table: pd.DataFrame) -> pd.Series:
     """Blog-style point labels: ``KVP x TP x DP = TPF x EP [ppN] bB``."""
-    text = (table["kvp"].astype(str) + "x" + table["tpa"].astype(str) + "x" + table["dp"].astype(str) + "="
-            + table["tpf"].astype(str) + "x" + table["ep"].astype(str))
-    text = text.where(table["pp"] == 1, text + " pp" + table["pp"].astype(str))
-    return text + " b" + table["batch"].astype(str)
+    fields = ["kvp", "tpa", "dp", "tpf", "ep", "pp"]
+    codes = np.stack([table[f].to_numpy(np.int64) for f in fields], axis=1)
+    uniq, inverse = np.unique(codes, axis=0, return_inverse=True)  # a few hundred layouts
+    names = [f"{k}x{t}x{d}={f}x{e}" + (f" pp{p}" if p > 1 else "") for k, t, d, f, e, p in uniq.tolist()]
+    batch = table["batch"].to_numpy(np.int64).tolist()
+    return pd.Series([f"{names[i]} b{b}" for i, b in zip(inverse.ravel().tolist(), batch)], index=table.index)
 
 
 def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = None) -> dict[str, pd.DataFrame]:

@@ -294,3 +294,19 @@ def test_error_report_on_synthetic_directory(synth, tmp_path):
     base = kernel_error_report(tmp_path, synth.fallback)
     assert base["gemm"]["n"] == len(synthetic_gemm()) and base["gemm"]["median_ape"] > 10
     assert np.all(np.isfinite(predict_rows("gemm", synthetic_gemm(), synth.fallback)))
+
+
+def test_unique_argument_evaluation_equals_elementwise():
+    """Pricing each distinct shape once and scattering back gives the same numbers as pricing every element."""
+    ck = CalibratedKernels(roofline(), shipped("gb200-nvl72"))
+    rng = np.random.default_rng(3)
+    m = rng.choice([1, 2, 3, 8, 64, 300], size=500)
+    n = rng.choice([576, 1536, 7168], size=500)
+    many = ck.gemm_ms(m, n, 7168, "fp8")
+    one_by_one = np.array([float(ck.gemm_ms(np.array([a]), np.array([b]), 7168, "fp8")[0]) for a, b in zip(m, n)])
+    np.testing.assert_allclose(many, one_by_one, rtol=1e-12)
+    nbytes = rng.choice([1e3, 1e5, 3e6], size=300)
+    gpus = rng.choice([2, 8, 64], size=300)
+    many = ck.collective_ms("all_to_all", gpus, nbytes)
+    one_by_one = np.array([float(ck.collective_ms("all_to_all", np.array([g]), np.array([b]))[0]) for g, b in zip(gpus, nbytes)])
+    np.testing.assert_allclose(many, one_by_one, rtol=1e-12)

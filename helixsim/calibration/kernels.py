@@ -58,6 +58,42 @@ NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all
             "all_reduce": "all_reduce"}
 
 
+def _unique_args(method):
+    """Evaluate a vectorised kernel method once per distinct argument combination.
+
+    A sweep asks for the same few shapes many thousands of times (layouts x batches x
+    contexts share GEMM and collective shapes), and table interpolation costs far more per
+    element than numpy's unique: the numeric arguments are broadcast together, reduced to
+    their distinct rows, priced, and scattered back. Scalars and strings pass through unchanged.
+    """
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
+        arrays = np.broadcast_arrays(*[np.asarray(args[i], float) for i in names])
+        shape = arrays[0].shape if arrays else ()
+        if not arrays or arrays[0].size < 64:
+            return method(self, *args, **kwargs)
+        # one int64 key per element from per-column codes (1-D sorts are far cheaper than row sorts)
+        key = np.zeros(arrays[0].size, dtype=np.int64)
+        values = []
+        for a in arrays:
+            vals, codes = np.unique(a.ravel(), return_inverse=True)
+            key = key * len(vals) + codes.ravel()
+            values.append(vals)
+        if np.prod([float(len(v)) for v in values]) >= 2.0 ** 62:  # keys would overflow: price every element
+            return method(self, *args, **kwargs)
+        uniq_key, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        call = list(args)
+        for i, a in zip(names, arrays):
+            call[i] = a.ravel()[first]
+        result = np.asarray(method(self, *call, **kwargs), float)
+        return np.broadcast_to(result, (len(uniq_key),))[inverse.ravel()].reshape(shape)
+
+    return wrapper
+
+
 class CalibratedKernels:
     """Kernel model priced from measured efficiencies, falling back to ``fallback`` where there are none."""
 
@@ -141,6 +177,7 @@ class CalibratedKernels:
         return np.where(np.isfinite(calibrated), calibrated, fallback)
 
     # ------------------------------------------------------------ compute kernels
+    @_unique_args
     def gemm_ms(self, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         fb = self.fallback.gemm_ms(m, n, k, weight_dtype, act_dtype)
         table = self._table("gemm")
@@ -153,6 +190,7 @@ class CalibratedKernels:
                                        shape=np.shape(fb)))
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 
+    @_unique_args
     def bmm_ms(self, batch, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         """MLA absorption bmm: the q x W_UK table where k <= n (128 -> 512), else attn x W_UV (512 -> 128)."""
         fb = self.fallback.bmm_ms(batch, m, n, k, weight_dtype, act_dtype)
@@ -168,6 +206,7 @@ class CalibratedKernels:
         t = np.where(pre, results["mla_gen_pre"], results["mla_gen_post"])
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 
+    @_unique_args
     def gqa_attention_ms(self, batch, q_heads, kv_heads, head_dim: int, tokens, kv_dtype: str,
                          math_dtype: str) -> np.ndarray:
         fb = self.fallback.gqa_attention_ms(batch, q_heads, kv_heads, head_dim, tokens, kv_dtype, math_dtype)
@@ -186,6 +225,7 @@ class CalibratedKernels:
                         {"kv_cache_dtype": cat[1], "window_size": 0.0}, shape=np.shape(fb))
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 
+    @_unique_args
     def mla_attention_ms(self, batch, q_heads, kv_lora_rank: int, qk_rope_head_dim: int, tokens,
                          kv_dtype: str, math_dtype: str) -> np.ndarray:
         fb = self.fallback.mla_attention_ms(batch, q_heads, kv_lora_rank, qk_rope_head_dim, tokens, kv_dtype, math_dtype)
@@ -197,6 +237,7 @@ class CalibratedKernels:
                          "qk_rope_head_dim": float(qk_rope_head_dim)}, shape=np.shape(fb))
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 
+    @_unique_args
     def moe_ms(self, tokens, hidden: int, inter: int, top_k: int, num_experts: int, tp, ep,
                weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         fb = self.fallback.moe_ms(tokens, hidden, inter, top_k, num_experts, tp, ep, weight_dtype, act_dtype)
@@ -256,6 +297,7 @@ class CalibratedKernels:
         # below its smallest measured count a kernel is held at that count (a smaller group is not slower)
         return np.where(n > n_hi, curves[-1] + extra, inside)
 
+    @_unique_args
     def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
         fb = self.fallback.collective_ms(op, n, message_bytes)
         shape = np.shape(fb)
@@ -337,10 +379,12 @@ class CalibratedKernels:
                                - self.fallback.collective_ms("all_to_all", hi, wire_bytes), 0.0)
         return np.where(ep > hi, inside + extra, inside)
 
+    @_unique_args
     def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
         fb = self.fallback.moe_dispatch_ms(tokens_per_rank, hidden, top_k, ep, dtype)
         return self._a2a_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float))
 
+    @_unique_args
     def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
         fb = self.fallback.moe_combine_ms(tokens_per_rank, hidden, top_k, ep, dtype)
         return self._a2a_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float))
