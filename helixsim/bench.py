@@ -662,7 +662,6 @@ def _measure(torch, F, dist, dev, bench, table, path, cond_path, wanted, shapes,
         except Exception as err:   # e.g. out of memory, a shape a kernel does not take
             skipped_error += 1
             first_error = first_error or f"{row}: {err.__class__.__name__}: {(str(err).splitlines() or [''])[0][:200]}"
-            fn = None
             if dev.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
@@ -725,7 +724,7 @@ def _collective_row(torch, dist, dev, bench, d, cfg, world, budget):
 
 def _time_collective(torch, dist, dev, bench, d, size, timer: Timer) -> float:
     dt = getattr(torch, _DIST_DTYPES[d])
-    send = torch.ones(size, device=dev, dtype=dt)
+    send = torch.zeros(size, device=dev, dtype=dt)
     if bench == "allreduce":
         fn = lambda: dist.all_reduce(send)   # noqa: E731
     else:

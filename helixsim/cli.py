@@ -401,6 +401,39 @@ def calibrate(data_dir, hardware, out_dir) -> None:
     click.echo(f"wrote calibration of {hw.name} to {out} (use: --calibration {out})")
 
 
+from .bench import BENCHES  # noqa: E402  (no torch import: PyTorch loads only when a benchmark runs)
+
+
+@main.command()
+@click.argument("kernel", type=click.Choice(BENCHES))
+@click.option("--out", required=True, type=click.Path(),
+              help="table to write: DIR/<family>.csv.gz (what calibrate --data DIR reads), or a directory")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="[default: cuda if available]")
+@click.option("--dtype", "dtypes", multiple=True,
+              help="bf16, fp8 (GEMM/MoE math, attention KV cache) or bf16, fp16, int8 (collectives); "
+                   "repeat or comma-separate [default: every format the kernel has]")
+@click.option("--shapes", type=click.Choice(["small", "full"]), default=None,
+              help="tiny CPU-sized grid or the decode-relevant grid [default: full on cuda, small on cpu]")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="untimed calls per shape")
+@click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True,
+              help="timed calls per shape (the median is recorded)")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
+              help="replay CUDA graphs of the kernels (no launch gaps)")
+@click.option("--append", is_flag=True, help="merge into an existing table (rows with the same shape are replaced)")
+@user_errors
+def bench(kernel, out, device, dtypes, shapes, warmup, iters, cuda_graphs, append) -> None:
+    """Measure kernels with PyTorch and write a calibration table (needs helixsim[bench]; collectives: torchrun)."""
+    from .bench import run_bench
+
+    result = run_bench(kernel, out, device=device, dtypes=dtypes, shapes=shapes, warmup=warmup, iters=iters,
+                       cuda_graphs=cuda_graphs, append=append, log=lambda line: click.echo(line, err=True))
+    if result is None:   # a torchrun rank other than 0
+        return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"wrote {result.path} ({result.rows} rows) and {result.conditions_path}")
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one line and exit 2, too."""
     try:

@@ -209,6 +209,10 @@ def kernel_predictions(data_dir: Path, kernels) -> pd.DataFrame:
 
 
 HOLDOUT_FILE = "holdout.json"
+#: end-to-end errors per system, written from `helixsim validate --e2e ... --json` (hardware/calibration/)
+E2E_FILE = "e2e-validation.json"
+E2E_SYSTEMS = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm": "b200-hgx", "h200_sxm": "h200-hgx",
+               "h100_sxm": "h100-hgx"}
 
 
 def summary_for(hardware_name: str) -> dict | None:
@@ -219,7 +223,14 @@ def summary_for(hardware_name: str) -> dict | None:
     if path is None or not (path / HOLDOUT_FILE).is_file():
         return None
     data = json.loads((path / HOLDOUT_FILE).read_text())
-    return {f"{fam} median error %": round(st["median_ape"], 1) for fam, st in data["families"].items()}
+    summary = {f"{fam} median error %": round(st["median_ape"], 1) for fam, st in data["families"].items()}
+    e2e = path.parent / E2E_FILE
+    if e2e.is_file():
+        system = {v: k for k, v in E2E_SYSTEMS.items()}.get(hardware_name)
+        stats = json.loads(e2e.read_text()).get("by_system", {}).get(system)
+        if stats and stats.get("n"):
+            summary["end-to-end TPOT median error %"] = f"{stats['median_ape']:.1f} (n = {stats['n']} measured serving runs)"
+    return summary
 
 
 def _hardware(name: str):
