@@ -528,6 +528,16 @@ def run_bench(bench: str, out: str | Path, device: str | None = None, dtypes=(),
     table = TABLES[bench]
     path, cond_path = output_paths(out, table)
     wanted = parse_dtypes(bench, dtypes)
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        raise SpecError("WORLD_SIZE", "", f"not an integer: {os.environ.get('WORLD_SIZE')!r}") from None
+    collective = bench in COLLECTIVES
+    if collective and world < 2:
+        raise SpecError("bench", bench, "collectives need torchrun with >= 2 ranks, e.g. torchrun "
+                        f"--nproc-per-node 8 -m helixsim.cli bench {bench} --out DIR/nccl.csv.gz")
+    if not collective and world > 1:
+        raise SpecError("bench", bench, "run single-kernel benchmarks in one process, not under torchrun")
     torch = _import_torch()
     import torch.nn.functional as F
 
@@ -541,13 +551,6 @@ def run_bench(bench: str, out: str | Path, device: str | None = None, dtypes=(),
     if shapes not in SHAPES:
         raise SpecError("--shapes", str(shapes), "choose small or full")
 
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    collective = bench in COLLECTIVES
-    if collective and world < 2:
-        raise SpecError("bench", bench, "collectives need torchrun with >= 2 ranks, e.g. torchrun "
-                        f"--nproc-per-node 8 -m helixsim.cli bench {bench} --out DIR/nccl.csv.gz")
-    if not collective and world > 1:
-        raise SpecError("bench", bench, "run single-kernel benchmarks in one process, not under torchrun")
     log = log or (lambda s: None)
 
     dist, rank = None, 0
@@ -561,7 +564,11 @@ def run_bench(bench: str, out: str | Path, device: str | None = None, dtypes=(),
         else:
             dev = torch.device("cpu")
         backend = "nccl" if device == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        try:
+            dist.init_process_group(backend)
+        except (RuntimeError, ValueError) as err:
+            raise SpecError("bench", bench, f"cannot start torch.distributed ({backend}): "
+                            f"{(str(err).splitlines() or [''])[0][:200]}") from None
         rank = dist.get_rank()
     else:
         dev = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")

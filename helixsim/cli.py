@@ -411,7 +411,7 @@ from .bench import BENCHES  # noqa: E402  (no torch import: PyTorch loads only w
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="[default: cuda if available]")
 @click.option("--dtype", "dtypes", multiple=True,
               help="bf16, fp8 (GEMM/MoE math, attention KV cache) or bf16, fp16, int8 (collectives); "
-                   "repeat or comma-separate [default: every format the kernel has]")
+                   "repeat or comma-separate [default: bf16 and fp8; bf16 for moe and collectives]")
 @click.option("--shapes", type=click.Choice(["small", "full"]), default=None,
               help="tiny CPU-sized grid or the decode-relevant grid [default: full on cuda, small on cpu]")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="untimed calls per shape")
