@@ -25,7 +25,6 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .cost.step import BREAKDOWN_KEYS  # noqa: E402
@@ -310,8 +309,8 @@ def build_blocks(result: PlanResult) -> list:
 
     blocks.append(Heading("Calibration and assumptions"))
     items = [f"**{h.hardware}**: {h.calibration}" for h in result.per_hardware]
-    items += [f"Per-system precision: " + "; ".join(f"{h.hardware} {_precision_text(h.precision)}" for h in result.per_hardware) + ".",
-              f"GPU budget per decode instance: " + ", ".join(f"{h.hardware} {h.max_gpus_per_instance}" for h in result.per_hardware)
+    items += ["Per-system precision: " + "; ".join(f"{h.hardware} {_precision_text(h.precision)}" for h in result.per_hardware) + ".",
+              "GPU budget per decode instance: " + ", ".join(f"{h.hardware} {h.max_gpus_per_instance}" for h in result.per_hardware)
               + " (default: the NVLink domain, capped at 64); batches up to min(users, "
               f"{r.max_batch}); HOP-B {'on' if r.hopb else 'off'}; strategies {', '.join(r.strategies)}.",
               "Instances = ceil(users / batch). An instance stays inside one NVLink domain, so racks (NVL72) or "

@@ -9,7 +9,7 @@ vectorised :func:`helixsim.api.evaluate` call per chunk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -93,14 +93,6 @@ def configurations(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, preci
     rows = np.concatenate([rows, extra])
     batches = np.concatenate([grid[cols], cap[extra]]).astype(np.int64)
     return _take(base, rows), batches, ctx[rows]
-
-
-@dataclass
-class SearchResult:
-    table: pd.DataFrame
-    n_configurations: int
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, ideal: bool = False,

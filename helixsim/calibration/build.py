@@ -51,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", nargs="*", default=list(SYSTEMS), help="data system names (default: all)")
     args = ap.parse_args(argv)
     if args.hardware_dir is None:
-        import helixsim
-
         args.hardware_dir = data_dir("hardware")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "NOTICE").write_text(notice_text(args.data), encoding="utf-8")
