@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import numpy as np
+
+from ..cost import terms as t
 import pandas as pd
 
 from ..specs.hardware import HardwareSpec
@@ -90,7 +92,7 @@ def _fmt(values, index: int):
 def _roof(p: RoofParams, nbytes, flops, math) -> np.ndarray:
     """max(bytes / HBM bandwidth, FLOPs / peak) in ms; ``math`` may be an array of format names."""
     peak = _lookup(math, {m: p.tflops(m) for m in ("bf16", "fp8", "fp4")}).astype(float)
-    return np.maximum(np.asarray(nbytes, float) / (p.hbm_gbps * 1e6), np.asarray(flops, float) / (peak * 1e9))
+    return t.roofline_ms(nbytes, flops, p.hbm_gbps, peak)
 
 
 def gemm_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
@@ -100,7 +102,7 @@ def gemm_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
     wb = _fmt(dt, 0).astype(float)
     ab = _fmt(dt, 1).astype(float)
     math = _fmt(dt, 2)
-    return _roof(p, k * n * wb + m * k * ab + m * n * 2.0, 2.0 * m * n * k, math)
+    return _roof(p, k * n * wb + m * k * ab + m * n * 2.0, t.gemm_flops(m, n, k), math)
 
 
 def bmm_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
@@ -109,7 +111,7 @@ def bmm_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
     dt = cols["bmm_dtype"]
     wb = _fmt(dt, 0).astype(float)
     math = _fmt(dt, 2)
-    return _roof(p, h * (k * n * wb + (m * k + m * n) * 2.0), 2.0 * h * m * n * k, math)
+    return _roof(p, h * t.gemm_bytes(m, n, k, wb, 2.0), h * t.gemm_flops(m, n, k), math)
 
 
 def mla_attention_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
@@ -117,7 +119,8 @@ def mla_attention_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
     b, h, s = _a(cols, "batch_size"), _a(cols, "num_heads"), _a(cols, "kv_len")
     lora, rope = _a(cols, "kv_lora_rank"), _a(cols, "qk_rope_head_dim")
     kvb = _lookup(cols["kv_cache_dtype"], ELEM_BYTES).astype(float)
-    return _roof(p, b * s * (lora + rope) * kvb, 2.0 * b * h * (2 * lora + rope) * s, "bf16")
+    return _roof(p, t.kv_read_bytes(b, s, t.mla_kv_elements_per_token(lora, rope), kvb),
+                 t.mla_attention_flops(b, h, lora, rope, s), "bf16")
 
 
 def gqa_attention_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
@@ -126,7 +129,8 @@ def gqa_attention_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
     s, w = _a(cols, "kv_len"), _a(cols, "window_size")
     s = np.where(w > 0, np.minimum(s, np.where(w > 0, w, 1.0)), s)
     kvb = _lookup(cols["kv_cache_dtype"], ELEM_BYTES).astype(float)
-    return _roof(p, b * s * 2.0 * kvh * hd * kvb, 4.0 * b * q * hd * s, "bf16")
+    return _roof(p, t.kv_read_bytes(b, s, t.gqa_kv_elements_per_token(kvh, hd), kvb),
+                 t.gqa_attention_flops(b, q, hd, s), "bf16")
 
 
 def moe_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
@@ -136,13 +140,13 @@ def moe_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
     local experts that receive a token are read (uniform-routing estimate).
     Gated (SwiGLU) experts have three H x F matrices, non-gated two.
     """
-    t, hid, inter = _a(cols, "num_tokens"), _a(cols, "hidden_size"), _a(cols, "inter_size")
+    tok, hid, inter = _a(cols, "num_tokens"), _a(cols, "hidden_size"), _a(cols, "inter_size")
     k, e = _a(cols, "topk"), _a(cols, "num_experts")
     tp, ep = _a(cols, "moe_tp_size"), _a(cols, "moe_ep_size")
     gated = np.asarray(cols["gated"], dtype=bool) if "gated" in cols else True
     mats = np.where(gated, 3.0, 2.0)
     local = np.maximum(e / ep, 1.0)
-    pairs = t * k / ep
+    pairs = tok * k / ep
     touched = local * (1.0 - (1.0 - 1.0 / local) ** pairs)
     touched = np.where(local <= 1.0, np.minimum(pairs, 1.0), touched)
     f = inter / tp
@@ -155,7 +159,7 @@ def moe_roof(p: RoofParams, cols: Mapping) -> np.ndarray:
 
 def moe_a2a_roof(p: RoofParams, cols: Mapping, dtype_col: str) -> np.ndarray:
     """Token dispatch/combine: tokens x topk hidden vectors, (ep-1)/ep of them leave the GPU, over NVLink."""
-    t, hid, k, ep = _a(cols, "num_tokens"), _a(cols, "hidden_size"), _a(cols, "topk"), _a(cols, "moe_ep_size")
+    tok, hid, k, ep = _a(cols, "num_tokens"), _a(cols, "hidden_size"), _a(cols, "topk"), _a(cols, "moe_ep_size")
     eb = _lookup(cols[dtype_col], ELEM_BYTES).astype(float)
-    wire = t * k * hid * eb * (ep - 1.0) / np.maximum(ep, 1.0)
-    return np.maximum(wire, 1.0) / (p.nvlink_gbps * 1e6)
+    wire = t.all_to_all_bytes_on_wire(tok * k * hid * eb, np.maximum(ep, 1.0))
+    return t.transfer_ms(np.maximum(wire, 1.0), p.nvlink_gbps)
