@@ -107,17 +107,30 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None) -> E2EResult
         raise SpecError(str(path), missing[0], "missing column")
     predicted = np.full(len(table), np.nan)
     reasons = [""] * len(table)
+    groups: dict[tuple, list] = {}
     for i, row in table.iterrows():
         try:
             model, hardware, layout, prec, batch, context = row_config(row)
-            hw = load_hardware(hardware)
-            k = kernels_for(hw, ideal, calibration)
-            res = evaluate(load_model(model), hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k)
-            predicted[i] = float(res["ttl_ms"].iloc[0])
-            if not bool(res["feasible"].iloc[0]):
-                reasons[i] = "predicted not to fit in HBM (kept: the run shows it did)"
         except SpecError as err:
             reasons[i] = f"{err.field}: {err.problem}"
+            continue
+        groups.setdefault((model, hardware, prec), []).append((i, layout, batch, context))
+    for (model, hardware, prec), members in groups.items():  # one vectorised evaluation per group
+        hw = load_hardware(hardware)
+        idx = np.array([m[0] for m in members])
+        layouts = LayoutArrays(*(np.concatenate([getattr(LayoutArrays.from_layout(m[1]), f) for m in members])
+                                 for f in LayoutArrays.__dataclass_fields__))
+        try:
+            res = evaluate(load_model(model), hw, layouts, np.array([m[2] for m in members]),
+                           np.array([m[3] for m in members]), prec, kernels=kernels_for(hw, ideal, calibration))
+        except SpecError as err:
+            for i in idx:
+                reasons[i] = f"{err.field}: {err.problem}"
+            continue
+        predicted[idx] = res["ttl_ms"].to_numpy()
+        for i, fits in zip(idx, res["feasible"].to_numpy()):
+            if not fits:
+                reasons[i] = "predicted not to fit in HBM (kept: the run shows it did)"
     out = table.copy()
     out["predicted_tpot_ms"] = predicted
     out["ape_pct"] = 100.0 * np.abs(predicted - out["measured_tpot_ms"]) / out["measured_tpot_ms"]

@@ -86,14 +86,18 @@ def test_helix_all_to_all_without_hopb_by_hand():
 
 
 def test_memory_kv_by_hand():
-    """Llama-405B FP8 KV, helix KVP 8 TPA 8: per request 126 x 125,000 x 256 B = 4.032 GB per GPU."""
-    r1 = simulate_point("llama-3.1-405b", GB200, Layout("helix", kvp=8, tpa=8, tpf=64), 1, 1_000_000,
-                        Precision(kv_cache="fp8"), ideal=True)
-    r2 = simulate_point("llama-3.1-405b", GB200, Layout("helix", kvp=8, tpa=8, tpf=64), 2, 1_000_000,
-                        Precision(kv_cache="fp8"), ideal=True)
-    per_request_gb = r2.memory_per_gpu_gb - r1.memory_per_gpu_gb
-    act_gb = (8 * 16384 + 128256 / 64) * 2 / 1e9
-    assert per_request_gb == pytest.approx(126 * 125_000 * 256 / 1e9 + act_gb, rel=1e-9)
+    """Llama-405B FP8 KV, helix KVP 8 TPA 8: per request 126 layers x 125,000 tokens x 256 B = 4.032 GB per GPU."""
+    from helixsim.api import evaluate
+    from helixsim.cost.kernels import RooflineKernels
+    from helixsim.efficiency import IDEAL
+    from helixsim.layout import LayoutArrays
+    from helixsim.specs.registry import load_hardware
+
+    hw = load_hardware(GB200)
+    lay = LayoutArrays.from_layout(Layout("helix", kvp=8, tpa=8, tpf=64))
+    rows = evaluate(load_model("llama-3.1-405b"), hw, lay, np.array([1, 3]), 1_000_000, Precision(kv_cache="fp8"),
+                    kernels=RooflineKernels(hw, IDEAL))
+    assert rows["kv_per_gpu_gb"].tolist() == pytest.approx([4.032, 3 * 4.032], rel=1e-12)
 
 
 @pytest.mark.parametrize("model,kvp,batch", [("deepseek-r1", 8, 16), ("llama-3.1-405b", 4, 3), ("deepseek-r1", 64, 1)])

@@ -122,10 +122,9 @@ def test_helix_kvp_doubling_halves_attention_when_memory_bound(batch, kvp, conte
     """Llama-405B GQA attention is bandwidth-bound (intensity 16 FLOP/B): the ideal attention time halves."""
     model = load_model("llama-3.1-405b")
     context = context * 2 * kvp
-    a = run(model, GB200, Layout("helix", kvp=kvp // 2 if kvp > 1 else 1, tpa=8, tpf=8 * max(kvp // 2, 1)), batch, context, True)
+    a = run(model, GB200, Layout("helix", kvp=kvp // 2, tpa=8, tpf=8 * (kvp // 2)), batch, context, True)
     b = run(model, GB200, Layout("helix", kvp=kvp, tpa=8, tpf=8 * kvp), batch, context, True)
-    if kvp > 1:
-        assert np.isclose(b["attention_ms"], a["attention_ms"] / 2, rtol=1e-12)
+    assert np.isclose(b["attention_ms"], a["attention_ms"] / 2, rtol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)

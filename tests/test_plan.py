@@ -222,7 +222,8 @@ def test_report_is_self_contained(tmp_path):
     for section in ("## Recommendation", "## Comparison", "## Pareto frontiers", "## Breakdown", "## Runner-ups",
                     "## Sensitivity", "## Calibration and assumptions"):
         assert section in md
-    assert "uncalibrated roofline with default efficiencies; no error measured" in md or "calibration" in md.lower()
+    # both systems ship a calibration: the report states its held-out and end-to-end errors
+    assert "gemm median error %" in md and "end-to-end TPOT median error %" in md
     assert all(p.is_file() for p in paths)
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
