@@ -236,10 +236,12 @@ def reproduce(out_dir, as_json, calibration, ideal) -> None:
 @click.option("--hardware", default=None, help="system of the --kernels data")
 @click.option("--ideal", is_flag=True, help="predict with the textbook roofline instead")
 @click.option("--calibration", type=click.Path(), default=None)
+@click.option("--dp-batch", type=click.Choice(["rank", "instance"]), default="rank", show_default=True,
+              help="--e2e: whether decode_batch counts requests per attention-DP rank or per instance")
 @click.option("--json", "as_json", is_flag=True, help="print the error summary as JSON")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="write per-row predictions (CSV)")
 @user_errors
-def validate(e2e_file, kernels_dir, hardware, ideal, calibration, as_json, out_file) -> None:
+def validate(e2e_file, kernels_dir, hardware, ideal, calibration, dp_batch, as_json, out_file) -> None:
     """Predict measured kernels (--kernels) or serving runs (--e2e) and report the error."""
     from pathlib import Path
 
@@ -250,7 +252,7 @@ def validate(e2e_file, kernels_dir, hardware, ideal, calibration, as_json, out_f
     if e2e_file:
         from .validation import validate_e2e
 
-        result = validate_e2e(Path(e2e_file), ideal=ideal, calibration=calibration)
+        result = validate_e2e(Path(e2e_file), ideal=ideal, calibration=calibration, dp_batch=dp_batch)
         rows, summary = result.rows, result.summary
     else:
         if not hardware:

@@ -41,6 +41,14 @@ PRECISION = {"fp4": ("fp4", "fp8"), "nvfp4": ("fp4", "fp8"), "mxfp4": ("fp4", "f
 #: quantises only the MoE experts' linear layers to FP4 (its model card); gpt-oss keeps attention,
 #: router, embedding and LM head in BF16 (config.json quantization_config.modules_to_not_convert).
 FP4_DENSE_WEIGHTS = {"deepseek-r1": "fp8", "kimi-k2": "fp8", "gpt-oss-120b": "bf16"}
+#: What ``decode_batch`` counts when attention is data-parallel: "rank" (requests per attention-DP
+#: rank, the instance decodes decode_batch x attention_dp) or "instance" (the whole instance).
+#: The shipped measurements count per rank, although their README says per instance: in every one
+#: of their 29 DP rows the run's client concurrency (the ``_c<N>_`` of ``source_id``) is a whole
+#: multiple of decode_batch x attention_dp, and equals it in all 14 rows with 32 DP ranks; read per
+#: instance, each of those 14 runs would need exactly 32 decode instances of 32 GPUs (1,024 GPUs).
+#: See docs/calibration.md, "What decode_batch counts".
+DP_BATCH_MODES = ("rank", "instance")
 REQUIRED = ("hf_model_path", "system", "precision", "tp", "pp", "attention_dp", "moe_tp", "moe_ep",
             "decode_batch", "ctx_mid", "measured_tpot_ms")
 
@@ -51,8 +59,14 @@ def _int(value) -> int | None:
     return int(value)
 
 
-def row_config(row: pd.Series) -> tuple[str, str, Layout, Precision, int, int]:
-    """Map one measured row to (model, hardware, layout, precision, batch, context); SpecError if it can't be."""
+def row_config(row: pd.Series, dp_batch: str = "rank") -> tuple[str, str, Layout, Precision, int, int]:
+    """Map one measured row to (model, hardware, layout, precision, batch, context); SpecError if it can't be.
+
+    ``batch`` is the instance's whole decode batch; ``dp_batch`` says what the row's
+    ``decode_batch`` counts under attention DP (see :data:`DP_BATCH_MODES`).
+    """
+    if dp_batch not in DP_BATCH_MODES:
+        raise SpecError("command line", "--dp-batch", f"'{dp_batch}' is not one of {', '.join(DP_BATCH_MODES)}")
     model = HF_TO_MODEL.get(str(row["hf_model_path"]))
     if model is None:
         raise SpecError("row", "hf_model_path", f"no built-in model for '{row['hf_model_path']}'")
@@ -75,8 +89,9 @@ def row_config(row: pd.Series) -> tuple[str, str, Layout, Precision, int, int]:
     check_layout(layout, spec, "row")
     weights, kv = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
     dense = FP4_DENSE_WEIGHTS.get(model) if weights == "fp4" else None
+    batch = _int(row["decode_batch"]) * (dp if dp_batch == "rank" else 1)
     return (model, hardware, layout, Precision(weights=weights, kv_cache=kv, dense_weights=dense),
-            _int(row["decode_batch"]), _int(row["ctx_mid"]))
+            batch, _int(row["ctx_mid"]))
 
 
 @dataclass
@@ -94,8 +109,10 @@ def ape_stats(ape: np.ndarray) -> dict:
             "p90_ape": float(np.percentile(ape, 90))}
 
 
-def validate_e2e(path: Path, ideal: bool = False, calibration=None) -> E2EResult:
+def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: str = "rank") -> E2EResult:
     """Predict TPOT for every row of ``path`` and summarise the absolute percentage error."""
+    if dp_batch not in DP_BATCH_MODES:
+        raise SpecError("command line", "--dp-batch", f"'{dp_batch}' is not one of {', '.join(DP_BATCH_MODES)}")
     try:
         table = pd.read_csv(path)
     except FileNotFoundError:
@@ -110,7 +127,7 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None) -> E2EResult
     groups: dict[tuple, list] = {}
     for i, row in table.iterrows():
         try:
-            model, hardware, layout, prec, batch, context = row_config(row)
+            model, hardware, layout, prec, batch, context = row_config(row, dp_batch)
         except SpecError as err:
             reasons[i] = f"{err.field}: {err.problem}"
             continue

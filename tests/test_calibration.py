@@ -98,8 +98,19 @@ def test_shipped_tables_load(name):
                 "allreduce_custom", "moe_alltoall"):
         assert fam in cal.tables, fam
         assert np.isfinite(cal.tables[fam].values).any(axis=1).all()
-    assert ("moe_alltoall_nvlink" in cal.tables) == (name == "gb200-nvl72")
+    # measured on GB200 only; GB300 borrows it (same NVLink 5 fabric, helixsim/calibration/borrow.py)
+    assert ("moe_alltoall_nvlink" in cal.tables) == (name in ("gb200-nvl72", "gb300-nvl72"))
     assert set(cal.collectives) == {"nccl", "allreduce_custom"}
+
+
+def test_gb300_borrows_only_what_it_lacks_and_says_so():
+    cal = shipped("gb300-nvl72")
+    lent = {fam: st["borrowed"] for fam, st in cal.stats.items() if "borrowed" in st}
+    assert set(lent) == {"moe", "moe_alltoall_nvlink"}
+    assert all(info["from"] == "gb200-nvl72" for info in lent.values())
+    # only the min-latency NVFP4 kernel is new to GB300's MoE table; its own measured kernels stay its own
+    assert {c.split("|")[1] for c in lent["moe"]["categories"]} == {"moe_torch_flow_min_latency"}
+    assert all(not shipped(n).stats[f].get("borrowed") for n in NAMES if n != "gb300-nvl72" for f in shipped(n).stats)
 
 
 def test_shipped_notice_and_size():

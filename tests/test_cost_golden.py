@@ -119,3 +119,31 @@ def test_step_all_to_all_volume_matches_closed_form(model, kvp, batch):
     wire = terms.all_to_all_bytes_on_wire(partial_output_bytes(k, m, s, Precision()), kvp)
     expected = terms.helix_a2a_send_bytes(batch, m.attention.num_q_heads, tpa, kvp, m.value_width_per_head, 2.0)
     assert wire[0] == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_dp_attention_lm_head_is_local_to_each_dp_rank():
+    """Attention DP (ep, dp = 8, tpa = 1), 64 requests: each rank computes its own 8 requests' logits
+    over the whole vocabulary, with nothing to gather: bf16 W [7168, 129280] (1,853,358,080 B) plus
+    activations in [8, 7168] and out [8, 129280] x 2 B = 1,855,541,248 B at 8 TB/s = 0.231943 ms
+    (2 x 8 x 7168 x 129280 FLOP take 5.9 us at 2.5 PFLOP/s: memory-bound)."""
+    r = simulate_point("deepseek-r1", GB200, Layout("ep", kvp=1, tpa=1, dp=8, tpf=1, ep=8), batch=64,
+                       context=4096, precision=Precision(weights="fp8", kv_cache="fp8"), ideal=True)
+    assert r.breakdown_ms["lm_head"] == pytest.approx(1_855_541_248 / 8e12 * 1e3, rel=1e-9)
+
+
+def test_mla_down_projections_run_as_one_fused_gemm():
+    """q_a [7168 -> 1536] and kv_a [7168 -> 512 + 64] are one [7168 -> 2112] GEMM (TensorRT-LLM fused_a,
+    SGLang/vLLM fused_qkv_a_proj): under the roofline with a per-kernel floor, the MLA input side of a
+    batch-1 step costs three kernel floors per layer (fused down-projection, q_b, W_UK), not four,
+    plus their roofline time (about 2.6 us at this batch, well under the 1 % tolerance)."""
+    from helixsim.cost.kernels import RooflineKernels
+    from helixsim.cost.step import qkv_proj_ms, step_shapes
+    from helixsim.efficiency import IDEAL
+    from helixsim.layout import LayoutArrays
+    from helixsim.specs.registry import load_hardware
+
+    floor_ms = 1.0   # a floor far above any of these kernels' roofline time
+    k = RooflineKernels(load_hardware(GB200), dataclasses.replace(IDEAL, kernel_floor_us=floor_ms * 1e3))
+    model = load_model("deepseek-r1")
+    s = step_shapes(model, LayoutArrays.from_layout(Layout("tp", tpa=8, tpf=8)), np.array([1]))
+    assert qkv_proj_ms(k, model, s, Precision(weights="fp8"))[0] == pytest.approx(3 * floor_ms, rel=0.01)

@@ -19,7 +19,28 @@ def test_row_mapping_dp_attention_with_expert_parallel_moe():
     assert (layout.strategy, layout.dp, layout.tpa, layout.tpf, layout.ep) == ("ep", 8, 1, 1, 8)
     # NVIDIA's FP4 DeepSeek-R1 checkpoint: FP4 experts, FP8 attention; FP8 KV cache
     assert (prec.weights, prec.dense_weights_dtype, prec.kv_cache) == ("fp4", "fp8", "fp8")
-    assert (batch, context) == (256, 5120)
+    # decode_batch counts requests per attention-DP rank: the instance decodes 256 x 8
+    assert (batch, context) == (256 * 8, 5120)
+    assert row_config(row, dp_batch="instance")[4] == 256
+
+
+def test_shipped_rows_count_decode_batch_per_dp_rank():
+    """The evidence for dp_batch="rank" (helixsim/validation.py, DP_BATCH_MODES), from the measured records:
+    each run's client concurrency (source_id's _c<N>_) is a whole multiple of decode_batch x attention_dp;
+    with 32 DP ranks it equals it, while per instance it would need exactly 32 instances of 32 GPUs."""
+    df = pd.read_csv(DATA)
+    conc = df["source_id"].str.extract(r"_c(\d+)_")[0].astype(float)
+    dp = df["attention_dp"] > 1
+    assert dp.sum() >= 20
+    per_rank = df["decode_batch"] * df["attention_dp"]
+    assert (conc[dp] % per_rank[dp] == 0).all()
+    assert (conc[df["attention_dp"] == 32] == per_rank[df["attention_dp"] == 32]).all()
+    assert (conc[df["mode"] == "agg"] == per_rank[df["mode"] == "agg"]).all()  # one aggregated instance per run
+
+
+def test_unknown_dp_batch_mode_is_a_one_line_error():
+    with pytest.raises(SpecError, match="--dp-batch"):
+        validate_e2e(DATA, dp_batch="group")
 
 
 def test_row_mapping_dense_tensor_parallel():

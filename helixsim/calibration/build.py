@@ -58,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         name = SYSTEMS[system]
         start = time.time()
         hw = load_hardware_file(args.hardware_dir / f"{name}.yaml")
-        cal = fit_calibration(args.data / system, hw)
+        cal = fit_calibration(args.data, hw)  # the root: siblings may lend categories
         save_calibration(cal, args.out / name)
         size = sum(p.stat().st_size for p in (args.out / name).rglob("*") if p.is_file())
+        lent = "".join(f", {info['rows']} {fam} rows from {info['from']}"
+                       for fam, st in cal.stats.items() if (info := st.get("borrowed")))
         print(f"{system:9s} -> {args.out / name}  {len(cal.tables)} families, {size / 1e6:.2f} MB, "
-              f"{time.time() - start:.0f} s")
+              f"{time.time() - start:.0f} s{lent}")
     return 0
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from ..specs.hardware import HardwareSpec
+from .borrow import SIBLINGS, add_borrowed
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, WIRE, FamilySpec, collective_dtype, collective_op
 from .roofline import RoofParams
 from .table import SweepTable, _norm_key, fit_group
@@ -260,11 +261,32 @@ def fit_calibration(data_dir: Path, hw: HardwareSpec) -> Calibration:
     """Fit the calibration of ``hw`` from a directory of measured ``<family>.csv.gz`` tables.
 
     ``data_dir`` is one system's directory, or the root holding ``<system>/`` directories.
+    Given a root, a system listed in :data:`~.borrow.SIBLINGS` also takes the kernel
+    categories its own data lack from its sibling's directory, as efficiencies.
     """
     frames = read_frames(system_dir(data_dir, hw.name))
     if not frames:
         raise FileNotFoundError(f"{data_dir}: no known kernel family tables")
-    return fit_frames(frames, RoofParams.from_hardware(hw), hw.name)
+    roof = RoofParams.from_hardware(hw)
+    borrowed = {}
+    sibling = SIBLINGS.get(hw.name, (None,))[0]
+    if sibling is not None and sibling_dir(data_dir, sibling) is not None:
+        from ..specs.registry import load_hardware
+
+        frames, borrowed = add_borrowed(frames, hw.name, roof, read_frames(sibling_dir(data_dir, sibling)),
+                                        RoofParams.from_hardware(load_hardware(sibling)))
+    cal = fit_frames(frames, roof, hw.name)
+    for name, info in borrowed.items():
+        cal.stats[name]["borrowed"] = info
+    return cal
+
+
+def sibling_dir(data_dir: Path, hw_name: str) -> Path | None:
+    """``data_dir/<system>/`` of hardware ``hw_name`` when ``data_dir`` is a data root holding it, else None."""
+    for system, name in SYSTEMS.items():
+        if name == hw_name and (Path(data_dir) / system).is_dir():
+            return Path(data_dir) / system
+    return None
 
 
 # ---------------------------------------------------------------- files
@@ -356,7 +378,7 @@ def load_calibration(path: Path) -> Calibration:
         tables[name] = SweepTable(family=name, cat=tuple(meta["cat"]), near=tuple(meta["near"]),
                                   num=tuple(meta["num"]), axis=meta["axis"], knots=knots, mode=meta["mode"],
                                   upper=meta["upper"], keys=keys, values=values, floors=floors)
-        stats[name] = {k: meta[k] for k in ("rows", "sweeps") if k in meta}
+        stats[name] = {k: meta[k] for k in ("rows", "sweeps", "borrowed") if k in meta}
     collectives = {fam: {_norm_key(tuple(k.split("|"))): CollectiveModel.from_dict(m) for k, m in models.items()}
                    for fam, models in manifest.get("collective_models", {}).items()}
     return Calibration(hardware=manifest["hardware"], roof=roof, tables=tables, collectives=collectives, stats=stats,

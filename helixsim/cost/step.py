@@ -56,15 +56,16 @@ def step_shapes(model: ModelSpec, a: LayoutArrays, batch: np.ndarray) -> StepSha
 def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
     """Input projections on each attention GPU, replicated across KVP ranks (paper §2.1.1).
 
-    GQA: one fused [H, Q/TPA x Hsz + 2 ceil(K/TPA) Hsz] GEMM. MLA: q_a and kv_a
-    (unsharded down-projections), q_b for this GPU's heads, and the absorbed
-    W_UK batched matmul (heads x [128 -> 512]).
+    GQA: one fused [H, Q/TPA x Hsz + 2 ceil(K/TPA) Hsz] GEMM. MLA: the q_a and kv_a
+    down-projections (unsharded) as one fused [H, q_lora + kv_lora + rope] GEMM, as
+    TensorRT-LLM (``fused_a``), SGLang and vLLM (``fused_qkv_a_proj``) run them; q_b
+    for this GPU's heads; and the absorbed W_UK batched matmul (heads x [128 -> 512]).
     """
     a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
     b = s.attn_batch
     if not a.is_mla:
         return k.gemm_ms(b, (s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
-    return (k.gemm_ms(b, a.q_lora_rank, h, w) + k.gemm_ms(b, a.kv_lora_rank + a.qk_rope_head_dim, h, w)
+    return (k.gemm_ms(b, a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim, h, w)
             + k.gemm_ms(b, s.q_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim), a.q_lora_rank, w)
             + k.bmm_ms(s.q_heads, b, a.kv_lora_rank, a.qk_nope_head_dim, w))
 
@@ -201,12 +202,15 @@ def medha_broadcast_ms(k, model: ModelSpec, s: StepShapes, kvp, prec: Precision)
 # ------------------------------------------------------------------ once per step
 
 def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
-    """Vocabulary-parallel LM head over the stage's GPUs (Medha: its TP group), kept in the
-    activation format, then an all-gather of the logits for sampling."""
-    n = np.where(s.strategy == MEDHA, s.o_tp, s.n_attn)
+    """Vocabulary-parallel LM head, kept in the activation format, then an all-gather of the
+    logits for sampling: over the stage's GPUs for the whole micro-batch (Medha: its TP
+    group); under ep each DP group computes its own requests' logits over its tpa GPUs, as
+    attention-DP deployments do (no cross-group gather of the whole batch's logits)."""
+    n = np.select([s.strategy == MEDHA, s.strategy == EP], [s.o_tp, s.o_tp], s.n_attn)  # o_tp = tpa under ep
+    b = o_proj_batch(s)
     act = prec.activations
-    head = k.gemm_ms(s.micro_batch, t.cdiv(model.vocab_size, n), model.hidden_size, act)
-    gather = k.collective_ms("all_gather", n, s.micro_batch * model.vocab_size * k.elem_bytes(act))
+    head = k.gemm_ms(b, t.cdiv(model.vocab_size, n), model.hidden_size, act)
+    gather = k.collective_ms("all_gather", n, b * model.vocab_size * k.elem_bytes(act))
     return head + gather
 
 
