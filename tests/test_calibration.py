@@ -321,3 +321,35 @@ def test_unique_argument_evaluation_equals_elementwise():
     many = ck.collective_ms("all_to_all", gpus, nbytes)
     one_by_one = np.array([float(ck.collective_ms("all_to_all", np.array([g]), np.array([b]))[0]) for g, b in zip(gpus, nbytes)])
     np.testing.assert_allclose(many, one_by_one, rtol=1e-12)
+
+
+def synthetic_moe(kernel: str, tps, eff: float) -> pd.DataFrame:
+    """One MoE shape measured at the given TP widths, every row at a fixed efficiency of the roofline."""
+    from helixsim.calibration.families import FAMILIES
+
+    rows = pd.DataFrame([{"op_name": "moe", "kernel_source": kernel, "moe_dtype": "nvfp4", "num_tokens": t,
+                          "hidden_size": 7168, "inter_size": 2048, "topk": 8, "num_experts": 256,
+                          "moe_tp_size": tp, "moe_ep_size": 1, "distribution": "balanced", "latency_ms": 1.0}
+                         for tp in tps for t in (1, 4, 16, 64, 256)])
+    spec = FAMILIES["moe"]
+    rows["latency_ms"] = spec.roof(RoofParams.from_hardware(hardware()), spec.prepare(rows)) / eff
+    return rows
+
+
+def test_moe_prefers_a_kernel_measured_at_the_asked_tp_width():
+    """Kernel A is measured only at TP 1 (at a high efficiency), kernel B at TP 1-8 (lower). At TP 8, A's
+    time would come from holding its TP-1 efficiency on an 8x smaller roofline, which on the measured
+    tables is optimistic by 1.5-2x (docs/calibration.md); B's measured width wins although A looks faster.
+    At TP 1 both are measured and the faster, A, is used."""
+    moe = pd.concat([synthetic_moe("kernel_a", [1], eff=0.8), synthetic_moe("kernel_b", [1, 2, 4, 8], eff=0.4)])
+    cal = fit_frames({"moe": moe}, RoofParams.from_hardware(hardware()), "gb200-nvl72")
+    k = CalibratedKernels(roofline(), cal, moe_distribution="balanced")
+    cat = {"kernel_a": ("nvfp4", "kernel_a", "balanced"), "kernel_b": ("nvfp4", "kernel_b", "balanced")}
+    router = k.gemm_ms(np.array([16.0]), 256, 7168, "bf16")
+    for tp, winner in ((8, "kernel_b"), (1, "kernel_a")):
+        t = {name: k._query("moe", c, {"num_tokens": np.array([16.0]), "hidden_size": 7168, "inter_size": 2048,
+                                        "topk": 8, "num_experts": 256, "moe_tp_size": tp, "moe_ep_size": 1},
+                            {"moe_dtype": "nvfp4", "gated": True}) for name, c in cat.items()}
+        assert t["kernel_a"][0] < t["kernel_b"][0]
+        got = k.moe_ms(np.array([16.0]), 7168, 2048, 8, 256, tp, 1, "fp4")
+        np.testing.assert_allclose(got, t[winner] + router, rtol=1e-9)

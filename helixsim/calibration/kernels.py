@@ -21,7 +21,9 @@ measured latency. Choices made where the data offer several kernels:
   measured KV length (131,072) time grows linearly in tokens with the
   per-token slope of the last measured doubling.
 - MoE: the fastest measured gated kernel for the weight format (FP8: per-tensor
-  or block-scaled), routed with
+  or block-scaled), among those measured at the asked TP x EP width for the
+  nearest measured shape when any is (a width held at a measured edge keeps
+  that edge's efficiency, which is optimistic for narrow TP splits), routed with
   ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing),
   plus the router GEMM [tokens, hidden] x [hidden, experts] in BF16.
 - all_reduce: the faster of the TensorRT-LLM custom kernels and NCCL; other
@@ -246,7 +248,10 @@ class CalibratedKernels:
             return fb
         shape = np.shape(fb)
         cats = [c for c in table.categories() if c[0] in MOE_DTYPES.get(weight_dtype, ()) and "nongated" not in c[1]]
-        best = np.full(shape, np.nan)
+        best = np.full(shape, np.nan)            # fastest kernel measured at this TP x EP width
+        best_any = np.full(shape, np.nan)        # fastest kernel, widths held at a measured edge
+        tp_b, ep_b = (np.broadcast_to(np.asarray(a, float), shape).ravel() for a in (tp, ep))
+        near = [np.full(tp_b.shape, float(v)) for v in (hidden, inter, top_k, num_experts)]
         for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
             dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]
             dist = self.moe_distribution if self.moe_distribution in dists else (
@@ -255,7 +260,10 @@ class CalibratedKernels:
             t = self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
                                          "topk": top_k, "num_experts": num_experts, "moe_tp_size": tp,
                                          "moe_ep_size": ep}, {"moe_dtype": dtype, "gated": True}, shape=shape)
-            best = np.fmin(best, t)
+            covered = table.num_covered(cat, near, [tp_b, ep_b]).reshape(shape)
+            best = np.fmin(best, np.where(covered, t, np.nan))
+            best_any = np.fmin(best_any, t)
+        best = np.where(np.isfinite(best), best, best_any)
         if not np.isfinite(best).any():
             return fb
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)

@@ -323,20 +323,8 @@ class SweepTable:
         group = self._group(tuple(cat))
         if group is None or n == 0:
             return out
-        near_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in near]) if self.near else np.zeros((n, 0))
         num_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in num]) if self.num else np.zeros((n, 0))
-        # nearest near-combination per query
-        if self.near and len(group.subs) > 1:
-            # a NaN coordinate (not given by the caller) does not count in the distance
-            known = np.isfinite(near_q)
-            packed = np.hstack([np.where(known, near_q, 0.0), known])
-            uq, inv = np.unique(packed, axis=0, return_inverse=True)
-            inv = np.asarray(inv).ravel()
-            d = near_q.shape[1]
-            diff = (uq[:, None, :d] - group.near_coords[None, :, :]) * uq[:, None, d:]
-            combo = np.argmin((diff ** 2).sum(axis=2), axis=1)[inv]
-        else:
-            combo = np.zeros(n, dtype=int)
+        combo = self._nearest_combo(group, near, n)
         k = len(self.knots)
         t_knots = np.full((n, k), np.nan)
         for c in np.unique(combo):
@@ -377,6 +365,36 @@ class SweepTable:
         if floor is not None:
             out = np.maximum(out, floor)
         return out
+
+    def _nearest_combo(self, group: _Group, near: Sequence[np.ndarray], n: int) -> np.ndarray:
+        """Index of the nearest measured ``near`` combination (log2 distance) for each of n queries."""
+        if not self.near or len(group.subs) <= 1:
+            return np.zeros(n, dtype=int)
+        near_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in near])
+        # a NaN coordinate (not given by the caller) does not count in the distance
+        known = np.isfinite(near_q)
+        packed = np.hstack([np.where(known, near_q, 0.0), known])
+        uq, inv = np.unique(packed, axis=0, return_inverse=True)
+        inv = np.asarray(inv).ravel()
+        d = near_q.shape[1]
+        diff = (uq[:, None, :d] - group.near_coords[None, :, :]) * uq[:, None, d:]
+        return np.argmin((diff ** 2).sum(axis=2), axis=1)[inv]
+
+    def num_covered(self, cat: Sequence, near: Sequence[np.ndarray], num: Sequence[np.ndarray]) -> np.ndarray:
+        """True where every ``num`` coordinate of a query lies within the values measured for its
+        nearest ``near`` combination (interpolated, not held at an edge); False where ``cat`` has no data."""
+        n = len(np.asarray(num[0] if num else near[0]).ravel()) if (num or near) else 1
+        group = self._group(tuple(cat))
+        if group is None:
+            return np.zeros(n, dtype=bool)
+        combo = self._nearest_combo(group, near, n)
+        ok = np.ones(n, dtype=bool)
+        for j, a in enumerate(num):
+            q = np.log2(np.asarray(a, float).ravel())
+            lo = np.array([sub.luniq[j][0] for sub in group.subs])[combo]
+            hi = np.array([sub.luniq[j][-1] for sub in group.subs])[combo]
+            ok &= (q >= lo - 1e-9) & (q <= hi + 1e-9)
+        return ok
 
     def _corners(self, sub: _Sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sweeps (m, C; -1 for none) and weights (m, C) interpolating at log2 coordinates ``q``."""
