@@ -289,7 +289,7 @@ def _error_table(summary: dict) -> str:
 
     if "overall" in summary:
         add("overall", summary["overall"])
-        for section in ("by_model", "by_system"):
+        for section in ("by_model", "by_system", "by_backend"):
             for name, s in summary.get(section, {}).items():
                 add(f"{section[3:]}: {name}", s)
         for item in summary.get("skipped", []):

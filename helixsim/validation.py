@@ -156,5 +156,7 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
     summary = {"overall": ape_stats(out.loc[ok, "ape_pct"]),
                "by_model": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("model" if "model" in out else "hf_model_path")},
                "by_system": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("system")},
+               **({"by_backend": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("backend")}}
+                  if "backend" in out else {}),
                "skipped": [{"row": int(i), "reason": r} for i, r in enumerate(reasons) if r and not ok.iloc[i]]}
     return E2EResult(out, summary)

@@ -65,7 +65,8 @@ def test_unknown_model_is_a_reason_not_a_silent_drop(tmp_path):
 def test_every_shipped_row_is_predicted():
     result = validate_e2e(DATA)
     assert result.rows["predicted_tpot_ms"].notna().all()
-    assert set(result.summary) >= {"overall", "by_model", "by_system"}
+    assert set(result.summary) >= {"overall", "by_model", "by_system", "by_backend"}
+    assert set(result.summary["by_backend"]) == {"sglang", "trtllm", "vllm"}
     assert result.summary["overall"]["n"] == len(pd.read_csv(DATA))
 
 
