@@ -147,3 +147,27 @@ def test_mla_down_projections_run_as_one_fused_gemm():
     model = load_model("deepseek-r1")
     s = step_shapes(model, LayoutArrays.from_layout(Layout("tp", tpa=8, tpf=8)), np.array([1]))
     assert qkv_proj_ms(k, model, s, Precision(weights="fp8"))[0] == pytest.approx(3 * floor_ms, rel=0.01)
+
+
+@pytest.mark.parametrize("layout,split", [(Layout("ep", kvp=1, tpa=1, dp=8, tpf=1, ep=8), 1),
+                                          (Layout("ep", kvp=1, tpa=2, dp=4, tpf=1, ep=8), 2),
+                                          (Layout("tp", tpa=8, tpf=8), 8)])
+def test_embedding_and_lm_head_memory_follow_where_the_lm_head_runs(layout, split):
+    """Untied embedding + LM head, bf16: 2 x vocab x 7168 x 2 B per GPU, divided by the GPUs that share
+    one LM head: a DP-attention group's tpa (1 or 2 here), all 8 GPUs under TP. Measured as the
+    difference between DeepSeek-R1 and the same model with a one-token vocabulary."""
+    from helixsim.api import evaluate, kernels_for
+    from helixsim.layout import LayoutArrays
+    from helixsim.specs.registry import load_hardware
+
+    full = load_model("deepseek-r1")
+    tiny = dataclasses.replace(full, name="v1", vocab_size=1)
+    hw = load_hardware(GB200)
+
+    def weights_gb(model):
+        res = evaluate(model, hw, LayoutArrays.from_layout(layout), np.array([8]), np.array([4096]),
+                       Precision(weights="fp8", kv_cache="fp8"), kernels=kernels_for(hw, True, None))
+        return float(res["weights_per_gpu_gb"].iloc[0])
+
+    expected = 2 * (129280 - 1) * 7168 * 2 / split
+    assert (weights_gb(full) - weights_gb(tiny)) * 1e9 == pytest.approx(expected, rel=1e-9)

@@ -95,9 +95,8 @@ def transfer_error(family: str, source: pd.DataFrame, target: pd.DataFrame, sour
     target row of those categories. This is the error the borrowing makes
     where it can be checked.
     """
-    from .fit import fit_table
+    from .fit import Calibration, fit_table
     from .validate import _TableModel, ape_stats, predict_rows
-    from .fit import Calibration
 
     spec = FAMILIES[family]
     shared = set(category_of(spec, source)) & set(category_of(spec, target))

@@ -270,10 +270,11 @@ def fit_calibration(data_dir: Path, hw: HardwareSpec) -> Calibration:
     roof = RoofParams.from_hardware(hw)
     borrowed = {}
     sibling = SIBLINGS.get(hw.name, (None,))[0]
-    if sibling is not None and sibling_dir(data_dir, sibling) is not None:
+    lender = sibling_dir(data_dir, sibling) if sibling else None
+    if lender is not None:
         from ..specs.registry import load_hardware
 
-        frames, borrowed = add_borrowed(frames, hw.name, roof, read_frames(sibling_dir(data_dir, sibling)),
+        frames, borrowed = add_borrowed(frames, hw.name, roof, read_frames(lender),
                                         RoofParams.from_hardware(load_hardware(sibling)))
     cal = fit_frames(frames, roof, hw.name)
     for name, info in borrowed.items():

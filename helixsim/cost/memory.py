@@ -83,14 +83,16 @@ def kv_elements_per_request(model: ModelSpec, a: LayoutArrays, context: np.ndarr
 def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
                    prec: Precision) -> MemoryBreakdown:
     """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
-    embedding and LM head, vocabulary-split, are charged to it as well)."""
+    embedding and LM head, vocabulary-split, are charged to it as well: over the stage's GPUs,
+    or, for Medha and for ep's DP attention groups, over the group's tpa GPUs, as their LM
+    head runs in :func:`~.step.lm_head_ms`)."""
     stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
     w_dense = k.elem_bytes(prec.dense_weights_dtype)
     act = k.elem_bytes(prec.activations)
     layer_weights = (model.num_layers * attention_weight_elements(model, a) * w_dense
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense))
     norms = model.norm_params_per_layer() * model.num_layers * act
-    vocab_split = np.where(a.strategy == MEDHA, a.tpa, a.kvp * a.tpa * a.dp)
+    vocab_split = np.where((a.strategy == MEDHA) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act
     weights = stage * (layer_weights + norms) + embeddings
     kv_req = stage * kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)

@@ -206,7 +206,7 @@ def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarra
     logits for sampling: over the stage's GPUs for the whole micro-batch (Medha: its TP
     group); under ep each DP group computes its own requests' logits over its tpa GPUs, as
     attention-DP deployments do (no cross-group gather of the whole batch's logits)."""
-    n = np.select([s.strategy == MEDHA, s.strategy == EP], [s.o_tp, s.o_tp], s.n_attn)  # o_tp = tpa under ep
+    n = np.where((s.strategy == MEDHA) | (s.strategy == EP), s.o_tp, s.n_attn)  # o_tp = tpa for both
     b = o_proj_batch(s)
     act = prec.activations
     head = k.gemm_ms(b, t.cdiv(model.vocab_size, n), model.hidden_size, act)
