@@ -59,14 +59,18 @@ def _int(value) -> int | None:
     return int(value)
 
 
+def _check_dp_batch(dp_batch: str) -> None:
+    if dp_batch not in DP_BATCH_MODES:
+        raise SpecError("command line", "--dp-batch", f"'{dp_batch}' is not one of {', '.join(DP_BATCH_MODES)}")
+
+
 def row_config(row: pd.Series, dp_batch: str = "rank") -> tuple[str, str, Layout, Precision, int, int]:
     """Map one measured row to (model, hardware, layout, precision, batch, context); SpecError if it can't be.
 
     ``batch`` is the instance's whole decode batch; ``dp_batch`` says what the row's
     ``decode_batch`` counts under attention DP (see :data:`DP_BATCH_MODES`).
     """
-    if dp_batch not in DP_BATCH_MODES:
-        raise SpecError("command line", "--dp-batch", f"'{dp_batch}' is not one of {', '.join(DP_BATCH_MODES)}")
+    _check_dp_batch(dp_batch)
     model = HF_TO_MODEL.get(str(row["hf_model_path"]))
     if model is None:
         raise SpecError("row", "hf_model_path", f"no built-in model for '{row['hf_model_path']}'")
@@ -111,8 +115,7 @@ def ape_stats(ape: np.ndarray) -> dict:
 
 def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: str = "rank") -> E2EResult:
     """Predict TPOT for every row of ``path`` and summarise the absolute percentage error."""
-    if dp_batch not in DP_BATCH_MODES:
-        raise SpecError("command line", "--dp-batch", f"'{dp_batch}' is not one of {', '.join(DP_BATCH_MODES)}")
+    _check_dp_batch(dp_batch)
     try:
         table = pd.read_csv(path)
     except FileNotFoundError:
