@@ -1,0 +1,249 @@
+"""The plan report's content: recommendation, comparison, pools, breakdown, runner-ups, sensitivity."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .. import __version__
+from ..cost.step import BREAKDOWN_KEYS
+from .inputs import UNCALIBRATED
+from .report_blocks import STRATEGY_NAMES, Bullets, Figure, Heading, Para, Table, _ctx, _n, _usd
+from .report_figures import breakdown_figure, frontier_figure
+from .results import PlanResult, PoolPlan
+
+
+# ----------------------------------------------------------------------------------------------- content
+def _precision_text(p: dict) -> str:
+    return f"weights {p['weights']}, KV cache {p['kv_cache']}, activations {p['activations']}"
+
+
+def _context_text(result: PlanResult) -> str:
+    cs = result.request.contexts
+    if len(cs) == 1:
+        return f"context {cs[0].context:,} tokens"
+    total = sum(c.weight for c in cs)
+    return "context mix " + ", ".join(f"{c.context:,} ({100 * c.weight / total:.0f} %)" for c in cs)
+
+
+def recommendation_text(result: PlanResult) -> str:
+    r, w = result.request, result.winner
+    if w is None:
+        return (f"**No system meets the floor.** None of {', '.join(r.hardware)} can decode {result.model} at "
+                f"{r.min_tokens_per_s_user:g} tokens/s/user within its GPU budget; the closest each gets is below.")
+    pool = w.main_pool
+    c = pool.choice.config
+    lines = [f"**Use {w.hardware}**: {w.instances:,} decode instances of **{STRATEGY_NAMES[c.strategy]} "
+             f"{c.label}** ({c.n_gpus} GPUs, batch {c.batch}) = **{w.total_gpus:,} GPUs** in {w.units:,} "
+             f"{w.unit_name}s, {_n(w.tokens_per_s_user)} tokens/s/user, {_n(c.tokens_per_s_gpu)} tokens/s/GPU, "
+             f"**{_usd(w.cost_per_m_tokens)} per million output tokens** at ${w.price_per_gpu_hour:.2f}/GPU-hour, "
+             f"{_n(w.energy_per_token_j)} J/token."]
+    if len(w.pools) > 1:
+        lines[0] = lines[0].replace("decode instances of", "decode instances; the largest pool uses")
+    others = [h for h in result.per_hardware if h is not w]
+    cheaper = [f"{h.hardware} {_usd(h.cost_per_m_tokens)} ({h.cost_per_m_tokens / w.cost_per_m_tokens:.2f}x)"
+               for h in others if h.meets_floor]
+    if cheaper:
+        lines.append("Other systems: " + "; ".join(cheaper) + ".")
+    lines.append(_family_text(pool))
+    return " ".join(lines)
+
+
+def _family_text(pool: PoolPlan) -> str:
+    c = pool.choice.config
+    if pool.other_family_best is None:
+        other = "baseline" if pool.family == "Helix" else "Helix"
+        return f"No {other} layout reaches the floor here."
+    o = pool.other_family_best
+    winner = "Helix" if pool.family == "Helix" else f"The {c.strategy.upper() if c.strategy != 'medha' else 'Medha'} baseline"
+    other = (f"the best baseline ({o.strategy} {o.label}, batch {o.batch})" if pool.family == "Helix"
+             else f"the best Helix layout ({o.label}, batch {o.batch})")
+    return f"{winner} beats {other} by {pool.family_margin:.2f}x tokens/s/GPU at this floor."
+
+
+def build_blocks(result: PlanResult) -> list:
+    r = result.request
+    blocks: list = [
+        Heading(f"Capacity plan: {result.model}, {r.users:,} users at \u2265 {r.min_tokens_per_s_user:g} tokens/s/user", 1),
+        Para(f"{_context_text(result)}; systems compared: {', '.join(r.hardware)}. "
+             f"helixsim {__version__}, planned in {result.seconds:.1f} s."),
+        Heading("Recommendation"),
+        Para(recommendation_text(result)),
+    ]
+    missing = [(h, p) for h in result.per_hardware for p in h.pools if not p.meets_floor]
+    if missing:
+        items = []
+        for h, p in missing:
+            if p.closest is None:
+                items.append(f"**{h.hardware}** (context {p.context:,}): no layout of up to {h.max_gpus_per_instance} "
+                             f"GPUs fits {result.model} in memory.")
+            else:
+                c = p.closest
+                items.append(f"**{h.hardware}** (context {p.context:,}): no layout reaches {r.min_tokens_per_s_user:g} "
+                             f"tokens/s/user; the closest achievable is **{_n(c.tokens_per_s_user)} tokens/s/user** with "
+                             f"{c.strategy} {c.label} ({c.n_gpus} GPUs, batch {c.batch}, {_n(c.tokens_per_s_gpu)} tokens/s/GPU).")
+        blocks += [Heading("Systems that miss the floor", 3), Bullets(items)]
+
+    blocks += [Heading("Comparison"), _comparison_table(result)]
+    if len(r.contexts) > 1:
+        blocks.append(_pools_table(result))
+    blocks.append(Para("Cost per million output tokens = price per GPU-hour \u00d7 total GPUs / "
+                       "(users \u00d7 tokens/s/user \u00d7 3600) \u00d7 10\u2076. Energy per token = TDP \u00d7 total GPUs / "
+                       "(users \u00d7 tokens/s/user), GPUs only. Headroom = HBM \u2212 memory used per GPU. "
+                       f"Prices from `{r.price_file}` (illustrative defaults unless you passed --price)."))
+
+    blocks.append(Heading("Pareto frontiers"))
+    blocks.append(Para("Every configuration priced (grey), the Helix and best-baseline frontiers, the interactivity "
+                       "floor (dashed red line; the shaded side is too slow) and the chosen configuration (star)."))
+    for hp in result.per_hardware:
+        blocks.append(Figure(f"frontier-{_slug(hp.hardware)}.png", frontier_figure(hp, r.min_tokens_per_s_user),
+                             f"Pareto frontier of {hp.hardware} with the interactivity floor"))
+
+    blocks += [Heading("Breakdown of the chosen configurations"), _breakdown_table(result),
+               Figure("breakdown.png", breakdown_figure(result), "GPU time per output token by op")]
+
+    blocks.append(Heading("Runner-ups"))
+    blocks.append(Para("The best layout of every other strategy at the same floor, and the op whose GPU-time per "
+                       "token exceeds the winner's the most (what makes it lose)."))
+    blocks.append(_runner_up_table(result))
+
+    if len(result.sensitivity) > 1:
+        blocks += [Heading("Sensitivity"),
+                   Para("Each row re-plans every system with one input changed; cost per million output tokens "
+                        "(total GPUs) per system, and the cheapest system with its layout."),
+                   _sensitivity_table(result)]
+
+    blocks.append(Heading("Calibration and assumptions"))
+    items = [f"**{h.hardware}**: {h.calibration}" for h in result.per_hardware]
+    items += ["Per-system precision: " + "; ".join(f"{h.hardware} {_precision_text(h.precision)}" for h in result.per_hardware) + ".",
+              "GPU budget per decode instance: " + ", ".join(f"{h.hardware} {h.max_gpus_per_instance}" for h in result.per_hardware)
+              + " (default: the NVLink domain, capped at 64); batches up to min(users, "
+              f"{r.max_batch}); HOP-B {'on' if r.hopb else 'off'}; strategies {', '.join(r.strategies)}.",
+              "Instances = ceil(users / batch). An instance stays inside one NVLink domain, so racks (NVL72) or "
+              "nodes (HGX) = ceil(instances / instances per unit); GPUs left over in those units are not charged.",
+              "Every user is counted at the configuration's full-batch tokens/s/user; a partly filled last "
+              "instance runs no slower. Prefill, speculative decoding and queueing are not modelled."]
+    if any(UNCALIBRATED in h.calibration for h in result.per_hardware):
+        items.append("The numbers are an analytical roofline: treat differences under ~20 % as within model error.")
+    blocks.append(Bullets(items))
+    return blocks
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem if "/" in name else name)
+
+
+def _comparison_table(result: PlanResult) -> Table:
+    """One column per system (side by side), one row per quantity; the winner's name in bold."""
+    w = result.winner
+    names = [f"**{h.hardware}** (cheapest)" if h is w else h.hardware for h in result.per_hardware]
+    rows: list[list[str]] = []
+
+    def row(label, fn):
+        rows.append([label] + [fn(h) for h in result.per_hardware])
+
+    def cfg(h):
+        if h.meets_floor:
+            return h.main_pool.choice.config
+        return next((q.closest for q in h.pools if not q.meets_floor and q.closest), None)
+
+    dash = "\u2014"
+    def ok(h, text):  # text is a callable: evaluated only where the floor is met
+        return text() if h.meets_floor else dash
+
+    row("meets the floor", lambda h: "yes" if h.meets_floor else "**no**")
+    row("strategy", lambda h: (STRATEGY_NAMES[cfg(h).strategy] + ("" if h.meets_floor else " (closest)")) if cfg(h) else dash)
+    row("layout KVPxTPxDP=TPFxEP", lambda h: cfg(h).label if cfg(h) else "nothing fits")
+    row("batch per instance", lambda h: str(cfg(h).batch) if cfg(h) else dash)
+    row("GPUs per instance", lambda h: str(cfg(h).n_gpus) if cfg(h) else dash)
+    row("instances", lambda h: ok(h, lambda: f"{h.instances:,}"))
+    row("total GPUs", lambda h: ok(h, lambda: f"{h.total_gpus:,}"))
+    row("racks / nodes", lambda h: ok(h, lambda: f"{h.units:,} {h.unit_name}s ({h.unit_gpus} GPUs each)"))
+    row("tokens/s/user", lambda h: _n(h.tokens_per_s_user) if h.meets_floor else
+        (f"{_n(cfg(h).tokens_per_s_user)} (max reachable)" if cfg(h) else dash))
+    row("tokens/s/GPU", lambda h: _n(cfg(h).tokens_per_s_gpu) if cfg(h) else dash)
+    row("price, $/GPU-hour", lambda h: f"{h.price_per_gpu_hour:.2f}")
+    row("**$ per million output tokens**", lambda h: ok(h, lambda: f"**{_usd(h.cost_per_m_tokens)}**"))
+    row("energy, J/token", lambda h: ok(h, lambda: _n(h.energy_per_token_j)))
+    row("HBM headroom, GB/GPU", lambda h: _n(h.hbm_gb - cfg(h).memory_per_gpu_gb) if cfg(h) else dash)
+    row("Helix vs best baseline", lambda h: _family_cell(h.main_pool) if h.meets_floor else dash)
+    row("precision (weights / KV)", lambda h: f"{h.precision['weights']} / {h.precision['kv_cache']}")
+    return Table([""] + names, rows)
+
+
+def _family_cell(p: PoolPlan) -> str:
+    if p.family_margin is None:
+        return f"{p.family} only reaches the floor"
+    return f"{p.family} wins by {p.family_margin:.2f}x"
+
+
+def _pools_table(result: PlanResult) -> Table:
+    headers = ["system", "context", "share of users", "users", "strategy", "layout", "batch", "instances",
+               "GPUs", "tok/s/user", "tok/s/GPU", "$/M tokens"]
+    rows = []
+    for h in result.per_hardware:
+        total = sum(q.weight for q in h.pools)
+        for p in h.pools:
+            share = f"{100 * p.weight / total:.0f} %"
+            if p.choice:
+                c, d = p.choice.config, p.choice
+                rows.append([h.hardware, f"{p.context:,}", share, f"{p.users:,}", c.strategy, c.label,
+                             str(c.batch), f"{d.instances:,}", f"{d.total_gpus:,}", _n(c.tokens_per_s_user),
+                             _n(c.tokens_per_s_gpu), _usd(d.cost_per_m_tokens)])
+            else:
+                best = f"closest {_n(p.closest.tokens_per_s_user)} tok/s/user" if p.closest else "nothing fits"
+                rows.append([h.hardware, f"{p.context:,}", share, f"{p.users:,}", "\u2014", best,
+                             "\u2014", "\u2014", "\u2014", "\u2014", "\u2014", "\u2014"])
+    return Table(headers, rows, "Per-context pools")
+
+
+def _breakdown_table(result: PlanResult) -> Table:
+    shown = []
+    for h in result.per_hardware:
+        for p in h.pools:
+            c = p.choice.config if p.choice else p.closest
+            if c is not None:
+                tag = h.hardware + (f" @{_ctx(p.context)}" if len(h.pools) > 1 else "")
+                shown.append((tag, c, p.choice is not None))
+    keys = [k for k in BREAKDOWN_KEYS if any(c.breakdown_ms[k] > 0 for _, c, _ in shown)]
+    headers = ["system", "layout, batch", "step ms"] + [k.replace("_", " ") for k in keys]
+    rows = [[tag, f"{c.strategy} {c.label} b{c.batch}" + ("" if chosen else " (closest)"), f"{c.ttl_ms:.2f}"]
+            + [f"{c.breakdown_ms[k]:.2f} ({100 * c.breakdown_ms[k] / c.ttl_ms:.0f}%)" for k in keys]
+            for tag, c, chosen in shown]
+    return Table(headers, rows, "Decode-step time per op in ms (share of the step); ops that are zero everywhere are left out")
+
+
+def _runner_up_table(result: PlanResult) -> Table:
+    headers = ["system", "strategy", "best layout at the floor", "batch", "GPUs", "tok/s/user", "tok/s/GPU", "$/M tokens",
+               "why it loses"]
+    rows = []
+    for h in result.per_hardware:
+        for p in h.pools:
+            if p.choice is None:
+                continue
+            tag = h.hardware + (f" @{_ctx(p.context)}" if len(h.pools) > 1 else "")
+            c = p.choice.config
+            rows.append([f"**{tag}**", f"**{c.strategy}**", f"**{c.label}** (chosen)", str(c.batch), str(c.n_gpus),
+                         _n(c.tokens_per_s_user),
+                         _n(c.tokens_per_s_gpu), _usd(p.choice.cost_per_m_tokens), "\u2014"])
+            for ru in p.runner_ups:
+                r = ru.config
+                rows.append([tag, ru.strategy, r.label if r else "\u2014", str(r.batch) if r else "\u2014",
+                             str(r.n_gpus) if r else "\u2014", _n(r.tokens_per_s_user) if r else "\u2014",
+                             _n(r.tokens_per_s_gpu) if r else "\u2014", _usd(ru.cost_per_m_tokens), ru.reason()])
+    return Table(headers, rows)
+
+
+def _sensitivity_table(result: PlanResult) -> Table:
+    names = list(result.request.hardware)
+    headers = ["scenario", "change"] + names + ["cheapest"]
+    rows = []
+    for s in result.sensitivity:
+        cells = []
+        for h in names:
+            cost, gpus = s.cost_per_m_tokens.get(h), s.total_gpus.get(h)
+            cells.append("misses floor" if cost is None else f"{_usd(cost)} ({gpus:,})")
+        best = f"{s.winner}: {s.winner_strategy} {s.winner_label} b{s.winner_batch}" if s.winner else "none meets the floor"
+        rows.append([f"**{s.scenario}**" if s.scenario == "base" else s.scenario, s.change] + cells + [best])
+    return Table(headers, rows)
+

@@ -1,0 +1,227 @@
+"""The plan's result records: runner-ups, pools, per-hardware plans, the whole plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pandas as pd
+
+from .costing import Config, Deployment
+from .inputs import ContextShare
+
+
+@dataclass(frozen=True)
+class RunnerUp:
+    """The best configuration of one strategy that did not win, and why it loses."""
+
+    strategy: str
+    config: Optional[Config]  # best meeting the floor; None where it cannot reach the floor
+    closest: Optional[Config]  # its highest tokens/s/user when it cannot reach the floor
+    throughput_ratio: Optional[float]  # winner tokens/s/GPU over this one's
+    losing_term: Optional[str]  # op with the largest excess GPU-ms per token over the winner
+    losing_term_excess_gpu_ms: Optional[float]
+    cost_per_m_tokens: Optional[float]
+
+    def reason(self) -> str:
+        if self.config is None:
+            if self.closest is None:
+                return "no layout fits in memory"
+            return f"cannot reach the floor: at most {self.closest.tokens_per_s_user:.1f} tok/s/user ({self.closest.label})"
+        if self.losing_term is None:
+            return "ties the winner"
+        lower = 100.0 * (1.0 - 1.0 / self.throughput_ratio)
+        return (f"{lower:.0f} % fewer tok/s/GPU than the winner; largest excess: {self.losing_term} "
+                f"(+{self.losing_term_excess_gpu_ms:.3g} GPU-ms/token)")
+
+
+@dataclass
+class PoolPlan:
+    """The plan for one context on one hardware system (one pool of identical instances)."""
+
+    context: int
+    weight: float
+    users: int
+    n_configurations: int
+    choice: Optional[Deployment]
+    closest: Optional[Config]  # the highest tokens/s/user when nothing meets the floor
+    family: str  # "Helix" or "baseline": which family won
+    other_family_best: Optional[Config]  # the best of the other family at the same floor
+    family_margin: Optional[float]  # winner tokens/s/GPU over other_family_best's
+    runner_ups: list[RunnerUp]
+    table: pd.DataFrame = field(repr=False)  # every configuration priced (batch <= users)
+    frontiers: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def meets_floor(self) -> bool:
+        return self.choice is not None
+
+
+@dataclass
+class HardwarePlan:
+    """Everything planned for one hardware system."""
+
+    hardware: str
+    description: str
+    precision: dict
+    max_gpus_per_instance: int
+    price_per_gpu_hour: float
+    power_w: float
+    hbm_gb: float
+    unit_gpus: int
+    unit_name: str
+    pools: list[PoolPlan]
+    calibration: str
+
+    @property
+    def meets_floor(self) -> bool:
+        return all(p.meets_floor for p in self.pools)
+
+    @property
+    def main_pool(self) -> PoolPlan:
+        """The pool with the most users (the only one without a context mix)."""
+        return max(self.pools, key=lambda p: (p.users, p.weight))
+
+    def _chosen(self) -> list[Deployment]:
+        return [p.choice for p in self.pools if p.choice is not None]
+
+    @property
+    def total_gpus(self) -> Optional[int]:
+        return sum(d.total_gpus for d in self._chosen()) if self.meets_floor else None
+
+    @property
+    def instances(self) -> Optional[int]:
+        return sum(d.instances for d in self._chosen()) if self.meets_floor else None
+
+    @property
+    def units(self) -> Optional[int]:
+        return sum(d.units for d in self._chosen()) if self.meets_floor else None
+
+    @property
+    def served_tokens_per_s(self) -> Optional[float]:
+        return sum(d.served_tokens_per_s for d in self._chosen()) if self.meets_floor else None
+
+    @property
+    def cost_per_m_tokens(self) -> Optional[float]:
+        """Fleet dollars over fleet tokens (pools' costs weighted by their share of the tokens)."""
+        if not self.meets_floor:
+            return None
+        return self.price_per_gpu_hour * self.total_gpus / (self.served_tokens_per_s * 3600.0) * 1e6
+
+    @property
+    def fleet_tokens_per_s_gpu(self) -> Optional[float]:
+        """Delivered tokens/s over all GPUs (below the configuration's when the last instance is partly full)."""
+        return self.served_tokens_per_s / self.total_gpus if self.meets_floor else None
+
+    @property
+    def tokens_per_s_user(self) -> Optional[float]:
+        """The slowest pool's per-user rate (what every user is guaranteed)."""
+        return min(d.config.tokens_per_s_user for d in self._chosen()) if self.meets_floor else None
+
+    @property
+    def energy_per_token_j(self) -> Optional[float]:
+        return self.power_w * self.total_gpus / self.served_tokens_per_s if self.meets_floor else None
+
+    def summary(self) -> dict:
+        """The per-hardware JSON record."""
+        out: dict[str, Any] = {"hardware": self.hardware, "meets_floor": self.meets_floor,
+                               "precision": self.precision, "price_per_gpu_hour": self.price_per_gpu_hour,
+                               "max_gpus_per_instance": self.max_gpus_per_instance}
+        main = self.main_pool
+        if self.meets_floor:
+            c = main.choice.config
+            out.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch,
+                       n_gpus_per_instance=c.n_gpus, instances=self.instances, total_gpus=self.total_gpus,
+                       **{f"{self.unit_name}s": self.units},
+                       tokens_per_s_user=self.tokens_per_s_user, tokens_per_s_gpu=c.tokens_per_s_gpu,
+                       fleet_tokens_per_s_gpu=self.fleet_tokens_per_s_gpu, cost_per_m_tokens=self.cost_per_m_tokens,
+                       energy_per_token_j=self.energy_per_token_j,
+                       memory_headroom_gb=min(p.choice.memory_headroom_gb for p in self.pools),
+                       breakdown_ms=c.breakdown_ms)
+        else:
+            out.update(strategy=None, layout=None, batch=None, n_gpus_per_instance=None, instances=None,
+                       total_gpus=None, tokens_per_s_user=None, tokens_per_s_gpu=None, cost_per_m_tokens=None)
+            missing = [p for p in self.pools if not p.meets_floor]
+            out["closest_achievable"] = [
+                {"context": p.context, "tokens_per_s_user": p.closest.tokens_per_s_user, "strategy": p.closest.strategy,
+                 "layout": p.closest.layout, "label": p.closest.label, "batch": p.closest.batch,
+                 "n_gpus_per_instance": p.closest.n_gpus} if p.closest else {"context": p.context, "tokens_per_s_user": None}
+                for p in missing]
+        if len(self.pools) > 1:
+            out["pools"] = [pool_summary(p) for p in self.pools]
+        return out
+
+
+def pool_summary(p: PoolPlan) -> dict:
+    d: dict[str, Any] = {"context": p.context, "weight": p.weight, "users": p.users, "meets_floor": p.meets_floor}
+    if p.choice:
+        c = p.choice.config
+        d.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch, n_gpus_per_instance=c.n_gpus,
+                 instances=p.choice.instances, total_gpus=p.choice.total_gpus,
+                 tokens_per_s_user=c.tokens_per_s_user, tokens_per_s_gpu=c.tokens_per_s_gpu,
+                 cost_per_m_tokens=p.choice.cost_per_m_tokens)
+    elif p.closest:
+        d.update(closest_tokens_per_s_user=p.closest.tokens_per_s_user, closest_label=p.closest.label,
+                 closest_strategy=p.closest.strategy)
+    return d
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    scenario: str
+    change: str
+    cost_per_m_tokens: dict  # hardware -> USD per 1e6 tokens, or None where the floor is not met
+    total_gpus: dict  # hardware -> GPUs, or None
+    winner: Optional[str]
+    winner_strategy: Optional[str]
+    winner_label: Optional[str]
+    winner_batch: Optional[int] = None
+
+
+@dataclass
+class PlanRequest:
+    model: str
+    hardware: tuple[str, ...]
+    contexts: tuple[ContextShare, ...]
+    users: int
+    min_tokens_per_s_user: float
+    max_gpus_per_instance: Optional[int]
+    weights: Optional[str]
+    kv_cache: Optional[str]
+    hopb: bool
+    max_batch: int
+    strategies: tuple[str, ...]
+    price_file: str
+
+
+@dataclass
+class PlanResult:
+    request: PlanRequest
+    model: str
+    per_hardware: list[HardwarePlan]
+    sensitivity: list[SensitivityRow]
+    seconds: float
+
+    @property
+    def winner(self) -> Optional[HardwarePlan]:
+        """The system with the lowest cost per million tokens among those meeting the floor."""
+        ok = [h for h in self.per_hardware if h.meets_floor]
+        return min(ok, key=lambda h: h.cost_per_m_tokens) if ok else None
+
+    def recommendation(self) -> dict:
+        """What ``helixsim plan --json`` prints: the overall winner's key numbers and a per-hardware list."""
+        w = self.winner
+        keys = ("hardware", "strategy", "layout", "batch", "n_gpus_per_instance", "instances", "total_gpus",
+                "tokens_per_s_user", "tokens_per_s_gpu", "cost_per_m_tokens")
+        per = [h.summary() for h in self.per_hardware]
+        top = {k: None for k in keys}
+        if w is not None:
+            s = next(p for p in per if p["hardware"] == w.hardware)
+            top = {k: s[k] for k in keys}
+            top["label"] = s["label"]
+        r = self.request
+        return {**top, "meets_floor": w is not None, "model": self.model, "users": r.users,
+                "min_tokens_per_s_user": r.min_tokens_per_s_user,
+                "contexts": [{"context": c.context, "weight": c.weight} for c in r.contexts],
+                "price_file": r.price_file, "per_hardware": per}
+

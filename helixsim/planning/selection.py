@@ -1,0 +1,116 @@
+"""Selection: the configuration with the most tokens/s/GPU at the floor, its runner-ups, the searches."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..precision import Precision
+from ..search import BASELINES, SearchSpace, frontiers, search
+from ..specs.hardware import HardwareSpec
+from ..specs.model import ModelSpec
+from .costing import Config, deploy
+from .inputs import ContextShare
+from .results import PoolPlan, RunnerUp
+
+
+def split_users(users: int, contexts: Sequence[ContextShare]) -> list[int]:
+    """Users per context: ceil(users * weight / sum of weights), so no pool is under-provisioned."""
+    total = sum(c.weight for c in contexts)
+    return [max(1, math.ceil(users * c.weight / total - 1e-9)) for c in contexts]
+
+
+def _best(rows: pd.DataFrame) -> Optional[pd.Series]:
+    """Highest tokens/s/GPU; ties: higher tokens/s/user, then fewer GPUs."""
+    if rows.empty:
+        return None
+    order = np.lexsort((rows["n_gpus"].to_numpy(), -rows["tokens_per_s_user"].to_numpy(),
+                        -rows["tokens_per_s_gpu"].to_numpy()))
+    return rows.iloc[order[0]]
+
+
+def _fastest(rows: pd.DataFrame) -> Optional[pd.Series]:
+    if rows.empty:
+        return None
+    order = np.lexsort((-rows["tokens_per_s_gpu"].to_numpy(), -rows["tokens_per_s_user"].to_numpy()))
+    return rows.iloc[order[0]]
+
+
+def select(table: pd.DataFrame, floor: float) -> Optional[pd.Series]:
+    """The chosen row: max tokens/s/GPU among feasible rows with tokens/s/user >= floor."""
+    ok = table[table["feasible"].to_numpy(bool) & (table["tokens_per_s_user"].to_numpy() >= floor)]
+    return _best(ok)
+
+
+def _runner_up(strategy: str, table: pd.DataFrame, floor: float, winner: Config, hw: HardwareSpec,
+               users: int, price: float) -> RunnerUp:
+    sub = table[table["strategy"] == strategy]
+    row = select(sub, floor)
+    if row is None:
+        far = _fastest(sub[sub["feasible"].to_numpy(bool)])
+        return RunnerUp(strategy, None, Config.from_row(far) if far is not None else None, None, None, None, None)
+    cfg = Config.from_row(row)
+    mine, theirs = cfg.gpu_ms_per_token(), winner.gpu_ms_per_token()
+    excess = {k: mine[k] - theirs[k] for k in mine}
+    term = max(excess, key=excess.get)
+    lose = excess[term] > 0 and cfg.tokens_per_s_gpu < winner.tokens_per_s_gpu
+    return RunnerUp(strategy, cfg, None, winner.tokens_per_s_gpu / cfg.tokens_per_s_gpu,
+                    term if lose else None, excess[term] if lose else None,
+                    deploy(cfg, hw, users, price).cost_per_m_tokens)
+
+
+class _Planner:
+    """Runs searches once per (hardware, context, batch cap) and plans pools from them."""
+
+    def __init__(self, model: ModelSpec, strategies: tuple[str, ...], hopb: bool, max_batch: int,
+                 calibration=None):
+        self.model = model
+        self.strategies = strategies
+        self.hopb = hopb
+        self.max_batch = max_batch
+        self.calibration = calibration
+        self._cache: dict = {}
+
+    def table(self, hw: HardwareSpec, budget: int, context: int, users: int, prec: Precision) -> pd.DataFrame:
+        cap = int(min(self.max_batch, users))
+        key = (hw.name, budget, context, cap, prec)
+        if key not in self._cache:
+            space = SearchSpace(strategies=self.strategies, max_gpus=budget, hopb=(self.hopb,), max_batch=cap,
+                                contexts=(int(context),))
+            t = search(self.model, hw, space, prec, calibration=self.calibration)
+            if "label" not in t.columns:
+                t["label"] = pd.Series([], dtype=object)
+            self._cache[key] = t
+        return self._cache[key]
+
+    def pool(self, hw: HardwareSpec, budget: int, prec: Precision, share: ContextShare, users: int,
+             floor: float, price: float, detail: bool = True) -> PoolPlan:
+        table = self.table(hw, budget, share.context, users, prec)
+        row = select(table, floor)
+        choice = closest = other = None
+        margin = None
+        family = ""
+        runner_ups: list[RunnerUp] = []
+        if row is None:
+            far = _fastest(table[table["feasible"].to_numpy(bool)])
+            closest = Config.from_row(far) if far is not None else None
+        else:
+            cfg = Config.from_row(row)
+            choice = deploy(cfg, hw, users, price)
+            family = "Helix" if cfg.strategy == "helix" else "baseline"
+            members = [s for s in BASELINES] if cfg.strategy == "helix" else ["helix"]
+            o = select(table[table["strategy"].isin(members)], floor)
+            if o is not None:
+                other = Config.from_row(o)
+                margin = cfg.tokens_per_s_gpu / other.tokens_per_s_gpu
+            if detail:
+                runner_ups = [_runner_up(s, table, floor, cfg, hw, users, price)
+                              for s in self.strategies if s != cfg.strategy]
+        fr = frontiers(table) if detail and len(table) else {}
+        return PoolPlan(context=share.context, weight=share.weight, users=users, n_configurations=len(table),
+                        choice=choice, closest=closest, family=family, other_family_best=other,
+                        family_margin=margin, runner_ups=runner_ups, table=table, frontiers=fr)
+
