@@ -436,6 +436,11 @@ def bench(kernel, out, device, dtypes, shapes, warmup, iters, cuda_graphs, appen
     click.echo(f"wrote {result.path} ({result.rows} rows) and {result.conditions_path}")
 
 
+from .cli_prefill import make_prefill_command  # noqa: E402 - commands in their own modules
+
+main.add_command(make_prefill_command(user_errors, precision_options, precision_from))
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one line and exit 2, too."""
     try:
