@@ -17,7 +17,7 @@ import pandas as pd
 
 from .cost.kernels import RooflineKernels
 from .cost.memory import largest_batch, memory_per_gpu
-from .cost.step import BREAKDOWN_KEYS, decode_step
+from .cost.step import BREAKDOWN_KEYS
 from .efficiency import IDEAL
 from .errors import SpecError
 from .layout import STRATEGIES, Layout, LayoutArrays, check_layout
@@ -64,16 +64,23 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     """Evaluate every configuration (arrays broadcast together) in one vectorised pass.
 
     Returns one row per configuration with the layout, n_gpus, batch,
-    context, ttl_ms, tokens_per_s_user, tokens_per_s_gpu, memory, feasibility
-    and the per-op breakdown (``<op>_ms`` columns).
+    context, ttl_ms with its 80 % interval (ttl_ms_lo, ttl_ms_hi) and the
+    share of it priced outside the measured kernel domain
+    (extrapolated_fraction; :mod:`helixsim.uncertainty`), tokens_per_s_user,
+    tokens_per_s_gpu, memory, feasibility and the per-op breakdown (``<op>_ms``
+    columns). ``frame.attrs["kernel_model"]`` maps each breakdown op to the
+    kernel model that priced most of it.
     """
+    from .uncertainty import interval_columns, model_name, step_provenance
+
     k = kernels if kernels is not None else kernels_for(hw)
     check_precision(hw, precision)
     batch = np.asarray(batch, dtype=np.int64)
     context = np.asarray(context, dtype=np.int64)
-    parts = decode_step(k, model, layouts, batch, context, precision)
+    parts, prov = step_provenance(k, model, layouts, batch, context, precision)
     shape = parts["qkv_proj"].shape
     ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
+    interval = interval_columns(ttl, prov, model_name(k))
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
     max_b = np.broadcast_to(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
     total = np.broadcast_to(mem.total_bytes, shape)
@@ -85,13 +92,16 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
         "strategy": np.asarray(STRATEGIES, dtype=object)[np.broadcast_to(layouts.strategy, shape)],
         **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
         "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
-        "ttl_ms": ttl, "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
+        "ttl_ms": ttl, **{key: np.broadcast_to(v, shape) for key, v in interval.items()},
+        "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
         "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes, shape) / 1e9,
         "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes, shape) / 1e9,
         "feasible": feasible, "max_batch": max_b,
         **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
     }
-    return pd.DataFrame({key: np.ravel(value) for key, value in frame.items()})
+    out = pd.DataFrame({key: np.ravel(value) for key, value in frame.items()})
+    out.attrs["kernel_model"] = dict(prov.kernel_model)
+    return out
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,9 @@ class PointResult:
     batch: int
     context: int
     ttl_ms: float
+    ttl_ms_lo: float
+    ttl_ms_hi: float
+    extrapolated_fraction: float
     tokens_per_s_user: float
     tokens_per_s_gpu: float
     memory_per_gpu_gb: float
@@ -113,6 +126,7 @@ class PointResult:
     infeasible_reason: str | None
     max_batch: int
     breakdown_ms: dict = field(default_factory=dict)
+    kernel_model: dict = field(default_factory=dict)
     precision: dict = field(default_factory=dict)
     ideal: bool = False
 
@@ -144,14 +158,18 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
         if value > MAX_MAGNITUDE:  # beyond this the int64 arithmetic of the cost model would overflow
             raise SpecError("command line", name, f"must be <= {MAX_MAGNITUDE:g}, got {value!r}")
     k = kernels_for(hw, ideal, calibration)
-    row = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k).iloc[0]
+    frame = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k)
+    row = frame.iloc[0]
     return PointResult(
         model=m.name, hardware=hw.name, strategy=layout.strategy, layout=layout.as_dict(),
         n_gpus=int(row["n_gpus"]), batch=int(batch), context=int(context), ttl_ms=float(row["ttl_ms"]),
+        ttl_ms_lo=float(row["ttl_ms_lo"]), ttl_ms_hi=float(row["ttl_ms_hi"]),
+        extrapolated_fraction=float(row["extrapolated_fraction"]),
         tokens_per_s_user=float(row["tokens_per_s_user"]), tokens_per_s_gpu=float(row["tokens_per_s_gpu"]),
         memory_per_gpu_gb=float(row["memory_per_gpu_gb"]), feasible=bool(row["feasible"]),
         infeasible_reason=infeasible_reason(row, hw), max_batch=int(row["max_batch"]),
         breakdown_ms={key: float(row[f"{key}_ms"]) for key in BREAKDOWN_KEYS},
+        kernel_model=dict(frame.attrs["kernel_model"]),
         precision={"weights": prec.weights, "kv_cache": prec.kv_cache, "activations": prec.activations,
                    "attention_math": prec.attention_math_dtype},
         ideal=ideal,

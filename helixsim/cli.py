@@ -111,11 +111,13 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
                f"({result.n_gpus} GPUs), batch {result.batch}, context {result.context:,}")
     click.echo(f"  TTL {result.ttl_ms:.3f} ms   {result.tokens_per_s_user:.1f} tok/s/user   "
                f"{result.tokens_per_s_gpu:.2f} tok/s/GPU")
+    click.echo(f"  80 % interval {result.ttl_ms_lo:.3f}-{result.ttl_ms_hi:.3f} ms, "
+               f"{100 * result.extrapolated_fraction:.0f} % of the step priced outside the measured kernel domain")
     click.echo(f"  memory {result.memory_per_gpu_gb:.1f} GB/GPU, largest batch that fits {result.max_batch}"
                + ("" if result.feasible else f"   INFEASIBLE: {result.infeasible_reason}"))
     for key, value in result.breakdown_ms.items():
         share = 100.0 * value / result.ttl_ms if result.ttl_ms else 0.0
-        click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %")
+        click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %  {result.kernel_model.get(key, '')}")
 
 
 class _Progress:

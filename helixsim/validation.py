@@ -113,6 +113,36 @@ def ape_stats(ape: np.ndarray) -> dict:
             "p90_ape": float(np.percentile(ape, 90))}
 
 
+def interval_stats(rows: pd.DataFrame, ideal: bool = False, calibration=None, folds: int = 5) -> dict:
+    """Share of runs whose measured TPOT lies inside the predicted 80 % interval (``interval_coverage``).
+
+    The shipped interval's end-to-end term comes from these very runs' residuals, so
+    ``interval_coverage_cv`` also reports it cross-validated: runs split into ``folds`` by a hash
+    of their row, each fold's interval rescaled to the residual quantiles of the other folds
+    (exact where the whole step is calibrated; the roofline and extrapolation terms kept).
+    """
+    import zlib
+
+    from .uncertainty import coverage, ln_ratio_quantiles, shipped_rule
+
+    meas = rows["measured_tpot_ms"].to_numpy(float)
+    pred = rows["predicted_tpot_ms"].to_numpy(float)
+    lo, hi = rows["predicted_tpot_ms_lo"].to_numpy(float), rows["predicted_tpot_ms_hi"].to_numpy(float)
+    out = {"interval_coverage": coverage(meas, lo, hi)}
+    if ideal or len(rows) < folds:
+        return out
+    q10, q90 = shipped_rule().roofline_q if str(calibration) == "none" else shipped_rule().calibrated_q
+    key = rows.index.to_numpy()
+    fold = np.array([zlib.crc32(str(i).encode()) % folds for i in key])
+    cv_lo, cv_hi = lo.copy(), hi.copy()
+    for f in range(folds):
+        a, b = ln_ratio_quantiles(meas[fold != f], pred[fold != f])
+        cv_lo[fold == f] = np.minimum(lo[fold == f] * np.exp(a - q10), pred[fold == f])
+        cv_hi[fold == f] = np.maximum(hi[fold == f] * np.exp(b - q90), pred[fold == f])
+    out["interval_coverage_cv"] = coverage(meas, cv_lo, cv_hi)
+    return out
+
+
 def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: str = "rank") -> E2EResult:
     """Predict TPOT for every row of ``path`` and summarise the absolute percentage error."""
     _check_dp_batch(dp_batch)
@@ -126,6 +156,7 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
     if missing:
         raise SpecError(str(path), missing[0], "missing column")
     predicted = np.full(len(table), np.nan)
+    pred_lo, pred_hi = np.full(len(table), np.nan), np.full(len(table), np.nan)
     reasons = [""] * len(table)
     groups: dict[tuple, list] = {}
     for i, row in table.iterrows():
@@ -148,15 +179,17 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
                 reasons[i] = f"{err.field}: {err.problem}"
             continue
         predicted[idx] = res["ttl_ms"].to_numpy()
+        pred_lo[idx], pred_hi[idx] = res["ttl_ms_lo"].to_numpy(), res["ttl_ms_hi"].to_numpy()
         for i, fits in zip(idx, res["feasible"].to_numpy()):
             if not fits:
                 reasons[i] = "predicted not to fit in HBM (kept: the run shows it did)"
     out = table.copy()
     out["predicted_tpot_ms"] = predicted
+    out["predicted_tpot_ms_lo"], out["predicted_tpot_ms_hi"] = pred_lo, pred_hi
     out["ape_pct"] = 100.0 * np.abs(predicted - out["measured_tpot_ms"]) / out["measured_tpot_ms"]
     out["reason"] = reasons
     ok = out["ape_pct"].notna()
-    summary = {"overall": ape_stats(out.loc[ok, "ape_pct"]),
+    summary = {"overall": {**ape_stats(out.loc[ok, "ape_pct"]), **interval_stats(out[ok], ideal, calibration)},
                "by_model": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("model" if "model" in out else "hf_model_path")},
                "by_system": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("system")},
                **({"by_backend": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("backend")}}

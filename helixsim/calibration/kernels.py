@@ -17,7 +17,7 @@ measured latency. Choices made where the data offer several kernels:
   ``fp4`` the NVFP4 table, ``bf16`` the BF16 table. The measured kernels fix
   their own activation format, so ``act_dtype`` is not used.
 - attention: the measured kernels compute in BF16, so ``math_dtype`` is not
-  used; a KV format without data (FP4) falls back. Above the longest
+  used; an FP4 KV cache is priced from the FP8 kernel scaled by bytes. Above the longest
   measured KV length (131,072) time grows linearly in tokens with the
   per-token slope of the last measured doubling.
 - MoE: the fastest measured gated kernel for the weight format (FP8: per-tensor
@@ -54,7 +54,11 @@ GEMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp
 # FP4 experts: NVFP4 on Blackwell; MXFP4 weight-only (w4a16) or with MXFP8 activations where measured (gpt-oss on Hopper)
 MOE_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4", "w4a16_mxfp4", "w4a8_mxfp4_mxfp8")}
 BMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
-KV_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
+# An FP4 KV cache has no measured kernel: it is priced from the measured FP8 kernel at equal efficiency
+# against the roofline of FP4's bytes (0.5625 B per element with its block scales), i.e. the FP8 time
+# scaled by bytes where the kernel is bandwidth-bound (docs/calibration.md, "Beyond the measured domain").
+KV_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("fp8",)}
+KV_ROOF_DTYPE = {"fp4": "nvfp4"}   # KV format whose bytes the roofline counts, where not the table's own
 A2A_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("nvfp4", "fp4")}
 NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to_all": "alltoall",
             "all_reduce": "all_reduce"}
@@ -224,7 +228,8 @@ class CalibratedKernels:
         t = self._query("gqa_decode_attention", cat,
                         {"batch_size": batch, "num_heads": q_heads, "num_key_value_heads": kv_heads,
                          "kv_len": tokens, "head_dim": head_dim},
-                        {"kv_cache_dtype": cat[1], "window_size": 0.0}, shape=np.shape(fb))
+                        {"kv_cache_dtype": KV_ROOF_DTYPE.get(kv_dtype, cat[1]), "window_size": 0.0},
+                        shape=np.shape(fb))
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 
     @_unique_args
@@ -235,7 +240,7 @@ class CalibratedKernels:
         if cat is None:
             return fb
         t = self._query("mla_decode_attention", cat, {"batch_size": batch, "num_heads": q_heads, "kv_len": tokens},
-                        {"kv_cache_dtype": cat[0], "kv_lora_rank": float(kv_lora_rank),
+                        {"kv_cache_dtype": KV_ROOF_DTYPE.get(kv_dtype, cat[0]), "kv_lora_rank": float(kv_lora_rank),
                          "qk_rope_head_dim": float(qk_rope_head_dim)}, shape=np.shape(fb))
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 

@@ -1,0 +1,208 @@
+"""The measured domain of a calibration, and how far a kernel query lies outside it.
+
+A calibrated table covers, per kernel category (its exact keys: a dtype, a
+kernel), the ranges of its sweep axis (tokens, GEMM ``m``, KV length,
+message size) and of its interpolated columns (batch, heads, ``n``/``k``,
+TP/EP widths, GPUs) that were measured. Inside those ranges a price is an
+interpolation between measurements; outside, it is an extrapolation by the
+family's stated law (``docs/calibration.md``, "Beyond the measured domain").
+
+:func:`excursion_doublings` says, for the arguments of one kernel-model call
+(``gemm_ms``, ``mla_attention_ms``, ...), how many doublings beyond the
+measured domain the query lies (0 inside), summed over the columns that
+leave it; the uncertainty model (:mod:`helixsim.uncertainty`) widens the
+interval of extrapolated time with it. Below the smallest measured axis
+value a kernel sits on its measured launch floor, which is not counted.
+
+``python -m helixsim.calibration.domain`` prints the domain of every shipped
+calibration (the table in ``docs/calibration.md``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Mapping
+
+import numpy as np
+
+from ..cost.kernels import RooflineKernels
+from .families import COLLECTIVE_ELEM_BYTES, FAMILIES
+
+#: dtype label of a kernel-model call -> table categories (same maps as :mod:`.kernels`)
+_GEMM = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4",)}
+_MOE = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4", "w4a16_mxfp4", "w4a8_mxfp4_mxfp8")}
+_KV = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("fp8",)}   # FP4 KV: priced from the FP8 kernel
+#: An FP4 KV cache priced from the FP8 kernel carries the price over a factor 1 / 0.5625 in bytes:
+#: counted as log2(1 / 0.5625) = 0.83 doublings outside the measured domain.
+KV_SCALED_DOUBLINGS = {"fp4": float(np.log2(1.0 / 0.5625))}
+_BMM = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
+_A2A = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("nvfp4", "fp4")}
+_NCCL = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to_all": "alltoall",
+         "all_reduce": "all_reduce"}
+
+_SIGNATURES = {name: inspect.signature(getattr(RooflineKernels, name))
+               for name in ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
+                            "a2a_chunk_floor_ms", "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms")}
+
+
+def category_domain(table, cat: tuple) -> dict[str, tuple[float, float]]:
+    """Measured ranges (lo, hi) of the axis and of every ``num`` column for one category of ``table``."""
+    lo, hi = table.axis_range(cat)
+    out = {table.axis: (lo, hi)}
+    for col in table.num:
+        vals = table.column_values(cat, col).astype(float)
+        out[col] = (float(vals.min()), float(vals.max()))
+    return out
+
+
+def union_domain(table, cats) -> dict[str, tuple[float, float]]:
+    """The ranges covered by any of ``cats`` (a query may be served by the fastest of them)."""
+    spans: dict[str, tuple[float, float]] = {}
+    for cat in cats:
+        for col, (lo, hi) in category_domain(table, cat).items():
+            a, b = spans.get(col, (lo, hi))
+            spans[col] = (min(a, lo), max(b, hi))
+    return spans
+
+
+def doublings_outside(spans: Mapping[str, tuple[float, float]], query: Mapping[str, object], axis: str) -> np.ndarray:
+    """Sum over columns of log2 of how far ``query`` lies beyond ``spans`` (above, or below for ``num`` columns)."""
+    total = 0.0
+    for col, value in query.items():
+        if col not in spans:
+            continue
+        lo, hi = spans[col]
+        q = np.maximum(np.asarray(value, float), 1e-300)
+        above = np.log2(np.maximum(q / hi, 1.0))
+        below = 0.0 if col == axis else np.log2(np.maximum(lo / q, 1.0))
+        total = total + above + below
+    return np.asarray(total, float)
+
+
+def _cats(table, pick) -> list[tuple]:
+    return [c for c in table.categories() if pick(c)] if table is not None else []
+
+
+def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """(roofline, doublings) of one call ``k.<method>(*args, **kwargs)`` of a calibrated kernel model.
+
+    ``roofline``: True where the calibration has no table for the query (the wrapped roofline prices
+    it: a format without data, a helper kernel, p2p, a group beyond the NVLink domain). ``doublings``:
+    how far the query lies beyond the measured domain of the tables that price it, 0 inside.
+    """
+    bound = _SIGNATURES[method].bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    tables = k.calibration.tables
+    no_table = (np.asarray(True), np.asarray(0.0))
+
+    def over(family: str, pick, query: Mapping[str, object]) -> np.ndarray | None:
+        table = tables.get(family)
+        cats = _cats(table, pick)
+        if not cats:
+            return None
+        return doublings_outside(union_domain(table, cats), query, FAMILIES[family].axis)
+
+    def fastest(found: list) -> tuple[np.ndarray, np.ndarray]:
+        # priced by the fastest candidate: inside if any candidate covers the query
+        found = [f for f in found if f is not None]
+        if not found:
+            return no_table
+        return np.asarray(False), np.minimum.reduce(np.broadcast_arrays(*found))
+
+    if method == "gemm_ms":
+        dts = _GEMM.get(a["weight_dtype"], ())
+        return fastest([over("gemm", lambda c: c[0] in dts, {"m": a["m"], "n": a["n"], "k": a["k"]})])
+    if method == "bmm_ms":
+        dts = _BMM.get(a["weight_dtype"], ())
+        return fastest([over("mla_bmm", lambda c: c[1] in dts, {"num_heads": a["batch"], "num_tokens": a["m"]})])
+    if method in ("mla_attention_ms", "gqa_attention_ms"):
+        dts = _KV.get(a["kv_dtype"], ())
+        if method == "mla_attention_ms":
+            roof, d = fastest([over("mla_decode_attention", lambda c: c[0] in dts,
+                                    {"batch_size": a["batch"], "num_heads": a["q_heads"], "kv_len": a["tokens"]})])
+        else:
+            roof, d = fastest([over("gqa_decode_attention", lambda c: c[1] in dts and c[2] == "0",
+                                    {"batch_size": a["batch"], "num_heads": a["q_heads"],
+                                     "num_key_value_heads": a["kv_heads"], "kv_len": a["tokens"]})])
+        return roof, d + KV_SCALED_DOUBLINGS.get(a["kv_dtype"], 0.0)
+    if method == "moe_ms":
+        dts = _MOE.get(a["weight_dtype"], ())
+        return fastest([over("moe", lambda c: c[0] in dts and "nongated" not in c[1],
+                             {"num_tokens": a["tokens"], "moe_tp_size": a["tp"], "moe_ep_size": a["ep"]})])
+    if method in ("collective_ms", "a2a_chunk_floor_ms"):
+        op = a.get("op", "all_to_all")
+        n = np.asarray(a["n"], float)
+        nbytes = a.get("message_bytes", 1.0)
+        nccl_op = _NCCL.get(op)
+        spans = []
+        for family, pick in (("nccl", lambda c: c[0] == nccl_op),
+                             ("allreduce_custom", lambda c: op == "all_reduce")):
+            table = tables.get(family)
+            for cat in _cats(table, pick):
+                eb = COLLECTIVE_ELEM_BYTES.get(str(cat[1]), 2.0)
+                spans.append(doublings_outside(category_domain(table, cat),
+                                               {"num_gpus": n, "message_size": np.asarray(nbytes, float) / eb},
+                                               "message_size"))
+        roof, d = fastest(spans)
+        return roof | (n > k.hw.nvlink_domain_gpus), d
+    if method in ("moe_dispatch_ms", "moe_combine_ms"):
+        phase = "dispatch" if method == "moe_dispatch_ms" else "combine"
+        dts = _A2A.get(a["dtype"], ())
+        query = {"num_tokens": a["tokens_per_rank"], "moe_ep_size": a["ep"]}
+        roof, d = fastest([over("moe_alltoall_nvlink", lambda c: c[2] in dts, query),
+                           over("moe_alltoall", lambda c: c[1] == phase and c[2] in dts, query)])
+        return roof | (np.asarray(a["ep"], float) > k.hw.nvlink_domain_gpus), d
+    return no_table   # memory_op_ms and anything else: the roofline's
+
+
+# ---------------------------------------------------------------- documentation
+
+def domain_rows(cal) -> list[dict]:
+    """One row per family and category of a calibration: the measured range of each column."""
+    rows = []
+    for family, table in sorted(cal.tables.items()):
+        for cat in table.categories():
+            spans = category_domain(table, cat)
+            rows.append({"family": family, "category": "/".join(cat),
+                         **{col: spans[col] for col in (table.axis,) + tuple(table.num)}})
+    return rows
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+
+
+def domain_markdown(systems: Mapping[str, object]) -> str:
+    """Markdown table of the measured ranges per family (union over categories) and system."""
+    lines = ["| family | column | " + " | ".join(systems) + " |", "|---|---|" + "---:|" * len(systems)]
+    families = sorted({f for cal in systems.values() for f in cal.tables})
+    for family in families:
+        spec = FAMILIES[family]
+        for col in (spec.axis,) + tuple(spec.num):
+            cells = []
+            for cal in systems.values():
+                table = cal.tables.get(family)
+                if table is None:
+                    cells.append("–")
+                    continue
+                lo, hi = union_domain(table, table.categories())[col]
+                cells.append(f"{_fmt(lo)}-{_fmt(hi)}")
+            lines.append(f"| {family} | {col} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .fit import SYSTEMS, builtin_calibration_path, load_calibration
+
+    cals = {}
+    for system, name in SYSTEMS.items():
+        path = builtin_calibration_path(name)
+        if path is not None:
+            cals[name] = load_calibration(path)
+    print(domain_markdown(cals))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""How sure a predicted step time is: an 80 % interval, the extrapolated share, the kernel model per op.
+
+Every kernel call of a decode step is priced by one of three things: a
+calibrated table *inside* the measured domain (an interpolation between
+kernel measurements), a calibrated table *outside* it (the family's stated
+extrapolation law, :mod:`helixsim.calibration.domain`), or the roofline
+(no measured family: norms, p2p, formats without data, ``--calibration
+none``). :func:`step_provenance` prices the step once while recording which,
+per call, and then re-adds the recorded call times per breakdown op with
+weights (a replay of the same composition), so each op's time splits into
+those three parts.
+
+The interval rule (``docs/calibration.md``, "How sure is a number"):
+
+- time priced by a calibrated table carries the spread of the end-to-end
+  residuals of the calibrated model, ``r = measured / predicted`` on the
+  measured serving runs: ``[T e^q10, T e^q90]`` with q10, q90 the 10th and
+  90th percentiles of ``ln r`` (these runs are inside the kernel domain, so
+  the in-domain kernel errors are part of that spread);
+- time priced by the roofline carries the residual spread of the roofline
+  model (``--calibration none``) on the same runs;
+- extrapolated calibrated time is widened further, call by call, by
+  ``e^(w d) - 1`` above and ``1 - e^(-w d)`` below, d being the doublings
+  beyond the measured domain and w the 80th percentile of
+  ``|ln(measured / predicted)| / doublings`` of the hold-the-top-out check
+  (decode attention fitted on KV lengths up to 32K, scored on the measured
+  64K-131K rows): the error of a law grows with the distance it is carried;
+- the widenings add (errors of one step's kernels are not assumed to cancel);
+  the interval always contains the point prediction.
+
+A textbook (``--ideal``) model is a bound, not a prediction: its interval is
+the point itself.
+
+The constants live in ``hardware/calibration/interval.json``; regenerate with
+``python -m helixsim.uncertainty --data /work/shared/calibration --e2e validation/silicon_decode_dev.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .cost.step import BREAKDOWN_KEYS, decode_step
+
+#: kernel-model methods whose calls are recorded (every priced kernel of a step)
+KERNEL_METHODS = ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
+                  "a2a_chunk_floor_ms", "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms")
+INTERVAL_FILE = "interval.json"
+#: interval coverage the rule aims at (10th to 90th percentile)
+COVERAGE = 0.8
+
+
+@dataclass(frozen=True)
+class IntervalRule:
+    """Constants of the interval rule (module docstring)."""
+
+    calibrated_q: tuple[float, float]      # 10th, 90th percentile of ln(measured / predicted), calibrated model
+    roofline_q: tuple[float, float]        # same, uncalibrated roofline
+    per_doubling: float                    # ln-error per doubling beyond the measured domain (80th percentile)
+
+    def to_dict(self) -> dict:
+        return {"calibrated_ln_ratio_q10_q90": list(self.calibrated_q), "roofline_ln_ratio_q10_q90": list(self.roofline_q),
+                "extrapolation_ln_error_per_doubling": self.per_doubling}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IntervalRule":
+        return cls(tuple(d["calibrated_ln_ratio_q10_q90"]), tuple(d["roofline_ln_ratio_q10_q90"]),
+                   float(d["extrapolation_ln_error_per_doubling"]))
+
+
+def _interval_path() -> Path:
+    from .specs.registry import data_dir
+
+    return data_dir("hardware") / "calibration" / INTERVAL_FILE
+
+
+@lru_cache(maxsize=1)
+def shipped_rule() -> IntervalRule:
+    """The rule of ``hardware/calibration/interval.json`` (a zero-width rule only while that file is being
+    generated for the first time: the residuals it is made from do not depend on the interval)."""
+    path = _interval_path()
+    if not path.is_file():
+        return IntervalRule((0.0, 0.0), (0.0, 0.0), 0.0)
+    return IntervalRule.from_dict(json.loads(path.read_text(encoding="utf-8"))["rule"])
+
+
+# ---------------------------------------------------------------- recording the step
+
+class _Recorder:
+    """Wraps a calibrated kernel model; each priced call is kept with its roofline mask and excursion."""
+
+    def __init__(self, k):
+        self._k = k
+        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def __getattr__(self, name):
+        attr = getattr(self._k, name)
+        if name not in KERNEL_METHODS:
+            return attr
+        from .calibration.domain import excursion_doublings
+
+        def call(*args, **kwargs):
+            t = np.asarray(attr(*args, **kwargs), float)
+            roof, d = excursion_doublings(self._k, name, args, kwargs)
+            roof = np.broadcast_to(roof, t.shape)
+            self.calls.append((t, roof, np.where(roof, 0.0, d)))
+            return t
+
+        return call
+
+
+class _Replay:
+    """Returns, call by call, the recorded call times times a weight (same order as the recording)."""
+
+    def __init__(self, k, values: list[np.ndarray]):
+        self._k = k
+        self._values = iter(values)
+
+    def __getattr__(self, name):
+        if name in KERNEL_METHODS:
+            return lambda *args, **kwargs: next(self._values)
+        return getattr(self._k, name)
+
+
+def _replay(k, values, model, layouts, batch, context, prec) -> dict[str, np.ndarray]:
+    return decode_step(_Replay(k, values), model, layouts, batch, context, prec)
+
+
+@dataclass
+class StepProvenance:
+    """Per breakdown op (arrays like the step's): time priced by the roofline, by an extrapolation law,
+    and the interval widenings of the extrapolated time."""
+
+    roofline_ms: dict[str, np.ndarray]
+    law_ms: dict[str, np.ndarray]
+    widen_hi_ms: dict[str, np.ndarray]
+    widen_lo_ms: dict[str, np.ndarray]
+    kernel_model: dict[str, str]
+
+
+def model_name(k) -> str:
+    """``ideal``, ``roofline`` or ``calibration:<name>`` for a kernel model."""
+    cal = getattr(k, "calibration", None)
+    if cal is not None:
+        return f"calibration:{cal.hardware}"
+    return "ideal" if getattr(getattr(k, "eff", None), "ideal", False) else "roofline"
+
+
+def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule | None = None):
+    """(parts, provenance): the step's per-op times and where they came from (module docstring)."""
+    rule = rule or shipped_rule()
+    if getattr(k, "calibration", None) is None:
+        parts = decode_step(k, model, layouts, batch, context, prec)
+        zero = {op: np.zeros_like(v) for op, v in parts.items()}
+        name = model_name(k)
+        return parts, StepProvenance(roofline_ms=dict(parts), law_ms=zero, widen_hi_ms=zero, widen_lo_ms=zero,
+                                     kernel_model={op: name for op in parts})
+    rec = _Recorder(k)
+    parts = decode_step(rec, model, layouts, batch, context, prec)
+    w = rule.per_doubling
+
+    def pass_(fn):
+        out = _replay(k, [fn(t, roof, d) for t, roof, d in rec.calls], model, layouts, batch, context, prec)
+        return {op: np.clip(out[op], 0.0, parts[op]) for op in parts}
+
+    zero_overhead = k.eff.step_overhead_us * 1e-3
+    roof = pass_(lambda t, r, d: t * r)
+    law = pass_(lambda t, r, d: t * (~r & (d > 0)))
+    hi = pass_(lambda t, r, d: t * np.expm1(w * d))
+    lo = pass_(lambda t, r, d: -t * np.expm1(-w * d))
+    # the fixed per-step overhead is a constant of the efficiency file, not a calibrated kernel
+    law["overhead"] = np.clip(law["overhead"] - zero_overhead, 0.0, None)
+    for d in (hi, lo):
+        d["overhead"] = np.clip(d["overhead"] - zero_overhead, 0.0, None)
+    name = model_name(k)
+    labels = {}
+    for op in parts:
+        total = float(np.sum(parts[op]))
+        share = float(np.sum(roof[op])) / total if total > 0 else 0.0
+        labels[op] = "roofline" if share > 0.5 else name
+    return parts, StepProvenance(roof, law, hi, lo, labels)
+
+
+def interval_columns(ttl: np.ndarray, prov: StepProvenance, kernel_model_name: str,
+                     rule: IntervalRule | None = None) -> dict[str, np.ndarray]:
+    """``ttl_ms_lo``, ``ttl_ms_hi`` and ``extrapolated_fraction`` for step times ``ttl`` (module docstring)."""
+    rule = rule or shipped_rule()
+    ttl = np.asarray(ttl, float)
+    roof = sum(prov.roofline_ms[op] for op in BREAKDOWN_KEYS)
+    law = sum(prov.law_ms[op] for op in BREAKDOWN_KEYS)
+    roof = np.minimum(roof, ttl)
+    cal = np.maximum(ttl - roof, 0.0)
+    if kernel_model_name == "ideal":
+        lo = hi = ttl
+    else:
+        (c10, c90), (r10, r90) = rule.calibrated_q, rule.roofline_q
+        hi = cal * np.exp(c90) + roof * np.exp(r90) + sum(prov.widen_hi_ms[op] for op in BREAKDOWN_KEYS)
+        lo = cal * np.exp(c10) + roof * np.exp(r10) - sum(prov.widen_lo_ms[op] for op in BREAKDOWN_KEYS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(ttl > 0, np.clip((roof + law) / ttl, 0.0, 1.0), 0.0)
+    return {"ttl_ms_lo": np.minimum(np.maximum(lo, 0.0), ttl), "ttl_ms_hi": np.maximum(hi, ttl),
+            "extrapolated_fraction": frac}
+
+
+# ---------------------------------------------------------------- coverage and the constants
+
+def coverage(measured: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float | None:
+    """Share of measured values inside [lo, hi] (finite rows only)."""
+    measured, lo, hi = (np.asarray(a, float) for a in (measured, lo, hi))
+    ok = np.isfinite(measured) & np.isfinite(lo) & np.isfinite(hi)
+    if not ok.any():
+        return None
+    return float(np.mean((measured[ok] >= lo[ok]) & (measured[ok] <= hi[ok])))
+
+
+def ln_ratio_quantiles(measured: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """10th and 90th percentile of ln(measured / predicted) over finite rows."""
+    r = np.log(np.asarray(measured, float) / np.asarray(predicted, float))
+    r = r[np.isfinite(r)]
+    return float(np.quantile(r, 0.1)), float(np.quantile(r, 0.9))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m helixsim.uncertainty",
+                                 description="Regenerate hardware/calibration/interval.json (the interval rule)")
+    ap.add_argument("--data", type=Path, required=True, help="root of the calibration data (hold-the-top-out check)")
+    ap.add_argument("--e2e", type=Path, required=True, help="measured serving runs (validation/silicon_decode_dev.csv)")
+    ap.add_argument("--out", type=Path, default=None, help="default: the shipped hardware/calibration/interval.json")
+    args = ap.parse_args(argv)
+    from .calibration.holdtop import holdtop_report, per_doubling_error
+    from .validation import validate_e2e
+
+    top = holdtop_report(args.data)
+    w = per_doubling_error(top)
+    qs = {}
+    for name, calibration in (("calibrated", None), ("roofline", "none")):
+        rows = validate_e2e(args.e2e, calibration=calibration).rows
+        qs[name] = ln_ratio_quantiles(rows["measured_tpot_ms"], rows["predicted_tpot_ms"])
+    rule = IntervalRule(qs["calibrated"], qs["roofline"], w)
+    doc = {"what": "constants of the 80 % interval on every prediction (helixsim/uncertainty.py)",
+           "command": "python -m helixsim.uncertainty --data <calibration data> --e2e validation/silicon_decode_dev.csv",
+           "rule": {k: (np.round(v, 5).tolist() if isinstance(v, list) else round(v, 5))
+                    for k, v in rule.to_dict().items()}}
+    out = args.out or _interval_path()
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
