@@ -291,9 +291,11 @@ def _error_table(summary: dict) -> str:
 
     if "overall" in summary:
         add("overall", summary["overall"])
-        for section in ("by_model", "by_system", "by_backend"):
+        for section in ("by_model", "by_system", "by_backend", "by_tier"):
             for name, s in summary.get(section, {}).items():
                 add(f"{section[3:]}: {name}", s)
+        if summary.get("ttft"):
+            add("TTFT, concurrency <= 4", summary["ttft"])
         for item in summary.get("skipped", []):
             lines.append(f"skipped row {item['row']}: {item['reason']}")
     else:

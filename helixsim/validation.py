@@ -184,6 +184,14 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
             if not fits:
                 reasons[i] = "predicted not to fit in HBM (kept: the run shows it did)"
     out = table.copy()
+    from . import serving_validation as sv   # serving runs: TPOT with prefill interference, TTFT
+
+    if sv.has_serving_columns(table):
+        out["predicted_decode_tpot_ms"] = predicted
+        configs = {m[0]: (key[0], key[1], m[1], key[2]) for key, members in groups.items() for m in members}
+        for name, values in sv.serving_predictions(table, predicted, configs, ideal, calibration).items():
+            out[name] = values
+        predicted = out["predicted_tpot_ms"].to_numpy()
     out["predicted_tpot_ms"] = predicted
     out["predicted_tpot_ms_lo"], out["predicted_tpot_ms_hi"] = pred_lo, pred_hi
     out["ape_pct"] = 100.0 * np.abs(predicted - out["measured_tpot_ms"]) / out["measured_tpot_ms"]
@@ -194,5 +202,6 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
                "by_system": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("system")},
                **({"by_backend": {k: ape_stats(g["ape_pct"]) for k, g in out[ok].groupby("backend")}}
                   if "backend" in out else {}),
+               **sv.serving_summary(out, ape_stats),
                "skipped": [{"row": int(i), "reason": r} for i, r in enumerate(reasons) if r and not ok.iloc[i]]}
     return E2EResult(out, summary)
