@@ -68,7 +68,7 @@ def test_serving_file_sections(tmp_path):
     pick.reset_index(drop=True).to_csv(path, index=False)
     res = validate_e2e(path)
     s, rows = res.summary, res.rows
-    assert set(s["by_tier"]) == set(full["tier"].unique())
+    assert set(s["by_tier"]) == set(full["tier"].unique()) | {"C+D"}
     assert s["ttft"]["filter"] == "rows with measured_ttft_ms and concurrency <= 4"
     expect = ((rows["concurrency"] <= 4) & rows["measured_ttft_ms"].notna() & rows["predicted_ttft_ms"].notna()).sum()
     assert s["ttft"]["n"] == expect > 0
