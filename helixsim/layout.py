@@ -9,7 +9,12 @@ pp splits the layers into stages. The strategies:
 * ep:    data-parallel attention (dp groups of tpa GPUs) with an
          expert-parallel (or TP) FFN on the same N = dp x tpa GPUs.
 * medha: KV parallelism for attention (kvp x tpa), the FFN on one fixed
-         TP group (tpf = tpa, times ep), every communication exposed.
+         TP group (tpf = tpa, ep = 1), every communication exposed: Medha as
+         the Helix paper describes it (§1, §3.2: TP tied between attention
+         and FFN; no MoE results published, so no expert parallelism).
+* medha-ep: helixsim's extension of medha: the FFN group may spread its
+         experts over ep ways (tpf = tpa, tpf x ep <= kvp x tpa). Not in the
+         paper; kept as a separately labelled strategy.
 
 The rules below are written once and evaluated on numpy arrays, so the
 same code checks one ``--kvp 8 ...`` point (with a one-line error) and masks
@@ -26,7 +31,7 @@ import numpy as np
 from .errors import SpecError, closest
 from .specs.model import ModelSpec
 
-STRATEGIES: tuple[str, ...] = ("helix", "tp", "ep", "medha")
+STRATEGIES: tuple[str, ...] = ("helix", "tp", "ep", "medha", "medha-ep")
 WIDTHS: tuple[str, ...] = ("kvp", "tpa", "dp", "tpf", "ep", "pp")
 #: Largest width and GPU count one configuration may have (far beyond any NVLink or scale-out
 #: domain; keeps every product of widths well inside int64).
@@ -107,6 +112,10 @@ def _is(code_name: str, a: LayoutArrays) -> np.ndarray:
     return a.strategy == STRATEGIES.index(code_name)
 
 
+def _medha(a: LayoutArrays) -> np.ndarray:
+    return _is("medha", a) | _is("medha-ep", a)
+
+
 def _divides(d: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     return (np.asarray(n) % d) == 0
 
@@ -117,7 +126,7 @@ def _experts(m: ModelSpec) -> int:
 
 RULES: list[Rule] = [
     # (field, message, predicate that must hold)
-    ("dp", "helix, tp and medha run attention without data parallelism: dp must be 1",
+    ("dp", "helix, tp, medha and medha-ep run attention without data parallelism: dp must be 1",
      lambda a, m: _is("ep", a) | (a.dp == 1)),
     ("kvp", "tp and ep do not shard the KV cache by sequence: kvp must be 1",
      lambda a, m: ~(_is("tp", a) | _is("ep", a)) | (a.kvp == 1)),
@@ -128,9 +137,11 @@ RULES: list[Rule] = [
     ("tpf", "ep needs dp x tpa = tpf x ep",
      lambda a, m: ~_is("ep", a) | (a.dp * a.tpa == a.tpf * a.ep)),
     ("tpf", "medha ties the FFN's TP to attention's: tpf must equal tpa",
-     lambda a, m: ~_is("medha", a) | (a.tpf == a.tpa)),
-    ("ep", "medha's FFN group tpf x ep cannot exceed its kvp x tpa GPUs",
-     lambda a, m: ~_is("medha", a) | (a.tpf * a.ep <= a.kvp * a.tpa)),
+     lambda a, m: ~_medha(a) | (a.tpf == a.tpa)),
+    ("ep", "medha runs the FFN on one TP group without expert parallelism: ep must be 1 (medha-ep spreads it)",
+     lambda a, m: ~_is("medha", a) | (a.ep == 1)),
+    ("ep", "medha-ep's FFN group tpf x ep cannot exceed its kvp x tpa GPUs",
+     lambda a, m: ~_is("medha-ep", a) | (a.tpf * a.ep <= a.kvp * a.tpa)),
     ("tpa", "helix needs tpa <= the number of KV heads (1 for MLA)",
      lambda a, m: ~_is("helix", a) | (a.tpa <= m.attention.num_kv_heads)),
     ("tpa", "tpa must divide the number of query heads",

@@ -6,7 +6,7 @@ interactivity (``tokens_per_s_user``, x) and a throughput
 the non-dominated set, gives the step-function ("best throughput at a given
 latency budget") view of a frontier, and computes the scalar comparisons used
 in the Helix paper (interactivity gain, throughput gain, batch gain, and the
-interactivity lost at fixed throughput when a feature is switched off).
+interactivity each configuration loses when a feature is switched off).
 
 Dominance convention (used everywhere in this module)::
 
@@ -39,7 +39,10 @@ __all__ = [
     "interactivity_gain",
     "throughput_gain",
     "batch_gain",
-    "fixed_y_x_loss",
+    "gain_at_equal_or_better_interactivity",
+    "gain_target",
+    "same_config_x_loss",
+    "table_at_end",
 ]
 
 
@@ -160,18 +163,32 @@ def best_y_at_least_x(
 # --------------------------------------------------------------------------
 # Helix vs baseline comparisons
 # --------------------------------------------------------------------------
-def _nondominated(df: pd.DataFrame, x: str = X_COL, y: str = Y_COL) -> pd.DataFrame:
-    """Non-dominated rows of ``df`` (idempotent on a frontier), x ascending."""
-    keep = pareto_mask(df[x].to_numpy(), df[y].to_numpy())
-    return df[keep].sort_values(x, kind="mergesort")
+def gain_at_equal_or_better_interactivity(helix: pd.DataFrame, base: pd.DataFrame, qty: str) -> float:
+    """Largest ratio, over interactivity targets x0, of Helix's best ``qty`` among its points with
+    tokens/s/user >= x0 to the baseline's best ``qty`` among its points with tokens/s/user >= x0.
+
+    Both sides are read over *all* their points (not only frontier points):
+    a configuration off the throughput frontier may still hold the largest
+    batch at a target. Each side's best-at-target is a step function that
+    changes only at its points' tokens/s/user, so the targets are every
+    point's tokens/s/user of either side; targets neither side reaches, or
+    only Helix reaches, are skipped. NaN when no target is reached by both.
+    """
+    return gain_target(helix, base, qty)[0]
 
 
-def _max_ratio(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> float:
-    """Largest num/den over entries where num is defined; NaN if none."""
+def gain_target(helix: pd.DataFrame, base: pd.DataFrame, qty: str) -> tuple[float, float]:
+    """(gain, target): :func:`gain_at_equal_or_better_interactivity` and the smallest
+    tokens/s/user target x0 at which that largest ratio is reached (NaN, NaN if none)."""
+    x0 = np.unique(np.concatenate([helix[X_COL].to_numpy(dtype=float), base[X_COL].to_numpy(dtype=float)]))
+    x0 = x0[np.isfinite(x0)]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = num / den
-    ratios = ratios[~np.isnan(ratios)]
-    return float(ratios.max()) if ratios.size else float("nan")
+        ratios = best_y_at_least_x(helix, x0, y=qty) / best_y_at_least_x(base, x0, y=qty)
+    ok = np.isfinite(ratios)
+    if not ok.any():
+        return float("nan"), float("nan")
+    i = int(np.argmax(np.where(ok, ratios, -np.inf)))
+    return float(ratios[i]), float(x0[i])
 
 
 def interactivity_gain(helix: pd.DataFrame, base: pd.DataFrame) -> float:
@@ -180,59 +197,40 @@ def interactivity_gain(helix: pd.DataFrame, base: pd.DataFrame) -> float:
                  / np.nanmax(base[X_COL].to_numpy(dtype=float)))
 
 
-def _gain_at_base_points(helix: pd.DataFrame, base: pd.DataFrame, qty: str) -> float:
-    """max over baseline frontier points b of best_helix_qty(x >= b.x) / b.qty."""
-    base_f = _nondominated(base)
-    bx = base_f[X_COL].to_numpy(dtype=float)
-    helix_best = best_y_at_least_x(helix, bx, x=X_COL, y=qty)
-    return _max_ratio(helix_best, base_f[qty].to_numpy(dtype=float))
-
-
 def throughput_gain(helix: pd.DataFrame, base: pd.DataFrame) -> float:
-    """Largest tokens/s/GPU ratio of Helix over the baseline at equal or better
-    interactivity.
-
-    For every baseline frontier point b: Helix's best tokens/s/GPU among its
-    points with tokens/s/user >= b.x, divided by b's tokens/s/GPU; the maximum
-    over b is returned.  Baseline points Helix cannot reach are skipped; NaN if
-    it reaches none.  ``base`` is reduced to its non-dominated rows first
-    (a no-op for a frontier).
-    """
-    return _gain_at_base_points(helix, base, Y_COL)
+    """Largest tokens/s/GPU ratio of Helix over the baseline at equal or better interactivity
+    (:func:`gain_at_equal_or_better_interactivity` with tokens/s/GPU): at a target x0, each side's
+    best tokens/s/GPU among its points with tokens/s/user >= x0."""
+    return gain_at_equal_or_better_interactivity(helix, base, Y_COL)
 
 
 def batch_gain(helix: pd.DataFrame, base: pd.DataFrame) -> float:
-    """Like :func:`throughput_gain` with ``batch`` as the quantity: Helix's
-    largest batch among its points with tokens/s/user >= b.x over b's batch,
-    maximised over the baseline frontier points b."""
-    return _gain_at_base_points(helix, base, BATCH_COL)
+    """Like :func:`throughput_gain` with ``batch``: the largest ratio of the batches each side
+    sustains at equal or better tokens/s/user (paper §3: batch scalability, the most concurrent
+    requests under a fixed TTL budget), over all points, not only frontier points."""
+    return gain_at_equal_or_better_interactivity(helix, base, BATCH_COL)
 
 
-def _x_at_y(front: pd.DataFrame, y0: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """tokens/s/user of a frontier drawn as a line through its points, at tokens/s/GPU ``y0``."""
-    pts = _nondominated(front).sort_values(Y_COL)
-    return np.interp(y0, pts[Y_COL].to_numpy(dtype=float), pts[X_COL].to_numpy(dtype=float))
+def same_config_x_loss(on: pd.DataFrame, off: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per row of ``on``: the fraction of tokens/s/user lost by the same configuration in ``off``,
+    ``1 - x_off / x_on``, matched on ``keys`` (layout widths, batch, context). NaN where ``off``
+    has no such configuration. No frontier is drawn or interpolated: each value compares one
+    layout at one batch with itself (tokens/s/GPU falls by the same fraction)."""
+    matched = on[keys].merge(off[keys + [X_COL]], on=keys, how="left", validate="many_to_one")
+    x_off = matched[X_COL].to_numpy(dtype=float)
+    return pd.Series(1.0 - x_off / on[X_COL].to_numpy(dtype=float), index=on.index)
 
 
-def fixed_y_x_loss(on: pd.DataFrame, off: pd.DataFrame) -> float:
-    """Largest fractional loss of tokens/s/user at fixed tokens/s/GPU when
-    going from frontier ``on`` to frontier ``off`` (paper §3.3, Fig. 7).
+def table_at_end(table: pd.DataFrame, end: str) -> pd.DataFrame:
+    """``table`` with every configuration moved to one end (``"lo"`` or ``"hi"``) of its TTL interval.
 
-    Each frontier is read as the line drawn through its points (x linear in y
-    between neighbours), over the tokens/s/GPU range both cover; the curves
-    are compared at every frontier point's y in that range:
-    ``1 - x_off(y0) / x_on(y0)``. Returns the maximum (negative if ``off`` is
-    better everywhere), or 0.0 where the ranges do not overlap. Reading the
-    frontiers as lines, not step functions, keeps one extra point of a
-    sparse frontier from posing as a large loss.
+    TTL becomes ``ttl_ms_lo`` (or ``ttl_ms_hi``) and tokens/s/user and tokens/s/GPU scale by
+    ttl_ms / that value (batch and GPUs are unchanged).
     """
-    a, b = _nondominated(on), _nondominated(off)
-    if a.empty or b.empty:
-        return 0.0
-    lo = max(a[Y_COL].min(), b[Y_COL].min())
-    hi = min(a[Y_COL].max(), b[Y_COL].max())
-    y0 = np.concatenate([a[Y_COL].to_numpy(dtype=float), b[Y_COL].to_numpy(dtype=float)])
-    y0 = y0[(y0 >= lo) & (y0 <= hi)]
-    if y0.size == 0:
-        return 0.0
-    return float(np.max(1.0 - _x_at_y(b, y0) / _x_at_y(a, y0)))
+    col = f"ttl_ms_{end}"
+    out = table.copy()
+    scale = out["ttl_ms"].to_numpy(float) / out[col].to_numpy(float)
+    out["tokens_per_s_user"] = out["tokens_per_s_user"] * scale
+    out["tokens_per_s_gpu"] = out["tokens_per_s_gpu"] * scale
+    out["ttl_ms"] = out[col]
+    return out

@@ -54,6 +54,7 @@ from .planning.inputs import (DEFAULT_GPU_CAP, UNCALIBRATED, ContextShare, PlanS
 from .planning.results import (HardwarePlan, PlanRequest, PlanResult, PoolPlan, RunnerUp,  # noqa: F401
                                SensitivityRow, pool_summary)
 from .planning.selection import _Planner, select, split_users  # noqa: F401
+from .planning.robustness import robustness
 from .planning.sensitivity import SENSITIVITY, _sensitivity_row
 
 
@@ -201,8 +202,14 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
             u = int(math.ceil(users * f.get("users", 1.0)))
             variant = run(ctxs, u, float(min_tokens_per_s_user) * f.get("floor", 1.0), False)
             rows.append(_sensitivity_row(name, change, variant))
-    return PlanResult(request=request, model=m.name, per_hardware=per_hw, sensitivity=rows,
-                      seconds=time.perf_counter() - start)
+    result = PlanResult(request=request, model=m.name, per_hardware=per_hw, sensitivity=rows, seconds=0.0)
+    if sensitivity and result.winner is not None:  # the verdict's band and the parameters that would flip it
+        hw, prec, _, _ = next(s for s in setup if s[0].name == result.winner.hardware)
+        pool = result.winner.main_pool
+        result.robustness = robustness(pool.table, float(min_tokens_per_s_user), m, hw, prec, calibration,
+                                       hardware_name=hw.name, context=pool.context)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def plan_from_spec(spec: PlanSpec, source: str = "plan", calibration=None, **overrides) -> PlanResult:

@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 __all__ = [
     "plot_roofline",
     "plot_frontiers",
+    "interval_band",
     "plot_breakdown",
     "plot_predicted_vs_measured",
     "BREAKDOWN_COLUMNS",
@@ -164,12 +165,49 @@ def plot_roofline(panels: Mapping[str, pd.DataFrame], setup, out_stem: str | Pat
 
 
 # ---------------------------------------------------------------- frontiers
+#: Points with more than this share of their step priced by extrapolation get a ring.
+EXTRAPOLATED_MARK = 0.5
+
+
+def interval_band(points: pd.DataFrame) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Outline (x, y) of a frontier's interval band, or None without ``ttl_ms_lo``/``ttl_ms_hi``.
+
+    Every point moves along its own ray through the origin (its batch per GPU
+    is fixed): at the fast end of its interval to x = 1000 / ttl_ms_lo and
+    y = y x ttl_ms / ttl_ms_lo, at the slow end likewise with ttl_ms_hi. The
+    band lies between the Pareto frontier of the points at their fast ends and
+    that of the points at their slow ends: the outline runs along the first
+    by increasing x and back along the second.
+    """
+    from .pareto import pareto_mask
+
+    if points.empty or not {"ttl_ms", "ttl_ms_lo", "ttl_ms_hi"} <= set(points.columns):
+        return None
+    ttl, y = points["ttl_ms"].to_numpy(float), points[Y_COL].to_numpy(float)
+    lo, hi = points["ttl_ms_lo"].to_numpy(float), points["ttl_ms_hi"].to_numpy(float)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo > 0).all()):
+        return None
+
+    def front(end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ex, ey = 1000.0 / end, y * ttl / end
+        keep = pareto_mask(ex, ey)
+        order = np.argsort(ex[keep], kind="mergesort")
+        return ex[keep][order], ey[keep][order]
+
+    (fx, fy), (sx, sy) = front(lo), front(hi)
+    return np.concatenate([fx, sx[::-1]]), np.concatenate([fy, sy[::-1]])
+
+
 def plot_frontiers(frontiers: Mapping[str, pd.DataFrame], out_stem: str | Path, title: str,
-                   label_points: bool = True, normalize_to: Optional[str] = None) -> list[Path]:
+                   label_points: bool = True, normalize_to: Optional[str] = None,
+                   bands: Optional[Sequence[str]] = None) -> list[Path]:
     """Pareto frontiers: x = Tokens/s/user (interactivity), y = Tokens/s/GPU (throughput).
 
-    One line with markers per frontier name, points sorted by x. With
-    ``label_points`` each point (at most 12 per curve, evenly chosen) is
+    One line with markers per frontier name, points sorted by x. Where the
+    frames carry ``ttl_ms_lo``/``ttl_ms_hi`` each frontier gets a shaded band
+    (:func:`interval_band`; only the frontiers named in ``bands`` when it is
+    given), and points with ``extrapolated_fraction`` above
+    :data:`EXTRAPOLATED_MARK` a ring. With ``label_points`` each point (at most 12 per curve, evenly chosen) is
     annotated with its ``label`` column, when there is one. With
     ``normalize_to`` both axes are divided by that frontier's maxima, as the
     paper normalises its Figures 5-6 to the baseline.
@@ -195,6 +233,7 @@ def plot_frontiers(frontiers: Mapping[str, pd.DataFrame], out_stem: str | Path, 
 
     markers = "osD^v<>Px*"
     all_x, all_y = [], []
+    marked = False
     for i, (name, df) in enumerate(frames.items()):
         d = df.sort_values(X_COL)
         x = d[X_COL].to_numpy(float) / sx
@@ -203,6 +242,19 @@ def plot_frontiers(frontiers: Mapping[str, pd.DataFrame], out_stem: str | Path, 
         all_y.append(y)
         (line,) = ax.plot(x, y, marker=markers[i % len(markers)], markersize=5, linewidth=1.6,
                           label=f"{name} ({len(d)} pts)")
+        band = interval_band(d) if bands is None or name in bands else None
+        if band is not None:
+            bx, by = band[0] / sx, band[1] / sy
+            ax.fill(bx, by, color=line.get_color(), alpha=0.15, linewidth=0)
+            all_x.append(bx)
+            all_y.append(by)
+        if "extrapolated_fraction" in d.columns:
+            out = d["extrapolated_fraction"].to_numpy(float) > EXTRAPOLATED_MARK
+            if out.any():
+                ax.scatter(x[out], y[out], s=110, facecolors="none", edgecolors=line.get_color(), linewidths=1.2,
+                           label=None if marked else f"> {EXTRAPOLATED_MARK:.0%} of the step priced outside "
+                                                     "measured kernels")
+                marked = True
         if label_points and "label" in d.columns:
             labels = d["label"].astype(str).to_numpy()
             for j in _evenly(len(d), MAX_LABELS_PER_CURVE):

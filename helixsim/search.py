@@ -22,7 +22,10 @@ from .precision import Precision
 from .specs.hardware import HardwareSpec
 from .specs.model import ModelSpec
 
+#: The paper's baseline set (§3.1: TP, EP with DP attention, Medha-style KVP), each with PP.
 BASELINES: tuple[str, ...] = ("tp", "ep", "medha")
+#: Frontier names of the strategies; medha-ep is helixsim's extension, outside "Best baseline".
+STRATEGY_FRONTIERS: dict[str, str] = {"tp": "TP", "ep": "EP", "medha": "Medha", "medha-ep": "Medha+EP (extension)"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     ok &= (arrays.strategy != STRATEGIES.index("helix")) | (arrays.dp == 1)
     if not model.ffn.moe:
         ok &= arrays.ep == 1
+    # medha-ep at ep = 1 is medha itself
+    ok &= (arrays.strategy != STRATEGIES.index("medha-ep")) | (arrays.ep > 1)
     # HOP-B only changes Helix: keep one copy of every baseline layout
     ok &= (arrays.strategy == STRATEGIES.index("helix")) | (arrays.hopb == space.hopb[0])
     return LayoutArrays(*(c[ok] for c in cols))
@@ -133,7 +138,7 @@ def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = Non
 
     if groups is None:
         groups = {"Helix": ["helix"], "Best baseline": list(BASELINES)}
-        groups.update({s.upper() if s != "medha" else "Medha": [s] for s in BASELINES})
+        groups.update({name: [s] for s, name in STRATEGY_FRONTIERS.items()})
     out = {}
     if table["hopb"].nunique() > 1:
         table = table.copy()

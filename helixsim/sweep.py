@@ -176,8 +176,8 @@ def write_sweep_outputs(result: SweepResult, out: Path, sweep_path: Path | None 
     fr = pd.concat([f.assign(frontier=k) for k, f in result.frontiers.items()], ignore_index=True)
     write_table(fr, written[1], header)
     title = f"{result.model} on {result.spec.hardware}, context {', '.join(f'{c:,}' for c in result.spec.contexts)}"
-    shown = {k: v for k, v in result.frontiers.items() if k in ("Helix", "Helix HOP-B off", "Best baseline", "Medha") and len(v)}
-    written += plot_frontiers(shown, out / f"{name}-frontier", title)
+    shown = {k: v for k, v in result.frontiers.items() if k in ("Helix", "Helix HOP-B off", "Best baseline", "Medha", "Medha+EP (extension)") and len(v)}
+    written += plot_frontiers(shown, out / f"{name}-frontier", title, bands=("Helix", "Best baseline"))
     if len(result.frontiers.get("Helix", [])):
         written += plot_breakdown(result.frontiers["Helix"], out / f"{name}-helix-breakdown", f"Helix frontier: {title}")
     if len(result.frontiers.get("Best baseline", [])):

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from helixsim.pareto import (
     batch_gain,
     best_y_at_least_x,
-    fixed_y_x_loss,
     frontier,
     interactivity_gain,
     pareto_mask,
+    same_config_x_loss,
     throughput_gain,
 )
 
@@ -137,32 +137,42 @@ def test_interactivity_gain():
 
 
 def test_throughput_gain():
-    # base (8, 1):    helix best y with x >= 8  = max(5, 2) = 5 -> 5 / 1   = 5
-    # base (15, 0.5): helix best y with x >= 15 = 2            -> 2 / 0.5 = 4
-    # max = 5
-    assert throughput_gain(HELIX, BASE) == pytest.approx(5.0)
-    # a base point beyond Helix's reach is skipped: add (25, 0.1) -> still 5
+    # Targets x0: every point's x = {8, 10, 15, 20}; each side's best y among its points with x >= x0:
+    # x0 = 8:  helix max(5, 2) = 5, base max(1, 0.5) = 1  -> 5
+    # x0 = 10: helix 5,             base 0.5 (only (15, 0.5)) -> 10
+    # x0 = 15: helix 2,             base 0.5              -> 4
+    # x0 = 20: base reaches nothing -> skipped. Max = 10.
+    assert throughput_gain(HELIX, BASE) == pytest.approx(10.0)
+    # a base point beyond Helix's reach changes nothing Helix can be compared with: add (25, 0.1)
+    # -> x0 = 8, 10, 15, 20 now see base best 1, 0.5, 0.5, 0.1 -> ratios 5, 10, 4, 20 -> 20
     far = pd.concat([BASE, pd.DataFrame({"tokens_per_s_user": [25.0],
                                          "tokens_per_s_gpu": [0.1], "batch": [1]})])
-    assert throughput_gain(HELIX, far) == pytest.approx(5.0)
+    assert throughput_gain(HELIX, far) == pytest.approx(20.0)
 
 
-def test_batch_gain():
-    # base (8, b=16):  helix largest batch with x >= 8  = max(64, 8) = 64 -> 64 / 16 = 4
-    # base (15, b=4):  helix largest batch with x >= 15 = 8             ->  8 / 4  = 2
-    # max = 4
-    assert batch_gain(HELIX, BASE) == pytest.approx(4.0)
+def test_batch_gain_reads_all_points_not_only_the_frontier():
+    # x0 = 8: helix largest batch with x >= 8 = 64, base 16 -> 4; x0 = 10: 64 / 4 = 16;
+    # x0 = 15: 8 / 4 = 2; x0 = 20: no base point -> skipped. Max = 16.
+    assert batch_gain(HELIX, BASE) == pytest.approx(16.0)
+    # A Helix point that is dominated in (x, y) but runs a larger batch at x = 16 (more GPUs):
+    # it is not on Helix's frontier, yet at x0 = 15 the largest Helix batch becomes 32 -> 32 / 4 = 8;
+    # at x0 = 10 it is 64 / 4 = 16 still. The GB300 case: Helix 64x1 at batch 32 beats the
+    # baseline's best interactivity (batch 1) -> 32x.
+    wide = pd.concat([HELIX, pd.DataFrame({"tokens_per_s_user": [16.0], "tokens_per_s_gpu": [1.0], "batch": [32]})])
+    assert len(frontier(wide)) == 2  # (16, 1) is dominated by (20, 2)
+    gb300_base = pd.DataFrame({"tokens_per_s_user": [10.0, 5.0], "tokens_per_s_gpu": [0.5, 4.0], "batch": [1, 64]})
+    gb300_helix = pd.DataFrame({"tokens_per_s_user": [12.0, 11.0], "tokens_per_s_gpu": [9.0, 5.0],
+                                "batch": [16, 32]})
+    assert batch_gain(gb300_helix, gb300_base) == pytest.approx(32.0)
+    # Only frontier points of Helix would give 16 / 1 = 16 (the batch-32 point is dominated by (12, 9)).
+    assert batch_gain(frontier(gb300_helix), gb300_base) == pytest.approx(16.0)
 
 
-def test_fixed_y_x_loss():
-    on = HELIX  # {(10, 5), (20, 2)}: as a line, x(y) = 20 - (10/3)(y - 2) for 2 <= y <= 5
-    off = pd.DataFrame({"tokens_per_s_user": [9.0, 15.0], "tokens_per_s_gpu": [5.0, 1.5]})
-    # off as a line: x(y) = 15 - (6/3.5)(y - 1.5); common y range [2, 5]
-    # y0 = 5: x_on = 10, x_off = 9                 -> 1 - 9/10 = 0.10
-    # y0 = 2: x_on = 20, x_off = 15 - 6/7 = 99/7   -> 1 - 99/140 = 41/140
-    assert fixed_y_x_loss(on, off) == pytest.approx(41 / 140)
-    # y ranges do not overlap -> 0
-    weak = pd.DataFrame({"tokens_per_s_user": [50.0], "tokens_per_s_gpu": [1.0]})
-    assert fixed_y_x_loss(on, weak) == 0.0
-    # identical frontiers -> no loss
-    assert fixed_y_x_loss(on, on) == pytest.approx(0.0)
+def test_same_config_x_loss_matches_configurations_not_frontiers():
+    keys = ["kvp", "batch"]
+    on = pd.DataFrame({"kvp": [8, 8, 16], "batch": [1, 4, 4], "tokens_per_s_user": [100.0, 80.0, 90.0]})
+    off = pd.DataFrame({"kvp": [8, 16, 8], "batch": [4, 4, 1], "tokens_per_s_user": [60.0, 90.0, 95.0]})
+    # row by row: 1 - 95/100 = 0.05, 1 - 60/80 = 0.25, 1 - 90/90 = 0
+    np.testing.assert_allclose(same_config_x_loss(on, off, keys).to_numpy(), [0.05, 0.25, 0.0])
+    missing = same_config_x_loss(on, off.iloc[:1], keys)
+    assert np.isnan(missing.iloc[0]) and missing.iloc[1] == pytest.approx(0.25)

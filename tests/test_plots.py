@@ -111,3 +111,41 @@ def test_predicted_vs_measured(tmp_path, captured):
     check_written(plots.plot_predicted_vs_measured([], [], tmp_path / "pvm_empty", "none"))
     with pytest.raises(ValueError):
         plots.plot_predicted_vs_measured([1, 2], [1], tmp_path / "x", "bad")
+
+
+def test_interval_band_moves_each_point_along_its_ray():
+    """Two points: (x, y) = (100, 40) at ttl 10 ms and (50, 80) at ttl 20 ms, intervals
+    [8, 12.5] and [16, 25] ms. Fast ends: 1000/8 = 125 with y = 40 x 10/8 = 50, and
+    1000/16 = 62.5 with y = 80 x 20/16 = 100; slow ends: 80 with y = 32, 40 with y = 64.
+    Both ends keep both points on their frontier; the outline runs along the fast end by
+    increasing x and back along the slow end."""
+    d = pd.DataFrame({"tokens_per_s_user": [100.0, 50.0], "tokens_per_s_gpu": [40.0, 80.0],
+                      "ttl_ms": [10.0, 20.0], "ttl_ms_lo": [8.0, 16.0], "ttl_ms_hi": [12.5, 25.0]})
+    bx, by = plots.interval_band(d)
+    np.testing.assert_allclose(bx, [62.5, 125.0, 80.0, 40.0])
+    np.testing.assert_allclose(by, [100.0, 50.0, 32.0, 64.0])
+    assert plots.interval_band(d.drop(columns="ttl_ms_lo")) is None
+
+
+def test_frontiers_draw_bands_and_ring_extrapolated_points(tmp_path, monkeypatch):
+    seen = {}
+    original = plots._save
+
+    def spy(fig, out_stem):
+        ax = fig.axes[0]
+        seen["patches"] = len(ax.patches)
+        seen["rings"] = [len(c.get_offsets()) for c in ax.collections]
+        seen["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        return original(fig, out_stem)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    helix = frontier(4, 1.5, "helix").assign(extrapolated_fraction=[0.0, 0.4, 0.6, 0.9])
+    base = frontier(3, 1.0, "tp").assign(extrapolated_fraction=0.0)
+    for d in (helix, base):
+        d["ttl_ms_lo"], d["ttl_ms_hi"] = 0.9 * d["ttl_ms"], 1.2 * d["ttl_ms"]
+    check_written(plots.plot_frontiers({"Helix": helix, "Best baseline": base}, tmp_path / "band", "t"))
+    assert seen["patches"] == 2            # one band per frontier
+    plots.plot_frontiers({"Helix": helix, "Best baseline": base}, tmp_path / "one", "t", bands=["Helix"])
+    assert seen["patches"] == 1
+    assert seen["rings"] == [2]            # the two Helix points above 50 % extrapolated
+    assert any("outside measured kernels" in t for t in seen["legend"])

@@ -80,7 +80,8 @@ def test_every_enumerated_layout_passes_check_layout(case):
 @given(name=st.sampled_from(MODELS), budget=st.sampled_from([1, 3, 8, 16]), pp=_subset([1, 2]))
 def test_no_valid_layout_is_missing(name, budget, pp):
     """Brute force over every power-of-two shape: whatever check_layout accepts within the budget is enumerated
-    (modulo the search's canonical forms: ep = 1 for dense models, one HOP-B copy of each baseline)."""
+    (modulo the search's canonical forms: ep = 1 for dense models, one HOP-B copy of each baseline,
+    medha-ep only with ep > 1)."""
     model, hw = load_model(name), load_hardware("gb200-nvl72")
     space = SearchSpace(max_gpus=budget, pp=pp, hopb=(True, False))
     got = {tuple(r.values()) for r in _rows(enumerate_layouts(model, hw, space))}
@@ -89,6 +90,8 @@ def test_no_valid_layout_is_missing(name, budget, pp):
     for code, strategy in enumerate(STRATEGIES):
         for kvp, tpa, dp, tpf, ep, p in itertools.product(widths, widths, widths, widths, widths, pp):
             if kvp * tpa * dp * p > budget or (model.ffn.moe is None and ep > 1):
+                continue
+            if strategy == "medha-ep" and ep == 1:  # canonical form: that is medha
                 continue
             try:
                 check_layout(Layout(strategy, kvp, tpa, dp, tpf, ep, p), model)
@@ -119,7 +122,8 @@ def groups_of(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     on = helix & (table["hopb"].astype(bool) | (not mixed))
     out = {"Helix": table[on], "Best baseline": table[table["strategy"].isin(BASELINES)],
            "TP": table[table["strategy"] == "tp"], "EP": table[table["strategy"] == "ep"],
-           "Medha": table[table["strategy"] == "medha"]}
+           "Medha": table[table["strategy"] == "medha"],
+           "Medha+EP (extension)": table[table["strategy"] == "medha-ep"]}
     if mixed:
         out["Helix HOP-B off"] = table[helix & ~table["hopb"].astype(bool)]
     return out

@@ -15,7 +15,7 @@ from ..layout import LayoutArrays
 from ..precision import Precision
 from ..specs.model import ModelSpec
 from . import terms as t
-from .step import EP, HELIX, MEDHA
+from .step import EP, HELIX, is_medha
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     layer_weights = (model.num_layers * attention_weight_elements(model, a) * w_dense
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense))
     norms = model.norm_params_per_layer() * model.num_layers * act
-    vocab_split = np.where((a.strategy == MEDHA) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
+    vocab_split = np.where(is_medha(a.strategy) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act
     weights = stage * (layer_weights + norms) + embeddings
     kv_req = stage * kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)

@@ -11,7 +11,7 @@ batch / TTL (see README, "Modelling choices").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from . import terms as t
 BREAKDOWN_KEYS: tuple[str, ...] = ("qkv_proj", "attention", "attn_comm", "o_proj", "ffn", "ffn_comm",
                                    "lm_head", "pp_comm", "overhead")
 
-HELIX, TP, EP, MEDHA = (STRATEGIES.index(s) for s in ("helix", "tp", "ep", "medha"))
+HELIX, TP, EP, MEDHA, MEDHA_EP = (STRATEGIES.index(s) for s in ("helix", "tp", "ep", "medha", "medha-ep"))
 
 
 @dataclass(frozen=True)
@@ -88,23 +88,55 @@ def partial_output_bytes(k, model: ModelSpec, s: StepShapes, prec: Precision) ->
     return s.attn_batch * s.q_heads * per_head
 
 
-def kvp_combine_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.ndarray,
-                   attn_ms: np.ndarray, prec: Precision) -> np.ndarray:
-    """Exposed time of combining the KVP partial results.
+def kvp_combine_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, prec: Precision) -> np.ndarray:
+    """Time of combining the KVP partial results, nothing overlapped.
 
-    helix: one all-to-all over the KVP ranks (paper §2.1.2); with HOP-B it is
-    pipelined request by request behind attention and only the part the
-    schedule cannot hide is exposed (never more than without HOP-B).
-    medha: partials are gathered onto the TP group that owns the FFN, the
-    receiver taking (kvp - 1) shards; nothing overlaps.
+    helix: one batched all-to-all over the KVP ranks after lockstep attention
+    (paper §2.1.2; HOP-B is applied by :func:`hopb_overlap`). medha: partials
+    are gathered onto the TP group that owns the FFN, the receiver taking
+    (kvp - 1) shards; nothing overlaps (paper §3.2).
     """
     payload = partial_output_bytes(k, model, s, prec)
-    a2a = k.collective_ms("all_to_all", kvp, payload)
-    floor = k.a2a_chunk_floor_ms(kvp)
-    piped = t.hopb_makespan(attn_ms, np.maximum(a2a - floor, 0.0), s.attn_batch, floor) - attn_ms
-    helix = np.where(hopb, np.clip(piped, 0.0, a2a), a2a)
+    helix = k.collective_ms("all_to_all", kvp, payload)
     medha = k.collective_ms("p2p", kvp, (kvp - 1) * payload)
-    return np.select([s.strategy == HELIX, s.strategy == MEDHA], [helix, medha], 0.0)
+    return np.select([s.strategy == HELIX, is_medha(s.strategy)], [helix, medha], 0.0)
+
+
+def hopb_chunks_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, context: np.ndarray,
+                   prec: Precision, sliding: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One HOP-B chunk (one request, paper §2.1.3): its attention, priced as an attention kernel
+    at batch 1 (with that kernel's fixed cost), and its all-to-all, priced as a collective of
+    one request's partial outputs (with the collective's latency)."""
+    one = replace(s, attn_batch=np.ones_like(s.attn_batch))
+    attn = attention_ms(k, model, one, kvp, context, prec, sliding)
+    a2a = k.collective_ms("all_to_all", kvp, partial_output_bytes(k, model, one, prec))
+    return attn, a2a
+
+
+def hopb_overlap(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.ndarray, context: np.ndarray,
+                 prec: Precision, sliding: bool, attn_ms: np.ndarray,
+                 combine_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(attention, exposed combine) of one layer with HOP-B where it is on and shortens the layer.
+
+    With HOP-B the micro-batch's n requests run as n attention chunks, each
+    request's all-to-all leaving as soon as its attention is done:
+    c + (n-1) max(c, m) + m (:func:`terms.hopb_makespan`), c and m from
+    :func:`hopb_chunks_ms`. Attention is then n x c and the exposed
+    communication the rest. Where that is not shorter than lockstep attention
+    plus one batched all-to-all (small chunks each paying a fixed cost), the
+    runtime keeps the batched schedule: HOP-B is used only where it helps.
+    """
+    c, m = hopb_chunks_ms(k, model, s, kvp, context, prec, sliding)
+    n = s.attn_batch
+    piped = t.hopb_makespan(c, m, n)
+    use = np.asarray(hopb, bool) & (s.strategy == HELIX) & (kvp > 1) & (piped < attn_ms + combine_ms)
+    chunked = n * c
+    return np.where(use, chunked, attn_ms), np.where(use, piped - chunked, combine_ms)
+
+
+def is_medha(strategy: np.ndarray) -> np.ndarray:
+    """Both Medha variants (the paper's, and helixsim's with the FFN spread over EP)."""
+    return (strategy == MEDHA) | (strategy == MEDHA_EP)
 
 
 def o_proj_batch(s: StepShapes) -> np.ndarray:
@@ -196,7 +228,7 @@ def medha_broadcast_ms(k, model: ModelSpec, s: StepShapes, kvp, prec: Precision)
     """Medha only: the FFN group sends the layer output to the other kvp - 1 attention groups."""
     msg = s.micro_batch * model.hidden_size * k.elem_bytes(prec.activations)
     tpa = s.n_attn // np.maximum(kvp, 1)
-    return np.where(s.strategy == MEDHA, k.collective_ms("p2p", kvp, (kvp - 1) * msg / tpa), 0.0)
+    return np.where(is_medha(s.strategy), k.collective_ms("p2p", kvp, (kvp - 1) * msg / tpa), 0.0)
 
 
 # ------------------------------------------------------------------ once per step
@@ -206,7 +238,7 @@ def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarra
     logits for sampling: over the stage's GPUs for the whole micro-batch (Medha: its TP
     group); under ep each DP group computes its own requests' logits over its tpa GPUs, as
     attention-DP deployments do (no cross-group gather of the whole batch's logits)."""
-    n = np.where((s.strategy == MEDHA) | (s.strategy == EP), s.o_tp, s.n_attn)  # o_tp = tpa for both
+    n = np.where(is_medha(s.strategy) | (s.strategy == EP), s.o_tp, s.n_attn)  # o_tp = tpa for both
     b = o_proj_batch(s)
     act = prec.activations
     head = k.gemm_ms(b, t.cdiv(model.vocab_size, n), model.hidden_size, act)
@@ -236,10 +268,13 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
     s = step_shapes(model, a, batch)
     L = model.num_layers
     n_sliding = model.attention.sliding_window_layers
-    attn_full = attention_ms(k, model, s, a.kvp, context, prec, sliding=False)
-    attn_slide = attention_ms(k, model, s, a.kvp, context, prec, sliding=True) if n_sliding else 0.0
-    comb_full = kvp_combine_ms(k, model, s, a.kvp, a.hopb, attn_full, prec)
-    comb_slide = kvp_combine_ms(k, model, s, a.kvp, a.hopb, attn_slide, prec) if n_sliding else 0.0
+    combine = kvp_combine_ms(k, model, s, a.kvp, prec)
+    attn_full, comb_full = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, False,
+                                        attention_ms(k, model, s, a.kvp, context, prec, sliding=False), combine)
+    attn_slide = comb_slide = 0.0
+    if n_sliding:
+        attn_slide, comb_slide = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, True,
+                                              attention_ms(k, model, s, a.kvp, context, prec, sliding=True), combine)
     oar = o_proj_allreduce_ms(k, model, s, prec)
 
     per_layer_attn = (L - n_sliding) * attn_full + n_sliding * attn_slide

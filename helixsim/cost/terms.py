@@ -137,18 +137,19 @@ def all_to_all_bytes_on_wire(send_buffer_bytes: ArrayLike, n: ArrayLike) -> np.n
 
 # --------------------------------------------------------------------- overlap
 
-def hopb_makespan(compute_ms_total: ArrayLike, comm_ms_total: ArrayLike, n_chunks: ArrayLike,
-                  comm_floor_ms: ArrayLike = 0.0) -> np.ndarray:
-    """HOP-B: per-request pipelining of attention compute with its all-to-all (paper §2.4, Fig. 3).
+def hopb_makespan(compute_chunk_ms: ArrayLike, comm_chunk_ms: ArrayLike, n_chunks: ArrayLike) -> np.ndarray:
+    """HOP-B: n per-request chunks of attention pipelined with their all-to-alls (paper §2.1.3, Fig. 3).
 
-    With n requests, compute chunk c = T_attn/n and comm chunk m = floor + T_a2a/n,
-    the two-stream pipeline finishes at c + (n-1) max(c, m) + m.
-    (8 requests of 2 + 1.2 units: 2 + 7 x 2 + 1.2 = 17.2 against 25.6.)
+    One compute stream and one communication stream: request i's all-to-all starts once its
+    attention is done and the previous all-to-all has left, so the pipeline finishes at
+    c + (n-1) max(c, m) + m, where c is one chunk's attention and m one chunk's all-to-all
+    (shared/reference/helix_paper.md §3.7; 8 requests of 2 + 1.2 units: 2 + 7 x 2 + 1.2 = 17.2
+    against 25.6). The caller prices c and m as a kernel and a collective of one chunk's size,
+    each with its own fixed cost. Zero for n = 0; checked against the event schedule of
+    :func:`helixsim.reference.hopb.hopb_schedule`.
     """
-    n = np.maximum(np.asarray(n_chunks, float), 1.0)
-    c = np.asarray(compute_ms_total, float) / n
-    m = np.asarray(comm_floor_ms, float) + np.asarray(comm_ms_total, float) / n
-    return c + (n - 1.0) * np.maximum(c, m) + m
+    n, c, m = (np.asarray(x, float) for x in (n_chunks, compute_chunk_ms, comm_chunk_ms))
+    return np.where(n > 0, c + (n - 1.0) * np.maximum(c, m) + m, 0.0)[()]
 
 
 # --------------------------------------------------------------------- MoE routing

@@ -7,7 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-STRATEGY_NAMES = {"helix": "Helix", "tp": "TP", "ep": "EP (DP attention)", "medha": "Medha"}
+STRATEGY_NAMES = {"helix": "Helix", "tp": "TP", "ep": "EP (DP attention)", "medha": "Medha",
+                  "medha-ep": "Medha+EP (helixsim extension)"}
 
 
 # ----------------------------------------------------------------------------------------------- blocks

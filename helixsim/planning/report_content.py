@@ -55,7 +55,7 @@ def _family_text(pool: PoolPlan) -> str:
         other = "baseline" if pool.family == "Helix" else "Helix"
         return f"No {other} layout reaches the floor here."
     o = pool.other_family_best
-    winner = "Helix" if pool.family == "Helix" else f"The {c.strategy.upper() if c.strategy != 'medha' else 'Medha'} baseline"
+    winner = "Helix" if pool.family == "Helix" else f"The {STRATEGY_NAMES[c.strategy]} baseline"
     other = (f"the best baseline ({o.strategy} {o.label}, batch {o.batch})" if pool.family == "Helix"
              else f"the best Helix layout ({o.label}, batch {o.batch})")
     return f"{winner} beats {other} by {pool.family_margin:.2f}x tokens/s/GPU at this floor."
@@ -112,6 +112,12 @@ def build_blocks(result: PlanResult) -> list:
                    Para("Each row re-plans every system with one input changed; cost per million output tokens "
                         "(total GPUs) per system, and the cheapest system with its layout."),
                    _sensitivity_table(result)]
+
+    if result.robustness is not None:
+        from . import report_blocks
+        from .robustness import report_blocks as robustness_blocks
+
+        blocks += robustness_blocks(result.robustness, report_blocks)
 
     blocks.append(Heading("Calibration and assumptions"))
     items = [f"**{h.hardware}**: {h.calibration}" for h in result.per_hardware]

@@ -201,6 +201,7 @@ class PlanResult:
     per_hardware: list[HardwarePlan]
     sensitivity: list[SensitivityRow]
     seconds: float
+    robustness: Optional[Any] = None  # planning.robustness.Robustness of the winner's main pool
 
     @property
     def winner(self) -> Optional[HardwarePlan]:
@@ -223,5 +224,6 @@ class PlanResult:
         return {**top, "meets_floor": w is not None, "model": self.model, "users": r.users,
                 "min_tokens_per_s_user": r.min_tokens_per_s_user,
                 "contexts": [{"context": c.context, "weight": c.weight} for c in r.contexts],
-                "price_file": r.price_file, "per_hardware": per}
+                "price_file": r.price_file, "per_hardware": per,
+                "robustness": self.robustness.summary() if self.robustness is not None else None}
 

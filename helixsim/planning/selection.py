@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..precision import Precision
-from ..search import BASELINES, SearchSpace, frontiers, search
+from ..search import SearchSpace, frontiers, search
 from ..specs.hardware import HardwareSpec
 from ..specs.model import ModelSpec
 from .costing import Config, deploy
@@ -101,7 +101,7 @@ class _Planner:
             cfg = Config.from_row(row)
             choice = deploy(cfg, hw, users, price)
             family = "Helix" if cfg.strategy == "helix" else "baseline"
-            members = [s for s in BASELINES] if cfg.strategy == "helix" else ["helix"]
+            members = [s for s in self.strategies if s != "helix"] if cfg.strategy == "helix" else ["helix"]
             o = select(table[table["strategy"].isin(members)], floor)
             if o is not None:
                 other = Config.from_row(o)

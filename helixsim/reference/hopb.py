@@ -53,14 +53,3 @@ def hopb_schedule(compute_units: ArrayLike, comm_units: ArrayLike) -> HopbSchedu
 def no_overlap_time(compute_units: ArrayLike, comm_units: ArrayLike) -> float:
     """HOP-B off: all compute, then all communication, strictly sequential ([P §3.3])."""
     return float(np.sum(compute_units) + np.sum(comm_units))
-
-
-def hopb_makespan_closed_form(n: ArrayLike, c: ArrayLike, m: ArrayLike) -> np.ndarray:
-    """Makespan of HOP-B over n equal chunks: c + (n-1) * max(c, m) + m (n >= 1).
-
-    Derived in shared/reference/helix_paper.md §3.7 to reproduce [P Fig. 3]
-    (2 + 7*2 + 1.2 = 17.2). Zero for n = 0. Vectorised over its arguments.
-    """
-    n, c, m = (np.asarray(x, dtype=np.float64) for x in (n, c, m))
-    span = c + (n - 1) * np.maximum(c, m) + m
-    return np.where(n > 0, span, 0.0)[()]
