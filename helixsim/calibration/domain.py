@@ -42,7 +42,7 @@ _NCCL = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to
 
 _SIGNATURES = {name: inspect.signature(getattr(RooflineKernels, name))
                for name in ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
-                            "a2a_chunk_floor_ms", "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms")}
+                            "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms")}
 
 
 def category_domain(table, cat: tuple) -> dict[str, tuple[float, float]]:
@@ -130,10 +130,10 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
         dts = _MOE.get(a["weight_dtype"], ())
         return fastest([over("moe", lambda c: c[0] in dts and "nongated" not in c[1],
                              {"num_tokens": a["tokens"], "moe_tp_size": a["tp"], "moe_ep_size": a["ep"]})])
-    if method in ("collective_ms", "a2a_chunk_floor_ms"):
-        op = a.get("op", "all_to_all")
+    if method == "collective_ms":
+        op = a["op"]
         n = np.asarray(a["n"], float)
-        nbytes = a.get("message_bytes", 1.0)
+        nbytes = a["message_bytes"]
         nccl_op = _NCCL.get(op)
         spans = []
         for family, pick in (("nccl", lambda c: c[0] == nccl_op),

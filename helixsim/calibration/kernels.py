@@ -327,13 +327,6 @@ class CalibratedKernels:
         covered = (n_a > 1) & (m_a > 0) & (n_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
         return np.where(covered, best, fb)
 
-    def a2a_chunk_floor_ms(self, n) -> np.ndarray:
-        """Fixed latency of one Helix all-to-all chunk: the calibrated all-to-all of a minimal message."""
-        fb = np.asarray(self.fallback.a2a_chunk_floor_ms(n), float)
-        n_a = np.asarray(n, float)
-        cal = self.collective_ms("all_to_all", n_a, np.ones_like(n_a))
-        return np.where(n_a > 1, np.where(cal > 0, cal, fb), fb)
-
     def _a2a_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str, fb: np.ndarray) -> np.ndarray:
         shape = np.shape(fb)
         tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape).astype(float)

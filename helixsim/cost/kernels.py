@@ -164,11 +164,6 @@ class RooflineKernels:
             raise ValueError(f"unknown collective {op}")
         return np.where((n > 1) & (m > 0), time, 0.0)
 
-    def a2a_chunk_floor_ms(self, n) -> np.ndarray:
-        """Fixed latency one HOP-B chunk of the Helix all-to-all pays."""
-        _, extra = self.link(n)
-        return (self.collective_latency_us("all_to_all") + extra) * 1e-3
-
     def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
         """Expert-parallel token dispatch: each rank sends its tokens' top-k copies (DeepEP-style all-to-all)."""
         send = np.asarray(tokens_per_rank, float) * top_k * hidden * self.elem_bytes(dtype)
