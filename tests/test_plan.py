@@ -135,6 +135,7 @@ def test_sensitivity_rows_replan():
     assert cost["context x0.5"] <= base * 1.05 and base <= cost["context x2"] * 1.05
     assert cost["floor +25%"] is None or cost["floor +25%"] >= base * 0.95
     assert r.sensitivity[3].total_gpus["b200-hgx"] >= r.per_hardware[0].total_gpus  # twice the users
+    assert r.robustness is not None and r.recommendation()["robustness"]["hardware"] == "b200-hgx"
 
 
 def test_plan_yaml_strict(tmp_path):

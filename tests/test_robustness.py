@@ -11,6 +11,7 @@ from helixsim.cost.kernels import RooflineKernels
 from helixsim.cost.perturb import PerturbedKernels
 from helixsim.efficiency import IDEAL
 from helixsim.plan import plan
+from helixsim.planning.inputs import default_precision
 from helixsim.planning.robustness import family, reprice, verdict_text
 from helixsim.planning.selection import select
 
@@ -39,8 +40,14 @@ def test_perturbed_kernels_by_hand():
 
 def test_plan_states_its_verdict_and_what_flips_it():
     floor = 40.0
-    r = plan("deepseek-r1", "b200-hgx", 100_000, 32, floor, max_batch=64, prices={"b200-hgx": 6.0})
-    rb = r.robustness
+    r = plan("deepseek-r1", "b200-hgx", 100_000, 32, floor, max_batch=64, prices={"b200-hgx": 6.0},
+             sensitivity=False)
+    from helixsim.planning.robustness import robustness
+
+    pool = r.winner.main_pool
+    r.robustness = rb = robustness(pool.table, floor, resolve_model("deepseek-r1"), resolve_hardware("b200-hgx"),
+                                   default_precision(resolve_hardware("b200-hgx")), hardware_name="b200-hgx",
+                                   context=pool.context)
     assert rb is not None and rb.hardware == "b200-hgx" and rb.context == 100_000
     chosen = r.winner.main_pool.choice.config
     assert rb.verdict.startswith(("Helix" if chosen.strategy == "helix" else "baseline") + ": " + chosen.strategy)
@@ -49,18 +56,31 @@ def test_plan_states_its_verdict_and_what_flips_it():
     # Each reported flip value really flips the verdict when the configurations are priced again there.
     model, hw = resolve_model("deepseek-r1"), resolve_hardware("b200-hgx")
     from helixsim.api import kernels_for
-    from helixsim.planning.inputs import default_precision
     from helixsim.planning.robustness import PARAMETERS, candidate_rows
 
+    from helixsim.api import evaluate
+    from helixsim.layout import STRATEGIES, LayoutArrays
+
     rows = candidate_rows(r.winner.main_pool.table)
+    prec = default_precision(hw)
+    # unperturbed, the re-pricing gives the table's own step times
+    same = reprice(rows, model, prec, kernels_for(hw))
+    np.testing.assert_allclose(same["ttl_ms"].to_numpy(), rows["ttl_ms"].to_numpy(), rtol=1e-9)
     base = family(select(rows, floor))
+    lay = LayoutArrays(strategy=rows["strategy"].map(STRATEGIES.index).to_numpy(),
+                       **{c: rows[c].to_numpy() for c in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")})
+    checked = 0
     for param, flip in zip(PARAMETERS, rb.flips):
         if flip.value is None:
             continue
-        priced = reprice(rows, model, hw, default_precision(hw),
-                         PerturbedKernels(kernels_for(hw), **{param.key: flip.value}))
+        # priced through the public evaluate() with the what-if kernels, the verdict has changed there
+        priced = evaluate(model, hw, lay, rows["batch"].to_numpy(), rows["context"].to_numpy(), prec,
+                          kernels=PerturbedKernels(kernels_for(hw), **{param.key: flip.value}))
+        priced["label"] = rows["label"].to_numpy()
         row = select(priced, floor)
         assert family(row) != base and verdict_text(row) == flip.verdict_after
+        checked += 1
+    assert checked >= 1
     summary = r.recommendation()["robustness"]
     assert summary["verdict"] == rb.verdict and len(summary["flips"]) == 3
     from helixsim.planning.report_content import build_blocks
@@ -70,7 +90,7 @@ def test_plan_states_its_verdict_and_what_flips_it():
     assert "Robustness" in text and rb.verdict in text
 
 
-def test_no_robustness_without_sensitivity():
+def test_robustness_is_planned_with_sensitivity_only():
     r = plan("deepseek-r1", "b200-hgx", 100_000, 32, 40.0, max_batch=64, prices={"b200-hgx": 6.0}, sensitivity=False)
     assert r.robustness is None and r.recommendation()["robustness"] is None
     assert np.isfinite(r.per_hardware[0].cost_per_m_tokens)

@@ -28,8 +28,9 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from ..api import evaluate, kernels_for
+from ..api import kernels_for
 from ..cost.perturb import PerturbedKernels
+from ..cost.step import BREAKDOWN_KEYS, decode_step
 from ..layout import STRATEGIES, LayoutArrays
 from ..pareto import frontier, table_at_end
 from ..specs.registry import load_efficiency
@@ -121,14 +122,19 @@ def candidate_rows(table: pd.DataFrame) -> pd.DataFrame:
     return feasible.merge(layouts, on=keys, how="inner")
 
 
-def reprice(rows: pd.DataFrame, model, hw, precision, kernels) -> pd.DataFrame:
-    """The same configurations priced with ``kernels`` (keeps each row's label)."""
+def reprice(rows: pd.DataFrame, model, precision, kernels) -> pd.DataFrame:
+    """The same configurations' step priced with ``kernels``: ttl_ms, tokens/s/user and tokens/s/GPU
+    replaced (memory, hence feasibility, does not depend on kernel times; other columns are kept)."""
     codes = rows["strategy"].map({s: i for i, s in enumerate(STRATEGIES)}).to_numpy(np.int64)
     lay = LayoutArrays(strategy=codes, **{c: rows[c].to_numpy(np.int64) for c in WIDTH_COLUMNS},
                        hopb=rows["hopb"].to_numpy(bool))
-    out = evaluate(model, hw, lay, rows["batch"].to_numpy(np.int64), rows["context"].to_numpy(np.int64),
-                   precision, kernels=kernels)
-    out["label"] = rows["label"].to_numpy() if "label" in rows.columns else ""
+    batch = rows["batch"].to_numpy(np.int64)
+    parts = decode_step(kernels, model, lay, batch, rows["context"].to_numpy(np.int64), precision)
+    ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
+    out = rows.copy()
+    out["ttl_ms"] = ttl
+    out["tokens_per_s_user"] = 1000.0 / ttl
+    out["tokens_per_s_gpu"] = batch * out["tokens_per_s_user"] / rows["n_gpus"].to_numpy(float)
     return out
 
 
@@ -178,7 +184,7 @@ def robustness(table: pd.DataFrame, floor: float, model, hw, precision, calibrat
             "a2a_latency_us": max(hw.collective_latency_us.all_to_all, 1.0)}
     for param in PARAMETERS:
         def family_at(value: float, param=param) -> tuple:
-            priced = reprice(rows, model, hw, precision, PerturbedKernels(k, **{param.key: value}))
+            priced = reprice(rows, model, precision, PerturbedKernels(k, **{param.key: value}))
             row = select(priced, floor)
             return family(row), row
 
