@@ -36,21 +36,31 @@ def resolve_hardware(hardware: str | HardwareSpec) -> HardwareSpec:
     return hardware if isinstance(hardware, HardwareSpec) else load_hardware(hardware)
 
 
-def kernels_for(hw: HardwareSpec, ideal: bool = False, calibration: str | Path | None = None):
+def kernels_for(hw: HardwareSpec, ideal: bool = False, calibration: str | Path | None = None,
+                backend: str = "trtllm"):
     """The kernel model: textbook roofline (ideal), a calibration where one exists, else default constants.
 
     ``calibration="none"`` asks for the uncalibrated roofline with the default efficiencies.
+    ``backend`` (trtllm, sglang, vllm): whose measured kernels price the step, falling back to
+    TensorRT-LLM's (:mod:`helixsim.backends`).
     """
+    from .backends import backend_kernels, check_backend
+
+    check_backend(backend)
     if ideal:
         return RooflineKernels(hw, IDEAL)
     roofline = RooflineKernels(hw, load_efficiency(hw.name))
     if calibration is not None and str(calibration) == "none":
         return roofline
-    try:
-        from .calibration.kernels import calibrated_kernels
-    except ImportError:  # calibration package not present
-        return roofline
-    return calibrated_kernels(roofline, calibration)
+    from .calibration.fit import builtin_calibration_path
+    from .calibration.kernels import calibrated_kernels
+
+    trtllm = calibrated_kernels(roofline, calibration)
+    if backend == "trtllm":
+        return trtllm
+    root = builtin_calibration_path(hw.name) if calibration is None else (
+        Path(calibration) if Path(calibration).exists() else builtin_calibration_path(str(calibration)))
+    return backend_kernels(trtllm, backend, root)
 
 
 def check_precision(hw: HardwareSpec, prec: Precision) -> None:
@@ -60,7 +70,7 @@ def check_precision(hw: HardwareSpec, prec: Precision) -> None:
 
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
-             precision: Precision, kernels=None) -> pd.DataFrame:
+             precision: Precision, kernels=None, mtp=0, acceptance=None) -> pd.DataFrame:
     """Evaluate every configuration (arrays broadcast together) in one vectorised pass.
 
     Returns one row per configuration with the layout, n_gpus, batch,
@@ -69,16 +79,24 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     (extrapolated_fraction; :mod:`helixsim.uncertainty`), tokens_per_s_user,
     tokens_per_s_gpu, memory, feasibility and the per-op breakdown (``<op>_ms``
     columns). ``frame.attrs["kernel_model"]`` maps each breakdown op to the
-    kernel model that priced most of it.
+    kernel model that priced most of it. ``mtp``: draft tokens per request and
+    step (speculative decoding, :mod:`helixsim.cost.mtp`, with per-position
+    ``acceptance`` rates, default DeepSeek-R1's); ttl_ms is then the step time and
+    tokens/s count the expected accepted tokens.
     """
     from .uncertainty import interval_columns, model_name, step_provenance
+    from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
     k = kernels if kernels is not None else kernels_for(hw)
     check_precision(hw, precision)
     batch = np.asarray(batch, dtype=np.int64)
     context = np.asarray(context, dtype=np.int64)
-    parts, prov = step_provenance(k, model, layouts, batch, context, precision)
-    shape = parts["qkv_proj"].shape
+    mtp = np.asarray(mtp, dtype=np.int64)
+    acceptance = DEFAULT_ACCEPTANCE if acceptance is None else acceptance
+    parts, prov = step_provenance(k, model, layouts, batch, context, precision, q_len=1 + mtp)
+    parts["mtp"] = draft_ms(k, model, layouts, batch, context, precision, mtp)
+    shape = np.broadcast(parts["qkv_proj"], parts["mtp"]).shape
+    parts = {key: np.broadcast_to(v, shape) for key, v in parts.items()}
     ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
     interval = interval_columns(ttl, prov, model_name(k))
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
@@ -87,11 +105,12 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     n_gpus = np.broadcast_to(layouts.n_gpus, shape)
     b = np.broadcast_to(batch, shape)
     feasible = total <= hw.hbm_capacity_bytes
-    tps_user = 1000.0 / ttl
+    tps_user = 1000.0 * accepted_tokens_per_step(mtp, acceptance) / ttl
     frame = {
         "strategy": np.asarray(STRATEGIES, dtype=object)[np.broadcast_to(layouts.strategy, shape)],
         **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
         "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
+        **({"mtp": np.broadcast_to(mtp, shape)} if np.any(mtp > 0) else {}),
         "ttl_ms": ttl, **{key: np.broadcast_to(v, shape) for key, v in interval.items()},
         "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
         "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes, shape) / 1e9,
@@ -129,6 +148,8 @@ class PointResult:
     kernel_model: dict = field(default_factory=dict)
     precision: dict = field(default_factory=dict)
     ideal: bool = False
+    backend: dict = field(default_factory=dict)
+    mtp: dict = field(default_factory=dict)
 
     def to_json_dict(self) -> dict:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -147,18 +168,28 @@ def infeasible_reason(row: pd.Series, hw: HardwareSpec) -> str | None:
 
 def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout: Layout, batch: int,
                    context: int, precision: Precision | None = None, ideal: bool = False,
-                   calibration: str | Path | None = None) -> PointResult:
-    """Simulate one decode step of one configuration."""
+                   calibration: str | Path | None = None, backend: str = "trtllm", mtp: int = 0,
+                   acceptance=None) -> PointResult:
+    """Simulate one decode step of one configuration (kernels of serving framework ``backend``;
+    ``mtp`` draft tokens of speculative decoding with per-position ``acceptance`` rates)."""
+    from .cost.mtp import DEFAULT_ACCEPTANCE, check_acceptance, mtp_summary
+
     m, hw = resolve_model(model), resolve_hardware(hardware)
     prec = precision or Precision()
     check_layout(layout, m)
+    if isinstance(mtp, bool) or not isinstance(mtp, (int, np.integer)) or not 0 <= mtp <= 16:
+        raise SpecError("command line", "--mtp", f"must be a whole number of draft tokens in 0..16, got {mtp!r}")
+    acceptance = DEFAULT_ACCEPTANCE if acceptance is None else check_acceptance(acceptance)
     for name, value in (("--batch", batch), ("--context", context)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise SpecError("command line", name, f"must be a whole number >= 1, got {value!r}")
         if value > MAX_MAGNITUDE:  # beyond this the int64 arithmetic of the cost model would overflow
             raise SpecError("command line", name, f"must be <= {MAX_MAGNITUDE:g}, got {value!r}")
-    k = kernels_for(hw, ideal, calibration)
-    frame = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k)
+    k = kernels_for(hw, ideal, calibration, backend)
+    if hasattr(k, "reset_log"):
+        k.reset_log()
+    frame = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k, mtp=mtp,
+                     acceptance=acceptance)
     row = frame.iloc[0]
     return PointResult(
         model=m.name, hardware=hw.name, strategy=layout.strategy, layout=layout.as_dict(),
@@ -173,4 +204,19 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
         precision={"weights": prec.weights, "kv_cache": prec.kv_cache, "activations": prec.activations,
                    "attention_math": prec.attention_math_dtype},
         ideal=ideal,
+        backend=backend_summary(backend, k),
+        mtp=mtp_summary(mtp, acceptance),
     )
+
+
+def backend_summary(backend: str, kernels) -> dict:
+    """The serving framework of a result and, per breakdown op, whose measured kernels priced it."""
+    from .backends import DEFAULTS
+
+    d = DEFAULTS[backend]
+    out = {"name": backend, "defaults": d.source}
+    if hasattr(kernels, "kernel_model"):
+        out["kernel_model"] = kernels.kernel_model()
+    elif backend != "trtllm":
+        out["kernel_model"] = "trtllm: no calibrated kernels in use (roofline), nothing framework-specific"
+    return out

@@ -12,6 +12,7 @@ import sys
 import click
 
 from . import __version__
+from .backends import BACKENDS
 from .errors import SpecError
 from .layout import STRATEGIES, Layout
 from .precision import DTYPES, Precision
@@ -60,7 +61,9 @@ def list_cmd() -> None:
 def precision_options(func):
     options = [
         click.option("--weights", type=click.Choice(DTYPES), default="fp8", show_default=True, help="weight format"),
-        click.option("--kv-cache", type=click.Choice(DTYPES), default="fp8", show_default=True, help="KV-cache format"),
+        click.option("--kv-cache", type=click.Choice(DTYPES), default=None,
+                     help="KV-cache format [default: the --backend's for the weights: fp8 for trtllm; bf16 for "
+                          "sglang and vllm (helixsim/backends.py)]"),
         click.option("--activations", type=click.Choice(DTYPES), default="bf16", show_default=True,
                      help="activation and communication format"),
         click.option("--attention-math", type=click.Choice(DTYPES), default=None,
@@ -73,8 +76,11 @@ def precision_options(func):
     return func
 
 
-def precision_from(kw: dict) -> Precision:
-    return Precision(weights=kw.pop("weights"), kv_cache=kw.pop("kv_cache"), activations=kw.pop("activations"),
+def precision_from(kw: dict, backend: str = "trtllm") -> Precision:
+    from .backends import default_kv_cache
+
+    weights, kv = kw.pop("weights"), kw.pop("kv_cache")
+    return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights), activations=kw.pop("activations"),
                      attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"))
 
 
@@ -93,24 +99,32 @@ def precision_from(kw: dict) -> Precision:
 @click.option("--no-hopb", is_flag=True, help="turn HOP-B overlap off")
 @click.option("--ideal", is_flag=True, help="textbook roofline: peaks, no efficiencies, floors or overheads")
 @click.option("--calibration", type=click.Path(dir_okay=True), default=None, help="calibration file to use")
+@click.option("--backend", type=click.Choice(BACKENDS), default="trtllm", show_default=True,
+              help="serving framework whose measured kernels price the step (falls back to trtllm's)")
+@click.option("--mtp", type=int, default=0, show_default=True,
+              help="MTP speculative decoding: draft tokens per request and step")
+@click.option("--mtp-acceptance", default=None,
+              help="comma-separated per-position acceptance rates [default: DeepSeek-R1's, helixsim/cost/mtp.py]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @precision_options
 @user_errors
 def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, no_hopb, ideal, calibration,
-          as_json, **kw) -> None:
+          backend, mtp, mtp_acceptance, as_json, **kw) -> None:
     """Simulate one decode step of one configuration."""
     from .api import simulate_point
 
     layout = Layout(strategy, kvp=kvp, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=not no_hopb)
-    result = simulate_point(model, hardware, layout, batch, context, precision_from(kw), ideal=ideal,
-                            calibration=calibration)
+    acceptance = None if mtp_acceptance is None else mtp_acceptance.split(",")
+    result = simulate_point(model, hardware, layout, batch, context, precision_from(kw, backend), ideal=ideal,
+                            calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance)
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
         return
     click.echo(f"{result.model} on {result.hardware}, {result.strategy} {layout.label()} "
                f"({result.n_gpus} GPUs), batch {result.batch}, context {result.context:,}")
     click.echo(f"  TTL {result.ttl_ms:.3f} ms   {result.tokens_per_s_user:.1f} tok/s/user   "
-               f"{result.tokens_per_s_gpu:.2f} tok/s/GPU")
+               f"{result.tokens_per_s_gpu:.2f} tok/s/GPU"
+               + (f"   (MTP {mtp}: {result.mtp['accepted_tokens_per_step']:.2f} tokens per step)" if mtp else ""))
     click.echo(f"  80 % interval {result.ttl_ms_lo:.3f}-{result.ttl_ms_hi:.3f} ms, "
                f"{100 * result.extrapolated_fraction:.0f} % of the step priced outside the measured kernel domain")
     click.echo(f"  memory {result.memory_per_gpu_gb:.1f} GB/GPU, largest batch that fits {result.max_batch}"

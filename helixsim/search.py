@@ -40,6 +40,7 @@ class SearchSpace:
     contexts: tuple[int, ...] = (1_000_000,)
     min_gpus: int = 1
     batches: tuple[int, ...] | None = None  # explicit grid instead of powers of two and the steps between
+    mtp: tuple[int, ...] = (0,)             # MTP draft tokens per step to search (helixsim.cost.mtp)
 
 
 def powers_of_two(limit: int) -> np.ndarray:
@@ -102,23 +103,30 @@ def configurations(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, preci
 
 def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, ideal: bool = False,
            calibration=None, chunk: int = 100_000,
-           progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+           progress: Callable[[int, int], None] | None = None, backend: str = "trtllm") -> pd.DataFrame:
     """Price every configuration of ``space``; one row each (see :func:`helixsim.api.evaluate`).
 
-    ``progress(done, total)`` is called after every chunk of ``chunk`` configurations.
+    ``progress(done, total)`` is called after every chunk of ``chunk`` configurations;
+    ``backend``: the serving framework whose kernels price it (:mod:`helixsim.backends`).
     """
-    k = kernels_for(hw, ideal, calibration)
+    k = kernels_for(hw, ideal, calibration, backend)
     lay, batches, ctx = configurations(model, hw, space, precision, k)
     frames = []
-    for start in range(0, len(batches), chunk):
-        sl = np.arange(start, min(start + chunk, len(batches)))
-        frames.append(evaluate(model, hw, _take(lay, sl), batches[sl], ctx[sl], precision, kernels=k))
-        if progress:
-            progress(int(sl[-1]) + 1, len(batches))
+    mtps = tuple(space.mtp) or (0,)
+    total = len(batches) * len(mtps)
+    for i, mtp in enumerate(mtps):   # a handful of draft counts; each priced in vectorised chunks
+        for start in range(0, len(batches), chunk):
+            sl = np.arange(start, min(start + chunk, len(batches)))
+            frame = evaluate(model, hw, _take(lay, sl), batches[sl], ctx[sl], precision, kernels=k, mtp=mtp)
+            frames.append(frame.assign(mtp=mtp) if mtps != (0,) else frame)
+            if progress:
+                progress(i * len(batches) + int(sl[-1]) + 1, total)
     if not frames:
         return evaluate(model, hw, _take(lay, np.arange(0)), batches, ctx, precision, kernels=k)
     table = pd.concat(frames, ignore_index=True)
     table["label"] = layout_labels(table)
+    if "mtp" in table:
+        table["label"] = table["label"] + np.where(table["mtp"] > 0, " mtp" + table["mtp"].astype(str), "")
     return table
 
 
@@ -147,4 +155,9 @@ def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = Non
     for name, members in groups.items():
         sub = table[table["strategy"].isin(members)]
         out[name] = frontier(sub) if len(sub) else sub.iloc[0:0]
+    if "mtp" in table and table["mtp"].nunique() > 1:   # the same frontiers without speculative decoding
+        plain = table[table["mtp"] == 0]
+        for name in ("Helix", "Best baseline"):
+            sub = plain[plain["strategy"].isin(groups[name])]
+            out[f"{name} no MTP"] = frontier(sub) if len(sub) else sub.iloc[0:0]
     return out

@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import __version__
 from .api import resolve_hardware, resolve_model
+from .backends import check_backend
 from .errors import SpecError, closest
 from .layout import STRATEGIES
 from .precision import Precision
@@ -60,10 +61,12 @@ class SweepSpec:
     hopb: tuple[bool, ...] = (True,)
     max_batch: int = field(default=4096, metadata={"max": 1 << 20})
     ideal: bool = False
+    backend: str = "trtllm"     # serving framework whose measured kernels price it (helixsim/backends.py)
+    mtp: tuple[int, ...] = (0,)   # MTP draft tokens per step to search (helixsim/cost/mtp.py)
 
     def space(self) -> SearchSpace:
         return SearchSpace(strategies=self.strategies, max_gpus=self.max_gpus, pp=self.pp, hopb=self.hopb,
-                           max_batch=self.max_batch, contexts=self.contexts)
+                           max_batch=self.max_batch, contexts=self.contexts, mtp=self.mtp)
 
 
 def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
@@ -82,6 +85,10 @@ def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
         if p & (p - 1):
             raise SpecError(str(path), f"pp[{i}]", f"must be a power of two, got {p}")
     spec.precision.build(str(path))
+    check_backend(spec.backend, "backend", str(path))
+    for i, n in enumerate(spec.mtp):
+        if not 0 <= n <= 16:
+            raise SpecError(str(path), f"mtp[{i}]", f"must be 0..16 draft tokens, got {n}")
     for i, m in enumerate(spec.models):
         try:
             resolve_model(m)
@@ -112,7 +119,7 @@ def run_sweep(spec: SweepSpec, source: str = "sweep", calibration=None, progress
         start = time.perf_counter()
         table = search(resolve_model(name), hw, spec.space(), spec.precision.build(source),
                        ideal=spec.ideal if ideal is None else ideal,
-                       calibration=calibration, progress=progress)
+                       calibration=calibration, progress=progress, backend=spec.backend)
         results.append(SweepResult(spec, name, table, frontiers(table), time.perf_counter() - start))
     return results
 
@@ -176,7 +183,9 @@ def write_sweep_outputs(result: SweepResult, out: Path, sweep_path: Path | None 
     fr = pd.concat([f.assign(frontier=k) for k, f in result.frontiers.items()], ignore_index=True)
     write_table(fr, written[1], header)
     title = f"{result.model} on {result.spec.hardware}, context {', '.join(f'{c:,}' for c in result.spec.contexts)}"
-    shown = {k: v for k, v in result.frontiers.items() if k in ("Helix", "Helix HOP-B off", "Best baseline", "Medha", "Medha+EP (extension)") and len(v)}
+    shown = {k: v for k, v in result.frontiers.items()
+             if k in ("Helix", "Helix HOP-B off", "Best baseline", "Medha", "Medha+EP (extension)", "Helix no MTP",
+                      "Best baseline no MTP") and len(v)}
     written += plot_frontiers(shown, out / f"{name}-frontier", title, bands=("Helix", "Best baseline"))
     if len(result.frontiers.get("Helix", [])):
         written += plot_breakdown(result.frontiers["Helix"], out / f"{name}-helix-breakdown", f"Helix frontier: {title}")

@@ -127,8 +127,8 @@ class _Replay:
         return getattr(self._k, name)
 
 
-def _replay(k, values, model, layouts, batch, context, prec) -> dict[str, np.ndarray]:
-    return decode_step(_Replay(k, values), model, layouts, batch, context, prec)
+def _replay(k, values, model, layouts, batch, context, prec, q_len=1) -> dict[str, np.ndarray]:
+    return decode_step(_Replay(k, values), model, layouts, batch, context, prec, q_len=q_len)
 
 
 @dataclass
@@ -146,26 +146,27 @@ class StepProvenance:
 def model_name(k) -> str:
     """``ideal``, ``roofline`` or ``calibration:<name>`` for a kernel model."""
     cal = getattr(k, "calibration", None)
-    if cal is not None:
-        return f"calibration:{cal.hardware}"
+    if cal is not None:   # a serving framework's own tables (helixsim.backends) name it
+        return f"calibration:{cal.hardware}" + (f":{k.backend}" if getattr(k, "backend", None) else "")
     return "ideal" if getattr(getattr(k, "eff", None), "ideal", False) else "roofline"
 
 
-def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule | None = None):
-    """(parts, provenance): the step's per-op times and where they came from (module docstring)."""
+def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule | None = None, q_len=1):
+    """(parts, provenance): the step's per-op times and where they came from (module docstring);
+    ``q_len``: tokens per request (1 + MTP draft tokens, :func:`helixsim.cost.step.decode_step`)."""
     rule = rule or shipped_rule()
     if getattr(k, "calibration", None) is None:
-        parts = decode_step(k, model, layouts, batch, context, prec)
+        parts = decode_step(k, model, layouts, batch, context, prec, q_len=q_len)
         zero = {op: np.zeros_like(v) for op, v in parts.items()}
         name = model_name(k)
         return parts, StepProvenance(roofline_ms=dict(parts), law_ms=zero, widen_hi_ms=zero, widen_lo_ms=zero,
                                      kernel_model={op: name for op in parts})
     rec = _Recorder(k)
-    parts = decode_step(rec, model, layouts, batch, context, prec)
+    parts = decode_step(rec, model, layouts, batch, context, prec, q_len=q_len)
     w = rule.per_doubling
 
     def pass_(fn):
-        out = _replay(k, [fn(t, roof, d) for t, roof, d in rec.calls], model, layouts, batch, context, prec)
+        out = _replay(k, [fn(t, roof, d) for t, roof, d in rec.calls], model, layouts, batch, context, prec, q_len)
         return {op: np.clip(out[op], 0.0, parts[op]) for op in parts}
 
     zero_overhead = k.eff.step_overhead_us * 1e-3

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .api import evaluate, kernels_for
+from .backends import check_backend, default_kv_cache
 from .errors import SpecError
 from .layout import Layout, LayoutArrays, check_layout
 from .precision import Precision
@@ -33,8 +34,9 @@ HF_TO_MODEL = {
 #: measured-data system name -> built-in hardware
 SYSTEM_TO_HARDWARE = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm": "b200-hgx",
                       "h200_sxm": "h200-hgx", "h100_sxm": "h100-hgx"}
-#: weight precision -> (weights, KV cache). The records do not give the KV format; FP4 and FP8
-#: serving runs normally keep an FP8 cache, BF16 runs a BF16 cache (validation data README).
+#: weight precision -> (weights, KV cache). The records do not give the KV format; BF16 runs keep a
+#: BF16 cache, FP4 and FP8 runs the cache their framework keeps by default (validation data README:
+#: TensorRT-LLM FP8; vLLM BF16 unless told otherwise): see helixsim.backends.DEFAULTS.
 PRECISION = {"fp4": ("fp4", "fp8"), "nvfp4": ("fp4", "fp8"), "mxfp4": ("fp4", "fp8"), "fp8": ("fp8", "fp8"),
              "fp8_block": ("fp8", "fp8"), "bf16": ("bf16", "bf16")}
 #: Format of the non-expert linear layers of an FP4 MoE checkpoint. NVIDIA's DeepSeek-R1-FP4
@@ -64,11 +66,20 @@ def _check_dp_batch(dp_batch: str) -> None:
         raise SpecError("command line", "--dp-batch", f"'{dp_batch}' is not one of {', '.join(DP_BATCH_MODES)}")
 
 
+def row_backend(row: pd.Series) -> str:
+    """The row's serving framework (``backend`` column); trtllm where the column is absent or blank."""
+    value = row.get("backend") if hasattr(row, "get") else None
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return "trtllm"
+    return check_backend(str(value).strip().lower(), "backend", "row")
+
+
 def row_config(row: pd.Series, dp_batch: str = "rank") -> tuple[str, str, Layout, Precision, int, int]:
     """Map one measured row to (model, hardware, layout, precision, batch, context); SpecError if it can't be.
 
     ``batch`` is the instance's whole decode batch; ``dp_batch`` says what the row's
-    ``decode_batch`` counts under attention DP (see :data:`DP_BATCH_MODES`).
+    ``decode_batch`` counts under attention DP (see :data:`DP_BATCH_MODES`). The KV-cache
+    format is the row's framework's default for the weights (:mod:`helixsim.backends`).
     """
     _check_dp_batch(dp_batch)
     model = HF_TO_MODEL.get(str(row["hf_model_path"]))
@@ -91,7 +102,8 @@ def row_config(row: pd.Series, dp_batch: str = "rank") -> tuple[str, str, Layout
     strategy = "ep" if dp > 1 else "tp"
     layout = Layout(strategy, kvp=1, tpa=tp, dp=dp, tpf=moe_tp, ep=moe_ep, pp=pp, hopb=False)
     check_layout(layout, spec, "row")
-    weights, kv = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
+    weights, _ = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
+    kv = "bf16" if prec[1] == "bf16" else default_kv_cache(row_backend(row), weights)
     dense = FP4_DENSE_WEIGHTS.get(model) if weights == "fp4" else None
     batch = _int(row["decode_batch"]) * (dp if dp_batch == "rank" else 1)
     return (model, hardware, layout, Precision(weights=weights, kv_cache=kv, dense_weights=dense),
@@ -162,18 +174,20 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
     for i, row in table.iterrows():
         try:
             model, hardware, layout, prec, batch, context = row_config(row, dp_batch)
+            backend = row_backend(row)
         except SpecError as err:
             reasons[i] = f"{err.field}: {err.problem}"
             continue
-        groups.setdefault((model, hardware, prec), []).append((i, layout, batch, context))
-    for (model, hardware, prec), members in groups.items():  # one vectorised evaluation per group
+        groups.setdefault((model, hardware, prec, backend), []).append((i, layout, batch, context))
+    for (model, hardware, prec, backend), members in groups.items():  # one vectorised evaluation per group
         hw = load_hardware(hardware)
         idx = np.array([m[0] for m in members])
         layouts = LayoutArrays(*(np.concatenate([getattr(LayoutArrays.from_layout(m[1]), f) for m in members])
                                  for f in LayoutArrays.__dataclass_fields__))
         try:
             res = evaluate(load_model(model), hw, layouts, np.array([m[2] for m in members]),
-                           np.array([m[3] for m in members]), prec, kernels=kernels_for(hw, ideal, calibration))
+                           np.array([m[3] for m in members]), prec,
+                           kernels=kernels_for(hw, ideal, calibration, backend))
         except SpecError as err:
             for i in idx:
                 reasons[i] = f"{err.field}: {err.problem}"

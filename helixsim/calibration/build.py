@@ -6,6 +6,9 @@ For every system directory under ``--data`` (``gb200``, ``gb300``,
 ``b200_sxm``, ``h200_sxm``, ``h100_sxm``) the tables are fitted on all rows
 against the peaks of the matching ``hardware/<name>.yaml`` and written to
 ``--out/<name>/``, together with ``--out/NOTICE`` (the data's licence notice).
+The SGLang and vLLM kernels of a system (``<system>/sglang/``, ``<system>/vllm/``)
+are fitted the same way into ``--out/<name>/sglang/`` and ``--out/<name>/vllm/``
+(``--backends``; see :mod:`helixsim.backends`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ OUR_CHANGES = """\
 helixsim: the tables in hardware/calibration/<hardware>/ are fitted from those
 measurements (robust penalised piecewise-linear fits of the efficiency
 against a roofline, or of the latency for collectives, at fixed knots; the
-fitted latency at each knot is stored, the raw rows are not). Regenerate with
+fitted latency at each knot is stored, the raw rows are not). The SGLang and vLLM
+kernels are fitted the same way into <hardware>/sglang/ and <hardware>/vllm/. Regenerate with
     python -m helixsim.calibration.build --data <data root> --out hardware/calibration
 """
 
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hardware-dir", type=Path, default=None,
                     help="directory of the hardware YAML files (default: the repository's hardware/)")
     ap.add_argument("--systems", nargs="*", default=list(SYSTEMS), help="data system names (default: all)")
+    ap.add_argument("--backends", nargs="*", default=["trtllm", "sglang", "vllm"],
+                    help="serving frameworks to fit (trtllm: the top-level tables; default: all three)")
     args = ap.parse_args(argv)
     if args.hardware_dir is None:
         args.hardware_dir = data_dir("hardware")
@@ -58,13 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         name = SYSTEMS[system]
         start = time.time()
         hw = load_hardware_file(args.hardware_dir / f"{name}.yaml")
-        cal = fit_calibration(args.data, hw)  # the root: siblings may lend categories
-        save_calibration(cal, args.out / name)
-        size = sum(p.stat().st_size for p in (args.out / name).rglob("*") if p.is_file())
-        lent = "".join(f", {info['rows']} {fam} rows from {info['from']}"
-                       for fam, st in cal.stats.items() if (info := st.get("borrowed")))
-        print(f"{system:9s} -> {args.out / name}  {len(cal.tables)} families, {size / 1e6:.2f} MB, "
-              f"{time.time() - start:.0f} s{lent}")
+        for backend in args.backends:
+            if backend == "trtllm":   # the root: siblings may lend categories
+                cal, target = fit_calibration(args.data, hw), args.out / name
+            elif (args.data / system / backend).is_dir():
+                cal, target = fit_calibration(args.data / system / backend, hw), args.out / name / backend
+            else:
+                continue
+            save_calibration(cal, target)
+            size = sum(p.stat().st_size for p in target.rglob("*")
+                       if p.is_file() and p.relative_to(target).parts[0] not in ("sglang", "vllm"))
+            lent = "".join(f", {info['rows']} {fam} rows from {info['from']}"
+                           for fam, st in cal.stats.items() if (info := st.get("borrowed")))
+            print(f"{system:9s} {backend:6s} -> {target}  {len(cal.tables)} families, {size / 1e6:.2f} MB, "
+                  f"{time.time() - start:.0f} s{lent}")
     return 0
 
 

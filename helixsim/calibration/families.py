@@ -105,7 +105,10 @@ def _moe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _moe_a2a(df: pd.DataFrame) -> pd.DataFrame:
-    return df.rename(columns={"ep_size": "moe_ep_size"})
+    df = df.rename(columns={"ep_size": "moe_ep_size"})
+    if "comm_dtype" in df:  # vLLM's table records its (BF16) activation payload as "default"
+        df["comm_dtype"] = df["comm_dtype"].replace("default", "bfloat16")
+    return df
 
 
 FAMILIES: dict[str, FamilySpec] = {f.name: f for f in [

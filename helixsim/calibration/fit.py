@@ -98,12 +98,18 @@ def read_family(data_dir: Path, family: str) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
+#: tables whose rows are further kernels of a family, in its columns: SGLang's wide-EP decode MoE
+#: (DeepEP + DeepGEMM masked grouped GEMM, kernel_source "deepepmoe") is one more fused-MoE kernel
+FAMILY_EXTRA_ROWS: dict[str, tuple[str, ...]] = {"moe": ("wideep_generation_moe",)}
+
+
 def read_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
     frames = {}
     for name in FAMILIES:
-        df = read_family(data_dir, name)
-        if df is not None and len(df):
-            frames[name] = df
+        parts = [read_family(data_dir, n) for n in (name, *FAMILY_EXTRA_ROWS.get(name, ()))]
+        parts = [df for df in parts if df is not None and len(df)]
+        if parts:
+            frames[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     return frames
 
 

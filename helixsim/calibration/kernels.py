@@ -104,10 +104,14 @@ class CalibratedKernels:
     """Kernel model priced from measured efficiencies, falling back to ``fallback`` where there are none."""
 
     def __init__(self, fallback: RooflineKernels, calibration: Calibration,
-                 moe_distribution: str = "power_law_1.01") -> None:
+                 moe_distribution: str = "power_law_1.01",
+                 kernel_sources: Mapping[str, Sequence[str]] | None = None) -> None:
         self.fallback = fallback
         self.calibration = calibration
         self.moe_distribution = moe_distribution
+        # family -> measured kernel_source values the serving framework runs, in order of preference
+        # (helixsim.backends); a family not named uses every measured kernel as described above
+        self.kernel_sources = dict(kernel_sources or {})
         self._p = calibration.roof
 
     # ------------------------------------------------------------ delegated
@@ -131,7 +135,7 @@ class CalibratedKernels:
 
     def __getattr__(self, name: str):
         # anything else the step model may use (link, hbm_gbps, ...) is the roofline's
-        if name in ("fallback", "calibration", "_p", "moe_distribution"):
+        if name in ("fallback", "calibration", "_p", "moe_distribution", "kernel_sources"):
             raise AttributeError(name)
         return getattr(self.fallback, name)
 
@@ -224,7 +228,8 @@ class CalibratedKernels:
             return fb
         exact = [c for c in cats if head_dim in table.column_values(c, "head_dim")]
         pool = exact or cats
-        cat = next((c for c in pool if c[0] == "torch_flow"), pool[0])
+        prefer = self.kernel_sources.get("gqa_decode_attention", ("torch_flow",))
+        cat = next((c for p in prefer for c in pool if c[0] == p), pool[0])
         t = self._query("gqa_decode_attention", cat,
                         {"batch_size": batch, "num_heads": q_heads, "num_key_value_heads": kv_heads,
                          "kv_len": tokens, "head_dim": head_dim},
@@ -318,7 +323,9 @@ class CalibratedKernels:
         m_a = np.broadcast_to(np.asarray(message_bytes, float), shape).astype(float)
         cands = []
         if op == "all_reduce" and self._table("allreduce_custom") is not None:
-            cands += [("allreduce_custom", c) for c in self._table("allreduce_custom").categories()]
+            allowed = self.kernel_sources.get("allreduce_custom")
+            cands += [("allreduce_custom", c) for c in self._table("allreduce_custom").categories()
+                      if allowed is None or c[0] in allowed]
         if op in NCCL_OPS:
             cands += [("nccl", (NCCL_OPS[op], d)) for d in ("half", "bfloat16")]
         best = np.full(shape, np.nan)

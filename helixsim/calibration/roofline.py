@@ -61,6 +61,7 @@ GEMM_FORMATS: dict[str, tuple[float, float, str]] = {
     "nvfp4": (0.5625, 0.5625, "fp4"),                      # FP8 scale per 16 values
     "w4a16_mxfp4": (0.53125, 2.0, "bf16"),                 # E8M0 scale per 32 values, bf16 activations
     "w4a8_mxfp4_mxfp8": (0.53125, 1.0, "fp8"),
+    "int4_wo": (0.515625, 2.0, "bf16"),                    # int4 weight-only, bf16 scale per 128 values (SGLang/vLLM Marlin)
 }
 # storage format of a KV cache or communication payload -> bytes/element
 ELEM_BYTES: dict[str, float] = {"bfloat16": 2.0, "half": 2.0, "float16": 2.0, "fp8": 1.0, "int8": 1.0,

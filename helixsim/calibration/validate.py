@@ -239,7 +239,7 @@ def _hardware(name: str):
     return load_hardware(name)
 
 
-def _model(hw, mode: str):
+def _model(hw, mode: str, backend: str = ""):
     from ..cost.kernels import RooflineKernels
     from ..specs.registry import load_efficiency
     from .fit import builtin_calibration_path
@@ -249,9 +249,9 @@ def _model(hw, mode: str):
     if mode == "roofline":
         return roof
     path = builtin_calibration_path(hw.name)
-    if path is None:
-        raise SystemExit(f"no shipped calibration for {hw.name}")
-    return CalibratedKernels(roof, load_calibration(path))
+    if path is None or not (path / backend / "calibration.json").is_file():
+        raise SystemExit(f"no shipped {backend or 'trtllm'} calibration for {hw.name}")
+    return CalibratedKernels(roof, load_calibration(path / backend))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,28 +265,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-summary", action="store_true",
                     help="with --mode holdout: store the figures as hardware/calibration/<name>/holdout.json "
                          "(read by helixsim plan to state the calibration error)")
+    ap.add_argument("--backend", choices=("trtllm", "sglang", "vllm"), default="trtllm",
+                    help="serving framework whose kernels to score (<system>/<backend>/ of the data; "
+                         "trtllm: the top-level tables)")
     args = ap.parse_args(argv)
     rows = []
+    sub = "" if args.backend == "trtllm" else args.backend
     for system in args.systems:
         hw = _hardware(SYSTEMS[system])
         if args.mode == "holdout":
-            rep = holdout_report(args.data / system, RoofParams.from_hardware(hw), hw.name, args.folds)
+            rep = holdout_report(args.data / system / sub, RoofParams.from_hardware(hw), hw.name, args.folds)
             if args.write_summary:
                 from .fit import builtin_calibration_path
 
-                target = builtin_calibration_path(hw.name) / HOLDOUT_FILE
+                target = builtin_calibration_path(hw.name) / sub / HOLDOUT_FILE
                 doc = {"what": f"held-out kernel error: fit on {args.folds - 1}/{args.folds} of the measured rows, "
                                f"APE (percent) on the other 1/{args.folds}",
-                       "command": "python -m helixsim.calibration.validate --data <calibration data> --write-summary",
+                       "command": "python -m helixsim.calibration.validate --data <calibration data> --write-summary"
+                                  + (f" --backend {args.backend}" if sub else ""),
                        "families": rep}
                 target.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         else:
-            rep = kernel_error_report(args.data / system, _model(hw, args.mode))
+            rep = kernel_error_report(args.data / system / sub, _model(hw, args.mode, sub))
         for fam, st in rep.items():
             rows.append({"system": system, "family": fam, **st})
     table = pd.DataFrame(rows)
-    title = {"holdout": f"Held-out median APE (%) per family and system: fit on {args.folds - 1}/{args.folds} of "
-                        f"the rows, evaluated on the other 1/{args.folds} (rows held out: n)",
+    title = {"holdout": f"Held-out median APE (%) per family and system ({args.backend} kernels): fit on "
+                        f"{args.folds - 1}/{args.folds} of the rows, evaluated on the other 1/{args.folds} "
+                        f"(rows held out: n)",
              "shipped": "Median APE (%) of the shipped tables on all rows (in-sample)",
              "roofline": "Median APE (%) of the uncalibrated roofline (hardware/efficiency/default.yaml)"}[args.mode]
     print(title + "\n")

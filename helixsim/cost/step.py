@@ -21,7 +21,7 @@ from ..specs.model import ModelSpec
 from . import terms as t
 
 BREAKDOWN_KEYS: tuple[str, ...] = ("qkv_proj", "attention", "attn_comm", "o_proj", "ffn", "ffn_comm",
-                                   "lm_head", "pp_comm", "overhead")
+                                   "lm_head", "pp_comm", "overhead", "mtp")
 
 HELIX, TP, EP, MEDHA, MEDHA_EP = (STRATEGIES.index(s) for s in ("helix", "tp", "ep", "medha", "medha-ep"))
 
@@ -261,20 +261,29 @@ def pp_comm_ms(k, model: ModelSpec, s: StepShapes, pp, prec: Precision) -> np.nd
 # ------------------------------------------------------------------ the step
 
 def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
-                prec: Precision) -> dict[str, np.ndarray]:
-    """Per-op time (ms, summed over layers) of one decode step for every configuration."""
+                prec: Precision, q_len=1) -> dict[str, np.ndarray]:
+    """Per-op time (ms, summed over layers) of one decode step for every configuration.
+
+    ``q_len``: tokens per request in the step (1 + draft tokens when speculative decoding
+    verifies drafts, :mod:`helixsim.cost.mtp`): every GEMM, the MoE and every collective carry
+    q_len x the tokens; attention reads each request's KV once for its q_len queries (priced
+    as q_len x the query heads). The ``mtp`` drafting term is added by the caller.
+    """
     batch = np.asarray(batch)
     context = np.asarray(context)
-    s = step_shapes(model, a, batch)
+    q_len = np.asarray(q_len)
+    s = step_shapes(model, a, batch * q_len)
     L = model.num_layers
     n_sliding = model.attention.sliding_window_layers
+    s_attn = s if not np.any(q_len > 1) else replace(
+        s, attn_batch=t.cdiv(t.cdiv(batch, a.pp), a.dp), q_heads=s.q_heads * q_len)
     combine = kvp_combine_ms(k, model, s, a.kvp, prec)
     attn_full, comb_full = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, False,
-                                        attention_ms(k, model, s, a.kvp, context, prec, sliding=False), combine)
+                                        attention_ms(k, model, s_attn, a.kvp, context, prec, sliding=False), combine)
     attn_slide = comb_slide = 0.0
     if n_sliding:
         attn_slide, comb_slide = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, True,
-                                              attention_ms(k, model, s, a.kvp, context, prec, sliding=True), combine)
+                                              attention_ms(k, model, s_attn, a.kvp, context, prec, sliding=True), combine)
     oar = o_proj_allreduce_ms(k, model, s, prec)
 
     per_layer_attn = (L - n_sliding) * attn_full + n_sliding * attn_slide
@@ -300,6 +309,7 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
         "lm_head": lm_head_ms(k, model, s, prec),
         "pp_comm": pp_comm_ms(k, model, s, a.pp, prec),
         "overhead": f * L * norms_ms(k, model, s, prec) + k.eff.step_overhead_us * 1e-3,
+        "mtp": 0.0,
     }
     shape = np.broadcast(batch, context, a.kvp).shape
     return {key: np.broadcast_to(np.asarray(v, float), shape) for key, v in out.items()}

@@ -1,0 +1,232 @@
+"""Serving frameworks: whose measured kernels price a step, and each framework's defaults.
+
+The same model, layout and batch decode at different speeds under TensorRT-LLM,
+SGLang and vLLM because the three run different kernels (GEMM libraries, fused
+MoE implementations, attention back-ends, custom all-reduce) and make different
+default choices. Everything helixsim knows about those differences is in this
+module:
+
+- :data:`DEFAULTS`: per framework, the KV-cache format it uses when the run does
+  not say, and which of its measured kernels it runs where the tables hold
+  several (decode attention back-end, all-reduce under CUDA graphs). MoE: the
+  fastest of the framework's measured fused-MoE kernels for the weight format
+  (each framework picks its MoE back-end by format and GPU; the tables hold the
+  ones it can pick).
+- :class:`BackendKernels`: the kernel model. Every kernel is priced from the
+  framework's own measured tables (``hardware/calibration/<hw>/<backend>/``,
+  fitted from ``<system>/sglang/`` and ``<system>/vllm/`` of the calibration
+  data) where they cover the kernel and format, else from TensorRT-LLM's tables
+  (``hardware/calibration/<hw>/``), else the roofline, and records which one
+  priced each op (:meth:`BackendKernels.kernel_model`).
+
+What the frameworks' tables do not hold, and therefore always falls back to
+TensorRT-LLM's measurements: NCCL collectives other than all-reduce (all-gather,
+reduce-scatter, all-to-all), vLLM's MLA decode attention (vLLM measured MLA
+only as whole modules), SGLang's MoE all-to-all in the ``moe_alltoall``
+layout, and FP4 GEMMs on Hopper.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .calibration.fit import Calibration
+from .calibration.kernels import CalibratedKernels
+from .errors import SpecError
+
+BACKENDS: tuple[str, ...] = ("trtllm", "sglang", "vllm")
+DEFAULT_BACKEND = "trtllm"
+
+
+@dataclass(frozen=True)
+class BackendDefaults:
+    """What a framework does when the deployment does not say otherwise."""
+
+    name: str
+    label: str
+    #: KV-cache format of an FP8 or FP4 checkpoint when the run does not choose one (a BF16
+    #: checkpoint always gets a BF16 cache)
+    kv_cache_quantized: str
+    #: calibration family -> measured ``kernel_source`` values the framework runs, preferred first
+    kernel_sources: dict = field(default_factory=dict)
+    source: str = ""
+
+
+DEFAULTS: dict[str, BackendDefaults] = {
+    "trtllm": BackendDefaults(
+        "trtllm", "TensorRT-LLM", kv_cache_quantized="fp8",
+        kernel_sources={"gqa_decode_attention": ("torch_flow",)},
+        # TensorRT-LLM's FP8/FP4 serving recipes enable an FP8 KV cache (kv_cache_config dtype fp8),
+        # which is what the measured TensorRT-LLM runs use (calibration data README, "KV-cache precision")
+        source="TensorRT-LLM serving recipes (FP8 KV cache with FP8/FP4 checkpoints); its custom one-/two-shot "
+               "all-reduce or NCCL, whichever is faster"),
+    "sglang": BackendDefaults(
+        "sglang", "SGLang", kv_cache_quantized="bf16",
+        # SM100: TensorRT-LLM's MHA kernels through FlashInfer; SM90: FlashAttention-3; then the others measured
+        kernel_sources={"gqa_decode_attention": ("trtllm_mha", "fa3", "flashinfer", "triton"),
+                        # decode runs under CUDA graphs: the graph-captured custom all-reduce
+                        "allreduce_custom": ("SGLang_CustomAllReduce_graph",)},
+        # SGLang docs, "Quantized KV Cache": the cache is kept in the model's precision (BF16) unless
+        # --kv-cache-dtype asks for FP8 (https://docs.sglang.io/advanced_features/quantized_kv_cache.html)
+        source="SGLang --kv-cache-dtype auto (model precision, BF16); CUDA-graph custom all-reduce"),
+    "vllm": BackendDefaults(
+        "vllm", "vLLM", kv_cache_quantized="bf16",
+        # SM100: FlashInfer with TensorRT-LLM decode kernels; SM90: FlashAttention-3, then FA4 / Triton
+        kernel_sources={"gqa_decode_attention": ("vllm_flashinfer_trtllmdecode", "vllm_flash_attn_fa3",
+                                                 "vllm_flash_attn_fa4", "vllm_triton_attn"),
+                        "allreduce_custom": ("vLLM_custom_graph",)},
+        # vLLM --kv-cache-dtype auto uses the model's activation dtype: a BF16 cache for FP8 and FP4
+        # checkpoints unless told --kv-cache-dtype fp8 (vLLM docs, "Quantized KV Cache"; calibration
+        # data README: "vLLM keeps a BF16 cache unless told otherwise")
+        source="vLLM --kv-cache-dtype auto (BF16 cache for FP8/FP4 checkpoints); CUDA-graph custom all-reduce"),
+}
+
+
+def check_backend(name: str, field_name: str = "--backend", source: str = "command line") -> str:
+    """``name`` if it is a known framework, else a one-line SpecError."""
+    if name not in BACKENDS:
+        raise SpecError(source, field_name, f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return name
+
+
+def default_kv_cache(backend: str, weights: str) -> str:
+    """KV-cache format a framework uses for a checkpoint with ``weights`` when the run does not say."""
+    return "bf16" if weights == "bf16" else DEFAULTS[check_backend(backend)].kv_cache_quantized
+
+
+# breakdown op of each step function that calls the kernel model (helixsim.cost.step)
+STEP_FUNCTION_OP = {
+    "qkv_proj_ms": "qkv_proj", "attention_ms": "attention", "kvp_combine_ms": "attn_comm",
+    "o_proj_allreduce_ms": "attn_comm", "o_proj_ms": "o_proj", "dense_ffn_ms": "ffn", "moe_ffn_ms": "ffn",
+    "dense_ffn_comm_ms": "ffn_comm", "moe_comm_ms": "ffn_comm", "medha_broadcast_ms": "ffn_comm",
+    "lm_head_ms": "lm_head", "norms_ms": "overhead", "pp_comm_ms": "pp_comm",
+}
+
+
+def _calling_op() -> str:
+    """The breakdown op whose step function is (indirectly) asking for a kernel price."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        op = STEP_FUNCTION_OP.get(frame.f_code.co_name)
+        if op is not None and str(frame.f_globals.get("__name__", "")).startswith("helixsim.cost"):
+            return op
+        frame = frame.f_back
+    return "other"
+
+
+def _traced(family: str, name: str):
+    base = getattr(CalibratedKernels, name)
+
+    def method(self, *args, **kwargs):
+        self._stack.append([])
+        try:
+            out = base(self, *args, **kwargs)
+        finally:
+            covered = self._stack.pop()
+        self._note(family, covered)
+        return out
+
+    method.__name__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+class BackendKernels(CalibratedKernels):
+    """A framework's measured kernels; TensorRT-LLM's calibrated model (``trtllm``) where they have none."""
+
+    def __init__(self, trtllm, calibration: Calibration, backend: str) -> None:
+        super().__init__(trtllm, calibration, kernel_sources=DEFAULTS[backend].kernel_sources)
+        self.backend = backend
+        self._stack: list[list[np.ndarray]] = []
+        self._log: dict[str, dict[str, set]] = {}
+
+    def _merge(self, calibrated: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        if self._stack:
+            self._stack[-1].append(np.isfinite(calibrated))
+        return super()._merge(calibrated, fallback)
+
+    def _note(self, family: str, covered: list[np.ndarray]) -> None:
+        own = any(c.any() for c in covered)
+        rest = not covered or any((~c).any() for c in covered)
+        who = self._log.setdefault(_calling_op(), {}).setdefault(family, set())
+        if own:
+            who.add(self.backend)
+        if rest:
+            who.add("trtllm")
+
+    gemm_ms = _traced("gemm", "gemm_ms")
+    bmm_ms = _traced("mla_bmm", "bmm_ms")
+    gqa_attention_ms = _traced("gqa_decode_attention", "gqa_attention_ms")
+    mla_attention_ms = _traced("mla_decode_attention", "mla_attention_ms")
+    moe_ms = _traced("moe", "moe_ms")
+
+    def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
+        """All-reduce from the framework's custom all-reduce table; other collectives are NCCL's (TensorRT-LLM data)."""
+        out = super().collective_ms(op, n, message_bytes)
+        if not ((np.asarray(n) > 1) & (np.asarray(message_bytes) > 0)).any():
+            return out   # nothing to communicate: no kernel runs
+        table = self._table("allreduce_custom")
+        own = op == "all_reduce" and table is not None and any(
+            c[0] in self.kernel_sources.get("allreduce_custom", (c[0],)) for c in table.categories())
+        self._note({"all_reduce": "allreduce_custom", "p2p": "p2p"}.get(op, "nccl"),
+                   [np.ones(1, bool) if own else np.zeros(1, bool)])
+        return out
+
+    def _a2a_ms(self, phase, tokens_per_rank, hidden, top_k, ep, dtype, fb):
+        table = self._table("moe_alltoall")
+        own = table is not None and any(c[1] == phase for c in table.categories())
+        self._note("moe_alltoall", [np.ones(1, bool) if own else np.zeros(1, bool)])
+        return super()._a2a_ms(phase, tokens_per_rank, hidden, top_k, ep, dtype, fb)
+
+    # ------------------------------------------------------------ provenance
+    def reset_log(self) -> None:
+        self._log = {}
+
+    def kernel_model(self) -> dict[str, dict[str, str]]:
+        """Per breakdown op, per measured kernel family it used: whose tables priced it.
+
+        ``"<backend>"``: the framework's own measurements; ``"trtllm (fallback)"``: TensorRT-LLM's
+        (or, where those have none either, the roofline); both when part of the configurations fell back.
+        """
+        out = {}
+        for op, fams in sorted(self._log.items()):
+            out[op] = {}
+            for fam, who in sorted(fams.items()):
+                if who == {self.backend}:
+                    out[op][fam] = self.backend
+                elif self.backend in who:
+                    out[op][fam] = f"{self.backend}, trtllm (fallback) for part"
+                else:
+                    out[op][fam] = "trtllm (fallback)"
+        return out
+
+
+def backend_calibration_path(calibration_root: Path, backend: str) -> Path | None:
+    """``<calibration>/<backend>/`` when it holds a fitted calibration, else None."""
+    path = Path(calibration_root)
+    if path.is_file():
+        path = path.parent
+    path = path / backend
+    return path if (path / "calibration.json").is_file() else None
+
+
+def backend_kernels(trtllm_kernels, backend: str, calibration_root: Path | None):
+    """The kernel model of ``backend`` on top of TensorRT-LLM's (``trtllm_kernels``).
+
+    ``trtllm`` (or an uncalibrated model: there are no framework tables to use) returns
+    ``trtllm_kernels`` itself. A framework without fitted tables for this system gets a
+    :class:`BackendKernels` with none, so that every op records its fallback.
+    """
+    check_backend(backend)
+    if backend == "trtllm" or not isinstance(trtllm_kernels, CalibratedKernels) or calibration_root is None:
+        return trtllm_kernels
+    from .calibration.kernels import _load_cached
+
+    path = backend_calibration_path(calibration_root, backend)
+    cal = _load_cached(path) if path is not None else Calibration(
+        hardware=trtllm_kernels.hw.name, roof=trtllm_kernels.calibration.roof, tables={})
+    return BackendKernels(trtllm_kernels, cal, backend)

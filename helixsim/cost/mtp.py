@@ -1,0 +1,127 @@
+"""Multi-token prediction (MTP) speculative decoding, as DeepSeek-R1 is served at low latency.
+
+A step with N draft tokens per request (``--mtp N``):
+
+- **verification**: the main model runs on 1 + N tokens per request. Every GEMM, the
+  MoE, the Helix all-to-all and every collective carry (1 + N) x the tokens; attention
+  reads each request's KV cache once for its 1 + N queries
+  (:func:`helixsim.cost.step.decode_step` with ``q_len = 1 + N``).
+- **drafting**: the MTP module drafts the next step's N tokens autoregressively,
+  running N times on one token per request (TensorRT-LLM's default "MTP Eagle" path
+  for DeepSeek-V3/R1, which reuses the checkpoint's single MTP module N times;
+  TensorRT-LLM tech blog 2, "DeepSeek R1 MTP Implementation and Optimization").
+  One MTP forward is one decoder layer of the main model's shape (MLA + MoE), its
+  ``eh_proj`` projection [2H -> H] of the concatenated embedding and hidden state, and
+  the shared LM head (DeepSeek-V3 technical report, arXiv 2412.19437, section 2.2).
+  The first of the N forwards really takes the accepted tokens (up to 1 + N per
+  request); pricing it on one token is slightly optimistic.
+- **acceptance**: draft i is kept only if drafts 1..i-1 were; with per-position
+  acceptance rates a_i (conditional on the earlier ones), the tokens a request gains per
+  step are ``1 + sum_i prod_{j<=i} a_j`` (the verified token plus the accepted prefix),
+  and tokens/s/user = that / step time.
+
+Not modelled: the MTP layer's weights and KV cache in the memory estimate (one more
+decoder layer: about 1/61 of DeepSeek-R1's weights and KV) and the rejected drafts'
+KV rewind (a metadata update).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import SpecError
+from ..layout import LayoutArrays
+from ..precision import Precision
+from ..specs.model import ModelSpec
+from . import terms as t
+
+#: DeepSeek-R1 acceptance length (tokens per step, strict top-1 acceptance) with 1..5 autoregressive
+#: MTP layers on 8x B200, ISL/OSL 1k/2k: TensorRT-LLM tech blog 1, "Pushing Latency Boundaries:
+#: Optimizing DeepSeek-R1 Performance on NVIDIA B200 GPUs", table "Autoregressive MTP Layers"
+#: (column "Acceptance Rate", which is tokens per step: 1.00 without MTP). Consistent with the
+#: DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): "the acceptance rate of the
+#: second token prediction ranges between 85% and 90%".
+DEEPSEEK_R1_ACCEPTANCE_LENGTH = (1.92, 2.58, 2.82, 2.99, 3.01)
+SOURCE = ("DeepSeek-R1 acceptance lengths 1.92, 2.58, 2.82, 2.99, 3.01 with 1-5 MTP layers (TensorRT-LLM tech "
+          "blog 1, 8x B200, strict acceptance)")
+
+
+def rates_from_acceptance_length(lengths) -> tuple[float, ...]:
+    """Per-position conditional acceptance rates from the acceptance lengths with 1, 2, ... drafts.
+
+    AL_n = 1 + sum_{i<=n} p_i with p_i = prod_{j<=i} a_j, so p_i = AL_i - AL_{i-1} and
+    a_i = p_i / p_{i-1} (p_0 = 1).
+    """
+    al = np.concatenate([[1.0], np.asarray(lengths, float)])
+    p = np.diff(al)
+    prev = np.concatenate([[1.0], p[:-1]])
+    return tuple(float(x) for x in np.round(np.clip(p / prev, 0.0, 1.0), 4))
+
+
+#: per-position acceptance rates of DeepSeek-R1's MTP module (0.92, 0.7174, 0.3636, 0.7083, 0.1176)
+DEFAULT_ACCEPTANCE: tuple[float, ...] = rates_from_acceptance_length(DEEPSEEK_R1_ACCEPTANCE_LENGTH)
+
+
+def check_acceptance(rates, field: str = "--mtp-acceptance", source: str = "command line") -> tuple[float, ...]:
+    """Rates as a tuple of floats in [0, 1]; a one-line SpecError otherwise."""
+    try:
+        out = tuple(float(r) for r in rates)
+    except (TypeError, ValueError):
+        raise SpecError(source, field, f"must be numbers in [0, 1], got {rates!r}") from None
+    if not out or any(not (0.0 <= r <= 1.0) for r in out):
+        raise SpecError(source, field, f"must be numbers in [0, 1], got {rates!r}")
+    return out
+
+
+def acceptance_rates(draft_tokens: int, rates=DEFAULT_ACCEPTANCE) -> tuple[float, ...]:
+    """The first ``draft_tokens`` rates; positions beyond the given ones are never accepted (rate 0)."""
+    rates = tuple(rates)
+    return tuple(rates[i] if i < len(rates) else 0.0 for i in range(int(draft_tokens)))
+
+
+def accepted_tokens_per_step(draft_tokens, rates=DEFAULT_ACCEPTANCE) -> np.ndarray:
+    """Expected tokens a request gains per step: 1 + sum_i prod_{j<=i} a_j over the first N positions."""
+    n = np.asarray(draft_tokens, dtype=np.int64)
+    top = int(n.max()) if n.size else 0
+    a = np.asarray(acceptance_rates(top, rates), float)
+    cum = np.concatenate([[1.0], 1.0 + np.cumsum(np.cumprod(a))]) if top else np.array([1.0])
+    return cum[n]
+
+
+def eh_proj_ms(k, model: ModelSpec, tokens, prec: Precision) -> np.ndarray:
+    """MTP input projection: [tokens, 2H] x [2H, H] on each attention GPU (DeepSeek-V3 report, eq. 21)."""
+    h = model.hidden_size
+    return k.gemm_ms(tokens, h, 2 * h, prec.dense_weights_dtype)
+
+
+def mtp_layer_model(model: ModelSpec) -> ModelSpec:
+    """The MTP module as a one-layer model of the main model's shape (an MoE layer where the model has MoE)."""
+    ffn = replace(model.ffn, dense_layers=0) if model.ffn.moe is not None else model.ffn
+    return replace(model, num_layers=1, ffn=ffn, attention=replace(model.attention, sliding_window_layers=0))
+
+
+def draft_ms(k, model: ModelSpec, a: LayoutArrays, batch, context, prec: Precision, draft_tokens) -> np.ndarray:
+    """Time of the N draft forwards of a step (ms): N x (one decoder layer + eh_proj + LM head) on one
+    token per request of the micro-batch, on the last pipeline stage."""
+    from .step import decode_step
+
+    n = np.asarray(draft_tokens)
+    if not np.any(n > 0):
+        return np.zeros(np.broadcast(batch, context, a.kvp, n).shape)
+    micro = t.cdiv(np.asarray(batch), a.pp)
+    one_stage = replace(a, pp=np.ones_like(a.pp))
+    parts = decode_step(k, mtp_layer_model(model), one_stage, micro, context, prec)
+    one = sum(v for key, v in parts.items() if key not in ("overhead", "pp_comm", "mtp"))
+    one = one + parts["overhead"] - k.eff.step_overhead_us * 1e-3      # the layer's norms, not the step's
+    one = one + eh_proj_ms(k, model, t.cdiv(micro, a.dp), prec)
+    return n * one
+
+
+def mtp_summary(draft_tokens: int, rates=DEFAULT_ACCEPTANCE) -> dict:
+    """What a result states about its speculative decoding (JSON ``mtp``)."""
+    used = acceptance_rates(draft_tokens, rates)
+    return {"draft_tokens": int(draft_tokens), "acceptance_rates": list(used),
+            "accepted_tokens_per_step": float(accepted_tokens_per_step(draft_tokens, rates)),
+            "acceptance_source": SOURCE if tuple(rates) == DEFAULT_ACCEPTANCE else "given"}
