@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..cost.step import BREAKDOWN_KEYS  # noqa: E402
+from ..plots import interval_band  # noqa: E402
 from .report_blocks import _ctx  # noqa: E402
 from .results import HardwarePlan, PlanResult, PoolPlan  # noqa: E402
 
@@ -34,8 +35,9 @@ def _log_if_wide(ax, values, axis: str) -> None:
 
 
 def frontier_figure(hp: HardwarePlan, floor: float) -> bytes:
-    """Pareto frontiers (Helix, best baseline) of one system with the interactivity floor as a
-    vertical line and the chosen configuration (or the closest one) marked; one panel per context."""
+    """Pareto frontiers (Helix, best baseline) of one system, each with its 80 % band, the
+    interactivity floor as a vertical line and the chosen configuration (or the closest one)
+    marked; one panel per context."""
     pools = hp.pools
     fig, axes = plt.subplots(1, len(pools), figsize=(8.5 * min(len(pools), 2) if len(pools) > 1 else 9, 5.2),
                              squeeze=False, constrained_layout=True)
@@ -66,6 +68,9 @@ def _frontier_panel(ax, hp: HardwarePlan, pool: PoolPlan, floor: float) -> None:
             d = fr.sort_values(X)
             ax.plot(d[X], d[Y], color=color, marker=marker, markersize=4, linewidth=1.8,
                     label=f"{name} frontier", zorder=3)
+            band = interval_band(d)  # the frontier's 80 % band (None without intervals)
+            if band is not None:
+                ax.fill(*band, color=color, alpha=0.15, linewidth=0, zorder=2, label=f"{name} 80 % band")
     _log_if_wide(ax, ok[X], "x")
     _log_if_wide(ax, ok[Y], "y")
     lo, hi = ax.get_xlim()
