@@ -340,10 +340,18 @@ def _error_table(summary: dict) -> str:
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="write report.md and a self-contained report.html here")
 @click.option("--json", "as_json", is_flag=True, help="print the recommendation as JSON")
+@click.option("--isl", type=int, default=None,
+              help="input (prompt) tokens: plan the whole deployment, prefill and decode pools (with --osl)")
+@click.option("--osl", type=int, default=None, help="output tokens per request (with --isl)")
+@click.option("--max-ttft-s", type=float, default=None, help="time-to-first-token limit, seconds (with --isl)")
 @user_errors
 def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance, weights,
-             kv_cache, price, no_hopb, max_batch, no_sensitivity, calibration, out_dir, as_json) -> None:
-    """Plan a decode fleet: hardware, layout, batch, GPUs and cost per million tokens for U users at X tok/s."""
+             kv_cache, price, no_hopb, max_batch, no_sensitivity, calibration, out_dir, as_json, isl, osl,
+             max_ttft_s) -> None:
+    """Plan a decode fleet: hardware, layout, batch, GPUs and cost per million tokens for U users at X tok/s.
+
+    With --isl/--osl: size the whole deployment (prefill and decode pools, disaggregated against
+    aggregated serving, TTFT under --max-ttft-s); --context stays decode-only planning."""
     from dataclasses import replace as _replace
     from pathlib import Path
 
@@ -351,6 +359,12 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
     from .sweep import prepare_out_dir
 
     out = prepare_out_dir(Path(out_dir)) if out_dir else None
+    if isl is not None or osl is not None or max_ttft_s is not None:
+        from .planning.deployment_cli import run_deployment
+
+        run_deployment(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance,
+                       weights, kv_cache, price, max_batch, calibration, out, as_json, isl, osl, max_ttft_s)
+        return
     flags = {"model": model, "hardware": tuple(hardware) or None, "context": context, "users": users,
              "min_tokens_per_s_user": min_tokens_per_s_user, "max_gpus_per_instance": max_gpus_per_instance,
              "weights": weights, "kv_cache": kv_cache, "price": price, "max_batch": max_batch,

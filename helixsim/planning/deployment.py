@@ -1,0 +1,219 @@
+"""Whole-deployment planning: prefill and decode, disaggregated against aggregated serving.
+
+Given input and output lengths (``isl``, ``osl``), ``users`` concurrent users, a floor of
+tokens/s/user and a TTFT limit, for each hardware system:
+
+**Disaggregated.** The decode pool is the decode planner's choice at the mean KV length
+``isl + osl / 2`` (:func:`helixsim.planning.selection.select`), one instance per ``batch``
+users. The prefill pool runs prefill instances of a tp/ep layout times a context-parallel
+width (:mod:`helixsim.cost.prefill`); among those whose TTFT (prefill + KV transfer to the
+decode instance, :func:`helixsim.serving.kv_transfer_ms`) meets the limit and that fit in HBM,
+the one with the fewest GPU-seconds per prompt is taken. Users run in a closed loop, so
+prompts arrive at ``rate = users / (TTFT + osl / tokens_per_s_user)`` per second and the pool
+needs ``ceil(rate x prefill_s)`` instances (Little's law; no queueing margin).
+
+**Aggregated.** Every decode configuration of the same search also prefills its own users'
+prompts on its GPUs (a prefill at the same per-GPU sharding: tp over the instance's attention
+GPUs), with TPOT = decode step + (B - 1)/(osl - 1) x prefill and TTFT = prefill + half a
+TPOT (:mod:`helixsim.serving`). The configuration with the most output tokens/s/GPU that meets
+the floor, the TTFT limit and HBM is taken.
+
+**Costs.** ``cost_per_m_tokens_prefill`` is the prefill pool's dollars per million *input*
+tokens, ``cost_per_m_tokens_decode`` the decode pool's per million *output* tokens (the
+input/output split of API prices); ``cost_per_m_output_tokens`` is the whole deployment's
+dollars per million output tokens, which decides between disaggregated and aggregated
+(aggregated GPU time is split by the share of each iteration spent prefilling).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..api import kernels_for
+from ..layout import STRATEGIES, LayoutArrays, valid_mask
+from ..prefill import DEFAULT_CHUNK_TOKENS, evaluate_prefill, prefill_calibration
+from ..search import SearchSpace, search
+from ..serving import aggregated_tpot_ms, kv_transfer_ms
+from .selection import select
+
+TP, EP = STRATEGIES.index("tp"), STRATEGIES.index("ep")
+#: Largest prefill instance searched: cp x layout GPUs (context parallelism may span racks).
+MAX_PREFILL_GPUS = 512
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    layout: str
+    gpus_per_instance: int
+    instances: int
+    gpus: int
+
+
+@dataclass(frozen=True)
+class DeploymentOption:
+    kind: str                          # "disaggregated" | "aggregated"
+    prefill: PoolChoice | None
+    decode: PoolChoice
+    ttft_s: float
+    prefill_s: float
+    kv_transfer_s: float
+    tokens_per_s_user: float
+    prefill_gpus: int
+    decode_gpus: int
+    total_gpus: int
+    pd_ratio: str
+    cost_per_m_tokens_prefill: float   # USD per million input tokens
+    cost_per_m_tokens_decode: float    # USD per million output tokens
+    cost_per_m_output_tokens: float    # whole deployment, USD per million output tokens
+    extrapolated: bool
+
+
+def prefill_candidates(model, hw, max_gpus: int = MAX_PREFILL_GPUS) -> tuple[LayoutArrays, np.ndarray]:
+    """tp layouts (FFN as tp, or as ep for MoE) on 1..NVLink-domain GPUs (powers of two), times cp."""
+    widths = [w for w in (1, 2, 4, 8, 16, 32, 64) if w <= hw.nvlink_domain_gpus]
+    rows = []
+    for w in widths:
+        splits = [(w, 1)] + ([(1, w)] if model.ffn.moe and w > 1 else [])
+        for tpf, ep in splits:
+            for cp in (1, 2, 4, 8, 16, 32, 64):
+                if w * cp <= max_gpus:
+                    rows.append((TP, 1, w, 1, tpf, ep, 1, False, cp))
+    arr = np.array(rows, dtype=np.int64)
+    lay = LayoutArrays(*(arr[:, i] for i in range(7)), hopb=arr[:, 7].astype(bool))
+    ok = valid_mask(lay, model)
+    return LayoutArrays(*(getattr(lay, f)[ok] for f in LayoutArrays.__dataclass_fields__)), arr[ok, 8]
+
+
+def _label(a: LayoutArrays, i: int, cp: int | None = None) -> str:
+    text = (f"{STRATEGIES[int(a.strategy[i])]} {a.kvp[i]}x{a.tpa[i]}x{a.dp[i]}={a.tpf[i]}x{a.ep[i]}"
+            + (f" pp{a.pp[i]}" if a.pp[i] > 1 else ""))
+    return text + (f" x cp{cp}" if cp and cp > 1 else "")
+
+
+def _ratio(p: int, d: int) -> str:
+    g = math.gcd(p, d) or 1
+    return f"{p // g}:{d // g}"
+
+
+def plan_disaggregated(model, hw, prec, table, isl: int, osl: int, users: int, floor: float, max_ttft_s: float,
+                       price: float, calibration=None) -> DeploymentOption | None:
+    row = select(table, floor)
+    if row is None:
+        return None
+    k = kernels_for(hw, False, calibration)
+    pcal = prefill_calibration(hw, False, calibration)
+    dec = LayoutArrays(np.array([STRATEGIES.index(row["strategy"])]),
+                       *(np.array([int(row[f])]) for f in ("kvp", "tpa", "dp", "tpf", "ep", "pp")),
+                       np.array([bool(row["hopb"])]))
+    dec_gpus, batch, tps_user = int(row["n_gpus"]), int(row["batch"]), float(row["tokens_per_s_user"])
+    lay, cp = prefill_candidates(model, hw)
+    r = evaluate_prefill(model, hw, lay, isl, 1, DEFAULT_CHUNK_TOKENS, cp, prec, k, pcal)
+    n_pf = r["n_gpus"]
+    same = n_pf + dec_gpus <= hw.nvlink_domain_gpus
+    xfer = kv_transfer_ms(k, model, dec, n_pf, isl, prec, same)
+    ttft = r["ttft_ms"] + xfer
+    ok = r["feasible"] & (ttft <= max_ttft_s * 1e3)
+    if not ok.any():
+        return None
+    cost = np.where(ok, n_pf * r["ttft_ms"], np.inf)
+    i = int(np.lexsort((ttft, cost))[0])
+    prefill_s, ttft_s = float(r["ttft_ms"][i]) / 1e3, float(ttft[i]) / 1e3
+    rate = users / (ttft_s + osl / tps_user)                      # prompts per second, closed loop
+    p_inst = max(1, math.ceil(rate * prefill_s - 1e-9))
+    d_inst = max(1, math.ceil(users / batch))
+    p_gpus, d_gpus = p_inst * int(n_pf[i]), d_inst * dec_gpus
+    usd_s = price / 3600.0
+    return DeploymentOption(
+        kind="disaggregated",
+        prefill=PoolChoice(_label(lay, i, int(cp[i])), int(n_pf[i]), p_inst, p_gpus),
+        decode=PoolChoice(f"{row['strategy']} {row['label']}", dec_gpus, d_inst, d_gpus),
+        ttft_s=ttft_s, prefill_s=prefill_s, kv_transfer_s=float(xfer[i]) / 1e3, tokens_per_s_user=tps_user,
+        prefill_gpus=p_gpus, decode_gpus=d_gpus, total_gpus=p_gpus + d_gpus, pd_ratio=_ratio(p_gpus, d_gpus),
+        cost_per_m_tokens_prefill=p_gpus * usd_s / (rate * isl) * 1e6,
+        cost_per_m_tokens_decode=d_gpus * usd_s / (rate * osl) * 1e6,
+        cost_per_m_output_tokens=(p_gpus + d_gpus) * usd_s / (rate * osl) * 1e6,
+        extrapolated=bool(r["extrapolated"][i]))
+
+
+def plan_aggregated(model, hw, prec, table, isl: int, osl: int, users: int, floor: float, max_ttft_s: float,
+                    price: float, calibration=None) -> DeploymentOption | None:
+    t = table[table["feasible"].to_numpy(bool)]
+    if t.empty:
+        return None
+    k = kernels_for(hw, False, calibration)
+    pcal = prefill_calibration(hw, False, calibration)
+    # the instance prefills a prompt on the GPUs its attention uses: sequence-sharded (helix, medha) or
+    # head-sharded (tp) attention as tp over kvp x tpa GPUs, FFN over the same GPUs; under ep the
+    # prompt's own DP rank (tpa GPUs) runs its attention and the expert grid its FFN
+    is_ep = (t["strategy"] == "ep").to_numpy()
+    width = (t["kvp"] * t["tpa"]).to_numpy(np.int64)
+    ep_w = t["ep"].to_numpy(np.int64)
+    codes = np.stack([np.where(is_ep, EP, TP), width, t["dp"].to_numpy(np.int64),
+                      np.where(is_ep, t["tpf"].to_numpy(np.int64), width // ep_w), ep_w,
+                      t["pp"].to_numpy(np.int64)], axis=1)
+    uniq, inv = np.unique(codes, axis=0, return_inverse=True)
+    one = np.ones(len(uniq), np.int64)
+    lay = LayoutArrays(uniq[:, 0], one, uniq[:, 1], uniq[:, 2], uniq[:, 3], uniq[:, 4], uniq[:, 5],
+                       np.zeros(len(uniq), bool))
+    good = valid_mask(lay, model)
+    if not good.any():
+        return None
+    pf = np.full(len(uniq), np.nan)
+    extra = np.zeros(len(uniq), bool)
+    sub = LayoutArrays(*(getattr(lay, f)[good] for f in LayoutArrays.__dataclass_fields__))
+    r = evaluate_prefill(model, hw, sub, isl, 1, DEFAULT_CHUNK_TOKENS, 1, prec, k, pcal)
+    pf[good], extra[good] = r["ttft_ms"], r["extrapolated"]
+    prefill_ms = pf[inv.ravel()]
+    batch = t["batch"].to_numpy(float)
+    per_rank = np.ceil(batch / t["dp"].to_numpy(float))
+    tpot = aggregated_tpot_ms(t["ttl_ms"].to_numpy(float), prefill_ms, per_rank, osl)
+    ttft = prefill_ms + 0.5 * tpot
+    tps_user = 1000.0 / tpot
+    ok = np.isfinite(tpot) & (tps_user >= floor) & (ttft <= max_ttft_s * 1e3)
+    if not ok.any():
+        return None
+    per_gpu = np.where(ok, batch * tps_user / t["n_gpus"].to_numpy(float), -np.inf)
+    i = int(np.argmax(per_gpu))
+    row = t.iloc[i]
+    n, b = int(row["n_gpus"]), int(row["batch"])
+    inst = max(1, math.ceil(users / b))
+    gpus = inst * n
+    rate = users / (ttft[i] / 1e3 + osl / tps_user[i])
+    share = 1.0 - float(t["ttl_ms"].iloc[i]) / float(tpot[i])   # time share of iterations spent prefilling
+    usd_s = price / 3600.0
+    return DeploymentOption(
+        kind="aggregated", prefill=None, decode=PoolChoice(f"{row['strategy']} {row['label']}", n, inst, gpus),
+        ttft_s=float(ttft[i]) / 1e3, prefill_s=float(prefill_ms[i]) / 1e3, kv_transfer_s=0.0,
+        tokens_per_s_user=float(tps_user[i]), prefill_gpus=0, decode_gpus=gpus, total_gpus=gpus, pd_ratio="shared",
+        cost_per_m_tokens_prefill=gpus * share * usd_s / (rate * isl) * 1e6,
+        cost_per_m_tokens_decode=gpus * (1.0 - share) * usd_s / (rate * osl) * 1e6,
+        cost_per_m_output_tokens=gpus * usd_s / (rate * osl) * 1e6, extrapolated=bool(extra[inv.ravel()][i]))
+
+
+@dataclass(frozen=True)
+class HardwareDeployment:
+    hardware: str
+    price_per_gpu_hour: float
+    disaggregated: DeploymentOption | None
+    aggregated: DeploymentOption | None
+
+    @property
+    def best(self) -> DeploymentOption | None:
+        opts = [o for o in (self.disaggregated, self.aggregated) if o is not None]
+        return min(opts, key=lambda o: o.cost_per_m_output_tokens) if opts else None
+
+
+def plan_hardware(model, hw, prec, isl: int, osl: int, users: int, floor: float, max_ttft_s: float, price: float,
+                  max_gpus: int, strategies=STRATEGIES, max_batch: int = 4096, calibration=None) -> HardwareDeployment:
+    space = SearchSpace(strategies=tuple(strategies), max_gpus=max_gpus, hopb=(True,),
+                        max_batch=int(min(max_batch, users)), contexts=(int(isl + osl // 2),))
+    table = search(model, hw, space, prec, calibration=calibration)
+    args = (model, hw, prec, table, isl, osl, users, floor, max_ttft_s, price, calibration)
+    return HardwareDeployment(hw.name, price, plan_disaggregated(*args), plan_aggregated(*args))
+
+
+def option_dict(o: DeploymentOption | None) -> dict | None:
+    return None if o is None else asdict(o)
