@@ -37,7 +37,8 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
                         calibration=None) -> dict[str, np.ndarray]:
     """Per row: predicted prefill, TTFT and TPOT (with interference where aggregated), NaN where not modelled.
 
-    ``configs`` maps row index -> (model, hardware, layout, precision) from the decode validation.
+    ``configs`` maps row index -> (model, hardware, layout, precision, backend) from the decode validation;
+    each row's prefill is priced with its framework's measured kernels, as its decode step is.
     """
     from .api import kernels_for
     from .prefill import DEFAULT_CHUNK_TOKENS, evaluate_prefill, prefill_calibration
@@ -47,13 +48,13 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
     prefill = np.full(n, np.nan)
     transfer = np.zeros(n)
     groups: dict[tuple, list] = {}
-    for i, (model, hardware, layout, prec) in configs.items():
+    for i, (model, hardware, layout, prec, backend) in configs.items():
         isl = table["isl"].iloc[i]
         if pd.notna(isl) and isl >= 1:
-            groups.setdefault((model, hardware, prec), []).append((i, layout, int(isl)))
-    for (model, hardware, prec), members in groups.items():
+            groups.setdefault((model, hardware, prec, backend), []).append((i, layout, int(isl)))
+    for (model, hardware, prec, backend), members in groups.items():
         hw, spec = load_hardware(hardware), load_model(model)
-        k = kernels_for(hw, ideal, calibration)
+        k = kernels_for(hw, ideal, calibration, backend)
         idx = np.array([m[0] for m in members])
         lay = LayoutArrays(*(np.concatenate([getattr(LayoutArrays.from_layout(m[1]), f) for m in members])
                              for f in LayoutArrays.__dataclass_fields__))

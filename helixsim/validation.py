@@ -202,7 +202,7 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
 
     if sv.has_serving_columns(table):
         out["predicted_decode_tpot_ms"] = predicted
-        configs = {m[0]: (key[0], key[1], m[1], key[2]) for key, members in groups.items() for m in members}
+        configs = {m[0]: (key[0], key[1], m[1], key[2], key[3]) for key, members in groups.items() for m in members}
         for name, values in sv.serving_predictions(table, predicted, configs, ideal, calibration).items():
             out[name] = values
         added = out["predicted_tpot_ms"].to_numpy() - predicted   # prefill interference moves the interval too
