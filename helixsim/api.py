@@ -70,7 +70,7 @@ def check_precision(hw: HardwareSpec, prec: Precision) -> None:
 
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
-             precision: Precision, kernels=None, mtp=0, acceptance=None) -> pd.DataFrame:
+             precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None) -> pd.DataFrame:
     """Evaluate every configuration (arrays broadcast together) in one vectorised pass.
 
     Returns one row per configuration with the layout, n_gpus, batch,
@@ -82,8 +82,32 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     kernel model that priced most of it. ``mtp``: draft tokens per request and
     step (speculative decoding, :mod:`helixsim.cost.mtp`, with per-position
     ``acceptance`` rates, default DeepSeek-R1's); ttl_ms is then the step time and
-    tokens/s count the expected accepted tokens.
+    tokens/s count the expected accepted tokens. ``rows``: index arrays into the
+    broadcast shape of the inputs; only those configurations are returned (a sweep
+    prices a grid of (layout, batch) x contexts, the context-free terms once per
+    (layout, batch), and keeps the cells that fit). ``strategy`` is categorical.
     """
+    columns, kernel_model = _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows)
+    out = frame_from_columns(columns)
+    out.attrs["kernel_model"] = kernel_model
+    return out
+
+
+def frame_from_columns(columns: dict) -> pd.DataFrame:
+    """The DataFrame of :func:`evaluate_columns`' arrays (strategy codes become a categorical)."""
+    columns = dict(columns)
+    columns["strategy"] = pd.Categorical.from_codes(columns["strategy"], categories=pd.Index(STRATEGIES))
+    return pd.DataFrame(columns)
+
+
+def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
+                     precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None) -> dict[str, np.ndarray]:
+    """:func:`evaluate` as one flat numpy array per column (``strategy`` as codes into STRATEGIES)."""
+    return _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows)[0]
+
+
+def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,
+              kernels=None, mtp=0, acceptance=None, rows=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from .uncertainty import interval_columns, model_name, step_provenance
     from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
@@ -107,20 +131,33 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     feasible = total <= hw.hbm_capacity_bytes
     tps_user = 1000.0 * accepted_tokens_per_step(mtp, acceptance) / ttl
     frame = {
-        "strategy": np.asarray(STRATEGIES, dtype=object)[np.broadcast_to(layouts.strategy, shape)],
+        "strategy": np.broadcast_to(layouts.strategy, shape),
         **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
         "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
         **({"mtp": np.broadcast_to(mtp, shape)} if np.any(mtp > 0) else {}),
         "ttl_ms": ttl, **{key: np.broadcast_to(v, shape) for key, v in interval.items()},
         "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
-        "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes, shape) / 1e9,
-        "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes, shape) / 1e9,
+        "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes / 1e9, shape),
+        "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes / 1e9, shape),
         "feasible": feasible, "max_batch": max_b,
         **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
     }
-    out = pd.DataFrame({key: np.ravel(value) for key, value in frame.items()})
-    out.attrs["kernel_model"] = dict(prov.kernel_model)
-    return out
+    columns = {key: np.ravel(value) if rows is None else _pick(value, shape, rows) for key, value in frame.items()}
+    return columns, dict(prov.kernel_model)
+
+
+def _pick(value, shape: tuple, rows: tuple) -> np.ndarray:
+    """Cells ``rows`` (one index array per axis) of ``value`` broadcast to ``shape``, indexing only the
+    axes ``value`` varies along (a column that depends on the layout alone is not expanded first)."""
+    value = np.asarray(value)
+    if value.ndim < len(shape):
+        value = value.reshape((1,) * (len(shape) - value.ndim) + value.shape)
+    varies = [i for i, n in enumerate(value.shape) if n > 1]
+    if not varies:
+        return np.broadcast_to(value.ravel()[:1], (len(rows[0]),)).copy()
+    if len(varies) == 1:
+        return value.reshape(-1)[rows[varies[0]]]
+    return value[tuple(r if n > 1 else 0 for r, n in zip(rows, value.shape))]
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .api import evaluate, kernels_for
+from .api import evaluate, evaluate_columns, frame_from_columns, kernels_for
 from .cost.memory import largest_batch, memory_per_gpu
-from .layout import STRATEGIES, LayoutArrays, valid_mask
+from .layout import STRATEGIES, Layout, LayoutArrays, valid_mask
 from .precision import Precision
 from .specs.hardware import HardwareSpec
 from .specs.model import ModelSpec
@@ -76,68 +76,178 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     return LayoutArrays(*(c[ok] for c in cols))
 
 
-def _take(a: LayoutArrays, idx: np.ndarray) -> LayoutArrays:
+def _take(a: LayoutArrays, idx) -> LayoutArrays:
     return LayoutArrays(*(getattr(a, f)[idx] for f in LayoutArrays.__dataclass_fields__))
+
+
+def capacity(model: ModelSpec, hw: HardwareSpec, lay: LayoutArrays, contexts: np.ndarray, precision: Precision,
+             kernels, max_batch: int) -> np.ndarray:
+    """Largest batch that fits, per layout (rows) and context (columns), capped at ``max_batch``."""
+    col = LayoutArrays(*(getattr(lay, f)[:, None] for f in LayoutArrays.__dataclass_fields__))
+    ctx = np.asarray(contexts, dtype=np.int64)[None, :]
+    mem = memory_per_gpu(kernels, model, col, np.ones_like(ctx), ctx, precision)
+    return np.minimum(np.broadcast_to(largest_batch(mem, col, hw.hbm_capacity_bytes), (len(lay.kvp), ctx.size)),
+                      max_batch)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A block of layouts x a block of contexts: priced together, written as one piece."""
+
+    layouts: LayoutArrays        # the block's layouts
+    contexts: np.ndarray         # the block's contexts
+    cap: np.ndarray              # (layouts, contexts) largest batch that fits
+    grid: np.ndarray             # the batch grid
+
+    def plan(self):
+        """Grid part: (layout, grid batch) pairs crossed with the contexts and the mask of those that fit;
+        edge part: one row per (layout, context) at its largest batch when that is not on the grid."""
+        top = self.cap.max(axis=1, initial=0)
+        n_grid = np.searchsorted(self.grid, top, side="right")
+        li = np.repeat(np.arange(len(top)), n_grid)
+        gb = self.grid[np.arange(len(li)) - np.repeat(np.cumsum(n_grid) - n_grid, n_grid)]
+        fits = gb[:, None] <= self.cap[li]
+        pos = np.minimum(np.searchsorted(self.grid, self.cap), len(self.grid) - 1)
+        edge_l, edge_c = np.nonzero((self.cap >= 1) & (self.grid[pos] != self.cap))
+        return li, gb, fits, edge_l, edge_c
+
+    @property
+    def n_configurations(self) -> int:
+        _, _, fits, edge_l, _ = self.plan()
+        return int(fits.sum()) + len(edge_l)
+
+
+def chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, kernels,
+           rows: int = 1 << 18):
+    """The study cut into chunks of about ``rows`` priced grid cells: contexts in blocks small enough for
+    one layout's grid, layouts packed greedily into each block. Deterministic: the cut depends only on the
+    study, never on how many workers price it."""
+    lay = enumerate_layouts(model, hw, space)
+    contexts = np.array(space.contexts, dtype=np.int64)
+    grid = np.array(sorted(set(space.batches)), dtype=np.int64) if space.batches else batch_grid(space.max_batch)
+    per_context = len(grid) + 1
+    block = max(1, min(len(contexts), rows // per_context))
+    for c0 in range(0, len(contexts), block):
+        ctx = contexts[c0:c0 + block]
+        cap = capacity(model, hw, lay, ctx, precision, kernels, space.max_batch)
+        cost = (np.searchsorted(grid, cap.max(axis=1, initial=0), side="right") + 1) * len(ctx)
+        start, total = 0, 0
+        for i, c in enumerate(cost.tolist()):
+            if total and total + c > rows:
+                yield Chunk(_take(lay, slice(start, i)), ctx, cap[start:i], grid)
+                start, total = i, 0
+            total += c
+        if start < len(cost):
+            yield Chunk(_take(lay, slice(start, len(cost))), ctx, cap[start:], grid)
+
+
+def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: Precision, kernels,
+                   frame: bool = True, mtps: tuple[int, ...] = (0,)):
+    """Price one chunk: each (layout, batch) of the grid once for all its contexts (the terms that do not
+    depend on the context are computed once and broadcast), then the capacity-edge rows; labelled.
+    With several MTP draft counts ``mtps`` the chunk is priced once per count (an ``mtp`` column, labels
+    ending `` mtpN``). A DataFrame, or with ``frame=False`` a dict of numpy columns (strategy codes,
+    label a categorical)."""
+    li, gb, fits, edge_l, edge_c = chunk.plan()
+    col = LayoutArrays(*(getattr(chunk.layouts, f)[li][:, None] for f in LayoutArrays.__dataclass_fields__))
+    rows = np.nonzero(fits)
+    which, batch = li[rows[0]], gb[rows[0]]
+    if len(edge_l):
+        which, batch = np.concatenate([which, edge_l]), np.concatenate([batch, chunk.cap[edge_l, edge_c]])
+    labels = layout_labels(chunk.layouts, which, batch)
+    parts = []
+    for mtp in mtps:
+        cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision, kernels=kernels,
+                                mtp=mtp, rows=rows)
+        if len(edge_l):
+            edge = evaluate_columns(model, hw, _take(chunk.layouts, edge_l), chunk.cap[edge_l, edge_c],
+                                    chunk.contexts[edge_c], precision, kernels=kernels, mtp=mtp)
+            cols = {c: np.concatenate([v, edge[c]]) for c, v in cols.items()}
+        if mtps != (0,):
+            cols["mtp"] = np.full(len(batch), mtp, dtype=np.int64)
+        cols["label"] = labels.rename_categories([f"{c} mtp{mtp}" for c in labels.categories]) if mtp > 0 else labels
+        parts.append(cols)
+    if len(parts) > 1:
+        from pandas.api.types import union_categoricals
+
+        label = union_categoricals([p["label"] for p in parts])
+        parts = [{**{c: np.concatenate([p[c] for p in parts]) for c in parts[0] if c != "label"}, "label": label}]
+    return frame_from_columns(parts[0]) if frame else parts[0]
 
 
 def configurations(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision,
                    kernels) -> tuple[LayoutArrays, np.ndarray, np.ndarray]:
-    """Cross layouts x contexts x batches, keeping batches up to each layout's largest that fits
-    (and that largest batch itself, so the capacity edge is on the grid)."""
-    lay = enumerate_layouts(model, hw, space)
-    contexts = np.array(space.contexts, dtype=np.int64)
-    li, ci = np.meshgrid(np.arange(len(lay.kvp)), np.arange(len(contexts)), indexing="ij")
-    li, ci = li.ravel(), ci.ravel()
-    base = _take(lay, li)
-    ctx = contexts[ci]
-    mem = memory_per_gpu(kernels, model, base, np.ones_like(ctx), ctx, precision)
-    cap = np.minimum(largest_batch(mem, base, hw.hbm_capacity_bytes), space.max_batch)
-    grid = np.array(space.batches, dtype=np.int64) if space.batches else batch_grid(space.max_batch)
-    take = grid[None, :] <= cap[:, None]
-    rows, cols = np.nonzero(take)
-    extra = np.nonzero((cap >= 1) & ~np.isin(cap, grid))[0]
-    rows = np.concatenate([rows, extra])
-    batches = np.concatenate([grid[cols], cap[extra]]).astype(np.int64)
-    return _take(base, rows), batches, ctx[rows]
+    """Every configuration of ``space`` as flat arrays (layouts, batches, contexts), in sweep order:
+    batches of the grid up to each layout's largest batch that fits, and that largest batch itself
+    (so the capacity edge is on the grid)."""
+    lays, batches, ctxs = [], [], []
+    for ch in chunks(model, hw, space, precision, kernels):
+        li, gb, fits, edge_l, edge_c = ch.plan()
+        r, c = np.nonzero(fits)
+        lays.append(np.concatenate([li[r], edge_l]))
+        batches.append(np.concatenate([gb[r], ch.cap[edge_l, edge_c]]))
+        ctxs.append(np.concatenate([ch.contexts[c], ch.contexts[edge_c]]))
+        lays[-1] = _take(ch.layouts, lays[-1])
+    if not lays:
+        return _take(enumerate_layouts(model, hw, space), np.arange(0)), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    flat = LayoutArrays(*(np.concatenate([getattr(a, f) for a in lays]) for f in LayoutArrays.__dataclass_fields__))
+    return flat, np.concatenate(batches).astype(np.int64), np.concatenate(ctxs)
 
 
 def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, ideal: bool = False,
-           calibration=None, chunk: int = 100_000,
+           calibration=None, chunk: int = 1 << 18,
            progress: Callable[[int, int], None] | None = None, backend: str = "trtllm") -> pd.DataFrame:
     """Price every configuration of ``space``; one row each (see :func:`helixsim.api.evaluate`).
 
-    ``progress(done, total)`` is called after every chunk of ``chunk`` configurations;
-    ``backend``: the serving framework whose kernels price it (:mod:`helixsim.backends`).
+    ``progress(done, total)`` is called after every chunk of about ``chunk`` grid cells (``total``:
+    the number of chunks); ``backend``: the serving framework whose kernels price it
+    (:mod:`helixsim.backends`).
     """
     k = kernels_for(hw, ideal, calibration, backend)
-    lay, batches, ctx = configurations(model, hw, space, precision, k)
-    frames = []
+    parts = list(chunks(model, hw, space, precision, k, rows=chunk))
     mtps = tuple(space.mtp) or (0,)
-    total = len(batches) * len(mtps)
-    for i, mtp in enumerate(mtps):   # a handful of draft counts; each priced in vectorised chunks
-        for start in range(0, len(batches), chunk):
-            sl = np.arange(start, min(start + chunk, len(batches)))
-            frame = evaluate(model, hw, _take(lay, sl), batches[sl], ctx[sl], precision, kernels=k, mtp=mtp)
-            frames.append(frame.assign(mtp=mtp) if mtps != (0,) else frame)
-            if progress:
-                progress(i * len(batches) + int(sl[-1]) + 1, total)
+    frames = []
+    for i, ch in enumerate(parts):
+        frames.append(evaluate_chunk(model, hw, ch, precision, k, mtps=mtps))
+        if progress:
+            progress(i + 1, len(parts))
     if not frames:
-        return evaluate(model, hw, _take(lay, np.arange(0)), batches, ctx, precision, kernels=k)
-    table = pd.concat(frames, ignore_index=True)
-    table["label"] = layout_labels(table)
-    if "mtp" in table:
-        table["label"] = table["label"] + np.where(table["mtp"] > 0, " mtp" + table["mtp"].astype(str), "")
-    return table
+        lay = _take(enumerate_layouts(model, hw, space), np.arange(0))
+        table = evaluate(model, hw, lay, np.zeros(0, np.int64), np.zeros(0, np.int64), precision, kernels=k)
+        table["label"] = pd.Categorical([])
+        return table
+    return concat_tables(frames)
 
 
-def layout_labels(table: pd.DataFrame) -> pd.Series:
-    """Blog-style point labels: ``KVP x TP x DP = TPF x EP [ppN] bB``."""
-    fields = ["kvp", "tpa", "dp", "tpf", "ep", "pp"]
-    codes = np.stack([table[f].to_numpy(np.int64) for f in fields], axis=1)
-    uniq, inverse = np.unique(codes, axis=0, return_inverse=True)  # a few hundred layouts
-    names = [f"{k}x{t}x{d}={f}x{e}" + (f" pp{p}" if p > 1 else "") for k, t, d, f, e, p in uniq.tolist()]
-    batch = table["batch"].to_numpy(np.int64).tolist()
-    return pd.Series([f"{names[i]} b{b}" for i, b in zip(inverse.ravel().tolist(), batch)], index=table.index)
+def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Chunks stacked into one table, categorical columns keeping one set of categories."""
+    if len(frames) == 1:
+        return frames[0]
+    from pandas.api.types import union_categoricals
+
+    cats = {c: union_categoricals([f[c] for f in frames]) for c in ("label",) if all(c in f for f in frames)}
+    table = pd.concat([f.drop(columns=list(cats)) for f in frames], ignore_index=True)
+    for c, values in cats.items():
+        table[c] = values
+    return table[list(frames[0].columns)]
+
+
+def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -> pd.Categorical:
+    """Blog-style point labels, ``KVP x TP x DP = TPF x EP [ppN] bB``, one category per distinct label:
+    row i is layout ``layouts[index[i]]`` at ``batch[i]``."""
+    names = np.array([Layout("tp", *w).label() for w in
+                      zip(*(getattr(layouts, f).tolist() for f in ("kvp", "tpa", "dp", "tpf", "ep", "pp")))] or [""],
+                     dtype=object)
+    index = np.asarray(index, dtype=np.int64)
+    batch = np.asarray(batch, dtype=np.int64)
+    if len(index) == 0:
+        return pd.Categorical([])
+    key = index * (int(batch.max()) + 1) + batch
+    codes, uniq = pd.factorize(key)
+    width = int(batch.max()) + 1
+    cats = [f"{names[k // width]} b{k % width}" for k in uniq.tolist()]
+    ucats, remap = np.unique(np.array(cats, dtype=object), return_inverse=True)
+    return pd.Categorical.from_codes(remap.ravel()[codes], categories=pd.Index(ucats.tolist()))
 
 
 def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = None) -> dict[str, pd.DataFrame]:
@@ -148,16 +258,24 @@ def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = Non
         groups = {"Helix": ["helix"], "Best baseline": list(BASELINES)}
         groups.update({name: [s] for s, name in STRATEGY_FRONTIERS.items()})
     out = {}
+    nohopb = None
     if table["hopb"].nunique() > 1:
-        table = table.copy()
-        table.loc[(table["strategy"] == "helix") & ~table["hopb"].astype(bool), "strategy"] = "helix-nohopb"
+        # Helix with HOP-B off is its own group, shown as strategy "helix-nohopb"
+        nohopb = ((table["strategy"] == "helix") & ~table["hopb"].astype(bool)).to_numpy()
         groups = {**groups, "Helix HOP-B off": ["helix-nohopb"]}
     for name, members in groups.items():
-        sub = table[table["strategy"].isin(members)]
-        out[name] = frontier(sub) if len(sub) else sub.iloc[0:0]
+        mask = table["strategy"].isin(members).to_numpy()
+        if nohopb is not None:
+            mask = np.where(nohopb, "helix-nohopb" in members, mask)
+        sub = table[mask]
+        fr = frontier(sub) if len(sub) else sub.iloc[0:0]
+        if nohopb is not None and "helix-nohopb" in members:
+            fr = fr.assign(strategy=np.where(nohopb[table.index.get_indexer(fr.index)], "helix-nohopb",
+                                             fr["strategy"].astype(str)))
+        out[name] = fr
     if "mtp" in table and table["mtp"].nunique() > 1:   # the same frontiers without speculative decoding
-        plain = table[table["mtp"] == 0]
+        plain = (table["mtp"] == 0).to_numpy() & (True if nohopb is None else ~nohopb)
         for name in ("Helix", "Best baseline"):
-            sub = plain[plain["strategy"].isin(groups[name])]
+            sub = table[plain & table["strategy"].isin(groups[name]).to_numpy()]
             out[f"{name} no MTP"] = frontier(sub) if len(sub) else sub.iloc[0:0]
     return out

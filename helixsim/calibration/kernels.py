@@ -64,40 +64,167 @@ NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all
             "all_reduce": "all_reduce"}
 
 
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes shaped like ``values``, distinct values): found through a hash table (pandas.factorize,
+    linear time) for large arrays, by numpy's sort for small ones."""
+    flat = values.ravel()
+    if flat.size > 4096:
+        import pandas as pd
+
+        codes, uniq = pd.factorize(flat, use_na_sentinel=False)
+        return codes.reshape(values.shape), np.asarray(uniq, values.dtype)
+    uniq, codes = np.unique(flat, return_inverse=True)
+    return codes.reshape(values.shape), uniq
+
+
+def _groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse) of the distinct rows of equal-length ``columns``: one row of each group and each
+    row's group (the queries of a table that differ only along its axis share their knot latencies)."""
+    key = np.zeros(n, dtype=np.int64)
+    space = 1
+    for col in columns:
+        codes, uniq = _distinct(col)
+        space *= len(uniq)
+        if space >= 2 ** 62:
+            return np.arange(n), np.arange(n)
+        key = key * len(uniq) + codes
+    inverse, uniq_key = _distinct(key)
+    first = np.zeros(len(uniq_key), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(n)[::-1]
+    return first, inverse
+
+
+class _ShapeMemo:
+    """Prices of the kernel shapes already priced by one method with one set of fixed arguments.
+
+    Each argument column maps its distinct values to stable ids (in order of first sight); a shape is
+    the mixed-radix number of its ids (``radix`` per column), kept sorted beside its price, so a
+    lookup is a binary search per distinct shape of the call, never a re-pricing."""
+
+    def __init__(self, columns: int) -> None:
+        self.radix = 1 << (62 // max(columns, 1))
+        self.known = [np.zeros(0) for _ in range(columns)]     # sorted distinct values per column
+        self.ids = [np.zeros(0, np.int64) for _ in range(columns)]
+        self.keys = np.zeros(0, np.int64)
+        self.prices = np.zeros(0)
+
+    def column_ids(self, j: int, values: np.ndarray) -> np.ndarray | None:
+        """Stable ids of ``values`` (distinct, NaN-free) in column j; None when the column is full."""
+        known, ids = self.known[j], self.ids[j]
+        pos = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
+        found = (pos < len(known)) & (known[pos] == values) if len(known) else np.zeros(len(values), bool)
+        new = values[~found]
+        if len(known) + len(new) > self.radix:
+            return None
+        if len(new):
+            order = np.argsort(np.concatenate([known, new]), kind="stable")
+            self.known[j] = np.concatenate([known, new])[order]
+            self.ids[j] = np.concatenate([ids, np.arange(len(known), len(known) + len(new))])[order]
+            known, ids = self.known[j], self.ids[j]
+        return ids[np.searchsorted(known, values)]
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        found = (self.keys[pos] == keys) if len(self.keys) else np.zeros(len(keys), bool)
+        return found, self.prices[pos] if len(self.keys) else np.zeros(len(keys))
+
+    def add(self, keys: np.ndarray, prices: np.ndarray) -> None:
+        order = np.argsort(keys)
+        keys, prices = keys[order], prices[order]
+        at = np.searchsorted(self.keys, keys)
+        self.keys = np.insert(self.keys, at, keys)
+        self.prices = np.insert(self.prices, at, prices)
+
+
 def _unique_args(method):
     """Evaluate a vectorised kernel method once per distinct argument combination.
 
     A sweep asks for the same few shapes many thousands of times (layouts x batches x
     contexts share GEMM and collective shapes), and table interpolation costs far more per
-    element than numpy's unique: the numeric arguments are broadcast together, reduced to
-    their distinct rows, priced, and scattered back. Scalars and strings pass through unchanged.
+    element than finding the distinct shapes. Each array argument is coded in its own
+    (unbroadcast) shape, so an argument that varies only with the layout is coded once per
+    layout, not once per context; the codes are combined into one integer per element, the
+    distinct integers are found with a presence table (or a hash table when the code space is
+    sparse; nothing is sorted), and each distinct shape is priced once per kernel object: shapes
+    priced by an earlier call (an earlier chunk of the sweep) are looked up in a
+    :class:`_ShapeMemo`. Scalars and strings pass through unchanged.
     """
     import functools
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
-        arrays = np.broadcast_arrays(*[np.asarray(args[i], float) for i in names])
-        shape = arrays[0].shape if arrays else ()
-        if not arrays or arrays[0].size < 64:
+        arrays = [np.asarray(args[i], float) for i in names]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
+        size = int(np.prod(shape))
+        if not arrays or size < 64:
             return method(self, *args, **kwargs)
-        # one int64 key per element from per-column codes (1-D sorts are far cheaper than row sorts)
-        key = np.zeros(arrays[0].size, dtype=np.int64)
-        values = []
+        key = np.zeros((), dtype=np.int64)
+        values, space = [], 1
         for a in arrays:
-            vals, codes = np.unique(a.ravel(), return_inverse=True)
-            key = key * len(vals) + codes.ravel()
-            values.append(vals)
-        if np.prod([float(len(v)) for v in values]) >= 2.0 ** 62:  # keys would overflow: price every element
-            return method(self, *args, **kwargs)
-        uniq_key, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        call = list(args)
-        for i, a in zip(names, arrays):
-            call[i] = a.ravel()[first]
-        result = np.asarray(method(self, *call, **kwargs), float)
-        return np.broadcast_to(result, (len(uniq_key),))[inverse.ravel()].reshape(shape)
+            codes, uniq = _distinct(a)
+            space *= len(uniq)
+            if space >= 2 ** 62:  # keys would overflow: price every element
+                return method(self, *args, **kwargs)
+            key = key * len(uniq) + codes
+            values.append(uniq)
+        key = np.broadcast_to(key, shape).ravel()
+        if space <= 4 * size:   # dense code space: a presence table finds the distinct keys in O(n)
+            seen = np.zeros(space, dtype=bool)
+            seen[key] = True
+            uniq_key = np.flatnonzero(seen)
+            slot = np.empty(space, dtype=np.intp)
+            slot[uniq_key] = np.arange(len(uniq_key))
+            inverse = slot[key]
+        else:
+            inverse, uniq_key = _distinct(key)
+        codes = []
+        rest = uniq_key
+        for uniq in reversed(values):
+            codes.append(rest % len(uniq))
+            rest = rest // len(uniq)
+        result = _priced(self, method, args, kwargs, names, values, codes[::-1])
+        return np.broadcast_to(result, (len(uniq_key),))[inverse].reshape(shape)
 
     return wrapper
+
+
+def _priced(self, method, args: tuple, kwargs: dict, names: list[int], values: list[np.ndarray],
+            codes: list[np.ndarray]) -> np.ndarray:
+    """``method`` at the distinct shapes given per array argument ``names[j]`` as its distinct
+    ``values[j]`` and one code per shape ``codes[j]``, through the kernel object's memo of priced shapes."""
+    def price(rows):
+        call = list(args)
+        for i, v, c in zip(names, values, codes):
+            call[i] = v[c if rows is None else c[rows]]
+        n = len(codes[0]) if rows is None else len(rows)
+        return np.broadcast_to(np.asarray(method(self, *call, **kwargs), float), (n,))
+
+    fixed = tuple((i, a) for i, a in enumerate(args) if i not in names)
+    tag = (method.__name__, fixed, tuple(sorted(kwargs.items())), self.moe_distribution)
+    try:
+        hash(tag)
+    except TypeError:  # an unhashable fixed argument: no memo
+        return price(None)
+    if any(np.isnan(v).any() for v in values):
+        return price(None)
+    memo = self._memo.get(tag)
+    if memo is None:
+        memo = self._memo[tag] = _ShapeMemo(len(values))
+    key = np.zeros(len(codes[0]), dtype=np.int64)
+    for j, (v, c) in enumerate(zip(values, codes)):
+        ids = memo.column_ids(j, v)
+        if ids is None:  # more distinct values in a column than the key has room for
+            return price(None)
+        key = key * memo.radix + ids[c]
+    found, prices = memo.lookup(key)
+    if not found.all():
+        miss = np.flatnonzero(~found)
+        new = price(miss)
+        prices = prices.copy()
+        prices[miss] = new
+        memo.add(key[miss], new)
+    return prices
 
 
 class CalibratedKernels:
@@ -113,6 +240,7 @@ class CalibratedKernels:
         # (helixsim.backends); a family not named uses every measured kernel as described above
         self.kernel_sources = dict(kernel_sources or {})
         self._p = calibration.roof
+        self._memo: dict = {}   # priced kernel shapes, per method and fixed arguments (see _unique_args)
 
     # ------------------------------------------------------------ delegated
     @property
@@ -135,7 +263,7 @@ class CalibratedKernels:
 
     def __getattr__(self, name: str):
         # anything else the step model may use (link, hbm_gbps, ...) is the roofline's
-        if name in ("fallback", "calibration", "_p", "moe_distribution", "kernel_sources"):
+        if name in ("fallback", "calibration", "_p", "moe_distribution", "kernel_sources", "_memo"):
             raise AttributeError(name)
         return getattr(self.fallback, name)
 
@@ -179,7 +307,8 @@ class CalibratedKernels:
 
         near = [sub.get(c, np.full(len(idx), np.nan)) for c in spec.near]
         out[idx] = table.predict(cat, near, [sub[c] for c in spec.num], sub[spec.axis],
-                                 roof_fn if spec.mode == "efficiency" else None)
+                                 roof_fn if spec.mode == "efficiency" else None,
+                                 rep=_groups([v for c, v in sub.items() if c != spec.axis], len(idx)))
         return out.reshape(shape)
 
     @staticmethod

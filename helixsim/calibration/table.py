@@ -304,12 +304,15 @@ class SweepTable:
 
     # ------------------------------------------------------------ prediction
     def predict(self, cat: Sequence, near: Sequence[np.ndarray], num: Sequence[np.ndarray], x: np.ndarray,
-                roof_fn: RoofFn | None = None) -> np.ndarray:
+                roof_fn: RoofFn | None = None, rep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Latency (ms) at flattened query points; NaN where ``cat`` has no data.
 
         near / num: one array per column (same length as ``x``); roof_fn(x, idx)
         returns the roofline (ms) of query points ``idx`` with the axis set to ``x``
-        (required in efficiency mode).
+        (required in efficiency mode). rep: optional ``(first, inverse)`` grouping of
+        the queries that agree in every coordinate but the axis (``first``: one query
+        of each group, ``inverse``: each query's group); their knot latencies are the
+        same, so they are formed once per group.
 
         The latency of the query's own configuration is formed at every knot
         (efficiency interpolated across the neighbouring sweeps, times the
@@ -323,14 +326,17 @@ class SweepTable:
         group = self._group(tuple(cat))
         if group is None or n == 0:
             return out
-        num_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in num]) if self.num else np.zeros((n, 0))
-        combo = self._nearest_combo(group, near, n)
+        first, inv = rep if rep is not None else (np.arange(n), np.arange(n))
+        m = len(first)
+        num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
+                 else np.zeros((m, 0)))
+        combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
         k = len(self.knots)
-        t_knots = np.full((n, k), np.nan)
+        t_knots = np.full((m, k), np.nan)
         for c in np.unique(combo):
             sel = np.nonzero(combo == c)[0]
             if self.mode == "efficiency":
-                roof_k = np.column_stack([roof_fn(np.full(len(sel), kv), sel) for kv in self.knots])
+                roof_k = np.column_stack([roof_fn(np.full(len(sel), kv), first[sel]) for kv in self.knots])
             else:
                 roof_k = np.ones((len(sel), k))
             sids, wts = self._corners(group.subs[c], num_q[sel])
@@ -348,10 +354,9 @@ class SweepTable:
         if k > 1:
             j = np.clip(np.searchsorted(xk, lx, side="right") - 1, 0, k - 2)
             f = np.clip((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0, 1.0)
-            rows = np.arange(n)
-            out = 2.0 ** (lt[rows, j] * (1.0 - f) + lt[rows, j + 1] * f)
+            out = 2.0 ** (lt[inv, j] * (1.0 - f) + lt[inv, j + 1] * f)
         else:
-            out = t_knots[:, 0].copy()
+            out = t_knots[inv, 0].copy()
         top = x > self.knots[-1]
         if top.any():
             pts = np.nonzero(top)[0]
@@ -360,7 +365,7 @@ class SweepTable:
                 roof_last = roof_fn(np.full(len(pts), self.knots[-1]), pts)
             else:
                 roof_x = roof_last = np.ones(len(pts))
-            out[pts] = self._extend(t_knots[pts], x[pts], roof_x, roof_last)
+            out[pts] = self._extend(t_knots[inv[pts]], x[pts], roof_x, roof_last)
         floor = self.floors.get(_norm_key(tuple(cat)))
         if floor is not None:
             out = np.maximum(out, floor)
@@ -374,8 +379,7 @@ class SweepTable:
         # a NaN coordinate (not given by the caller) does not count in the distance
         known = np.isfinite(near_q)
         packed = np.hstack([np.where(known, near_q, 0.0), known])
-        uq, inv = np.unique(packed, axis=0, return_inverse=True)
-        inv = np.asarray(inv).ravel()
+        uq, inv = _unique_rows(packed)
         d = near_q.shape[1]
         diff = (uq[:, None, :d] - group.near_coords[None, :, :]) * uq[:, None, d:]
         return np.argmin((diff ** 2).sum(axis=2), axis=1)[inv]
@@ -470,6 +474,22 @@ class SweepTable:
         return {"family": self.family, "cat": list(self.cat), "near": list(self.near), "num": list(self.num),
                 "axis": self.axis, "knots": [float(k) for k in self.knots], "mode": self.mode, "upper": self.upper,
                 "floor_ms": {"|".join(str(v) for v in k): float(f"{f:.6g}") for k, f in self.floors.items()}}
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a 2-D array and each row's index among them: one integer key per row from
+    per-column codes (1-D sorts of a few distinct values are far cheaper than numpy's row sort)."""
+    key = np.zeros(len(rows), dtype=np.int64)
+    space = 1
+    for col in rows.T:
+        vals, codes = np.unique(col, return_inverse=True)
+        space *= len(vals)
+        if space >= 2 ** 62:
+            uq, inv = np.unique(rows, axis=0, return_inverse=True)
+            return uq, np.asarray(inv).ravel()
+        key = key * len(vals) + codes.ravel()
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return rows[first], np.asarray(inv).ravel()
 
 
 def _num_str(v: float) -> str:
