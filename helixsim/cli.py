@@ -135,7 +135,7 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
 
 
 class _Progress:
-    """A progress bar on stderr for sweeps of more than ``threshold`` configurations (quiet otherwise)."""
+    """A progress bar on stderr once a sweep has ``threshold`` steps or more (quiet otherwise)."""
 
     def __init__(self, label: str, threshold: int = 300_000):
         self.label, self.threshold, self.bar, self.done = label, threshold, None, 0
@@ -156,24 +156,27 @@ class _Progress:
 @click.argument("sweep_file")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output directory")
 @click.option("--calibration", type=click.Path(), default=None, help="calibration file to use")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True,
+              help="table format (provenance: Parquet metadata and provenance.json)")
+@click.option("--workers", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+              help="local processes pricing chunks (same tables, byte for byte, whatever the number)")
+@click.option("--scheduler", default=None, help="address of a Dask distributed scheduler (tcp://host:8786)")
 @user_errors
-def sweep(sweep_file, out_dir, calibration) -> None:
+def sweep(sweep_file, out_dir, calibration, fmt, workers, scheduler) -> None:
     """Run a sweep (built-in name or YAML path): full table, frontiers and plots into --out."""
     from pathlib import Path
 
-    from .sweep import load_sweep, prepare_out_dir, run_sweep, write_sweep_outputs
+    from .sweep import load_sweep, stream_sweep
 
     spec, path = load_sweep(sweep_file)
-    out = prepare_out_dir(Path(out_dir))
-    for result in run_sweep(spec, str(path), calibration=calibration, progress=_Progress(f"pricing {spec.name}")):
-        written = write_sweep_outputs(result, out, path)
-        n_ok = int(result.table["feasible"].sum())
-        click.echo(f"{result.model}: {len(result.table):,} configurations ({n_ok:,} fit in memory) "
-                   f"in {result.seconds:.2f} s")
-        for name, fr in result.frontiers.items():
-            if len(fr):
-                click.echo(f"  {name:<16} frontier {len(fr):3d} points, max {fr['tokens_per_s_user'].max():8.1f} tok/s/user, "
-                           f"max {fr['tokens_per_s_gpu'].max():8.2f} tok/s/GPU")
+    for res, written in stream_sweep(spec, path, Path(out_dir), fmt, calibration, workers, scheduler,
+                                     progress=_Progress(f"pricing {spec.name}", threshold=20)):
+        click.echo(f"{res.model}: {res.configurations:,} configurations ({res.feasible:,} fit in memory) "
+                   f"in {res.seconds:.2f} s")
+        for (hw_name, ctx), fronts in res.facets.items():
+            for name, fr in fronts.items():
+                click.echo(f"  {hw_name} {ctx:>9,}  {name:<16} frontier {len(fr):3d} points, max "
+                           f"{fr['tokens_per_s_user'].max():8.1f} tok/s/user, max {fr['tokens_per_s_gpu'].max():8.2f} tok/s/GPU")
         for p in written:
             click.echo(f"  wrote {p}")
 

@@ -107,7 +107,7 @@ def hopb_forced(res: SweepResult, calibration, ideal) -> tuple[dict, pd.DataFram
     front = res.frontiers["Helix"]
     if front.empty:
         return out, front
-    table = hopb_chunks(front, res.model, res.spec.hardware, res.spec.precision.build(res.spec.name),
+    table = hopb_chunks(front, res.model, res.hardware, res.spec.precision.build(res.spec.name),
                         ideal=res.spec.ideal if ideal is None else ideal, calibration=calibration)
     applies = table[(table["kvp"] > 1) & (table["chunks"] > 1)]
     for key, col in zip(keys, ("hopb_ttl_change", "even_split_ttl_change")):

@@ -52,7 +52,7 @@ class SweepSpec:
     name: str
     description: str
     models: tuple[str, ...]
-    hardware: str
+    hardware: tuple[str, ...]      # one system or several (``hardware: gb200-nvl72`` or ``[a, b]``)
     contexts: tuple[int, ...]
     precision: PrecisionSpec = PrecisionSpec()
     strategies: tuple[str, ...] = STRATEGIES
@@ -77,7 +77,10 @@ def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
         if not path.is_file():
             names = builtin_names("sweeps")
             raise SpecError("sweep", "", f"unknown sweep '{name_or_path}'{closest(name_or_path, names)}; known: {', '.join(names)}")
-    spec = from_mapping(SweepSpec, read_yaml(path), str(path))
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and isinstance(raw.get("hardware"), str):
+        raw = {**raw, "hardware": [raw["hardware"]]}
+    spec = from_mapping(SweepSpec, raw, str(path))
     for i, s in enumerate(spec.strategies):
         if s not in STRATEGIES:
             raise SpecError(str(path), f"strategies[{i}]", f"unknown strategy '{s}'{closest(s, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
@@ -94,10 +97,11 @@ def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
             resolve_model(m)
         except SpecError as err:
             raise SpecError(str(path), f"models[{i}]", err.problem) from None
-    try:
-        resolve_hardware(spec.hardware)
-    except SpecError as err:
-        raise SpecError(str(path), "hardware", err.problem) from None
+    for i, h in enumerate(spec.hardware):
+        try:
+            resolve_hardware(h)
+        except SpecError as err:
+            raise SpecError(str(path), f"hardware[{i}]", err.problem) from None
     return spec, path
 
 
@@ -108,19 +112,21 @@ class SweepResult:
     table: pd.DataFrame
     frontiers: dict[str, pd.DataFrame]
     seconds: float
+    hardware: str = ""
 
 
 def run_sweep(spec: SweepSpec, source: str = "sweep", calibration=None, progress=None,
               ideal: bool | None = None) -> list[SweepResult]:
-    """Run the sweep for each of its models (``ideal`` overrides the file's setting)."""
-    hw = resolve_hardware(spec.hardware)
+    """Run the sweep in memory for each of its models and systems (``ideal`` overrides the file's setting).
+    ``helixsim sweep`` streams instead (:func:`helixsim.stream.stream_model`)."""
     results = []
     for name in spec.models:
-        start = time.perf_counter()
-        table = search(resolve_model(name), hw, spec.space(), spec.precision.build(source),
-                       ideal=spec.ideal if ideal is None else ideal,
-                       calibration=calibration, progress=progress, backend=spec.backend)
-        results.append(SweepResult(spec, name, table, frontiers(table), time.perf_counter() - start))
+        for hw_name in spec.hardware:
+            start = time.perf_counter()
+            table = search(resolve_model(name), resolve_hardware(hw_name), spec.space(), spec.precision.build(source),
+                           ideal=spec.ideal if ideal is None else ideal,
+                           calibration=calibration, progress=progress, backend=spec.backend)
+            results.append(SweepResult(spec, name, table, frontiers(table), time.perf_counter() - start, hw_name))
     return results
 
 
@@ -128,14 +134,15 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def provenance(spec: SweepSpec, model: str, sweep_path: Path | None) -> str:
-    """A one-line header naming the helixsim version and hashes of the spec files used."""
-    parts = [f"helixsim {__version__}"]
-    for kind, name in (("sweep", None), ("models", model), ("hardware", spec.hardware)):
+def provenance(spec: SweepSpec, model: str, sweep_path: Path | None) -> dict:
+    """The helixsim version and the sha256 (first 16 hex digits) of every spec file used, in order:
+    the sweep, the model, each hardware system. Kept in Parquet metadata and in ``provenance.json``."""
+    inputs = []
+    for kind, name in [("sweep", None), ("models", model)] + [("hardware", h) for h in spec.hardware]:
         path = sweep_path if kind == "sweep" else (Path(name) if _looks_like_path(name) else data_dir(kind) / f"{name}.yaml")
         if path is not None and Path(path).is_file():
-            parts.append(f"{Path(path).name}={file_sha256(path)}")
-    return "# " + "; ".join(parts)
+            inputs.append([Path(path).name, file_sha256(path)])
+    return {"helixsim": __version__, "sweep": spec.name, "model": model, "inputs": inputs}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -165,31 +172,93 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
-def write_table(df: pd.DataFrame, path: Path, header: str) -> None:
-    atomic_write_text(path, header + "\n" + df.to_csv(index=False, float_format="%.6g"))
+def output_name(spec: SweepSpec, model: str) -> str:
+    # a model given as a file contributes its stem: "/x/y/llama.yaml" must not become a folder in the output name
+    tag = Path(model).name.removesuffix(".json").removesuffix(".config").removesuffix(".yaml").removesuffix(".yml")
+    return f"{spec.name}-{tag}" if len(spec.models) > 1 else spec.name
 
 
-def write_sweep_outputs(result: SweepResult, out: Path, sweep_path: Path | None = None) -> list[Path]:
-    """Full table, frontier table, frontier plot and breakdown plot."""
+def write_sweep_outputs(result: SweepResult | list[SweepResult], out: Path, sweep_path: Path | None = None,
+                        fmt: str = "parquet") -> list[Path]:
+    """Full table and frontier table (``fmt``: parquet or csv; a ``hardware`` column), provenance.json,
+    and per (system, context) a frontier plot and the Helix and best-baseline breakdown plots.
+    ``result``: one model's results (one per system)."""
+    from .stream import FrontierReducer, TableWriter, write_provenance
+
+    results = result if isinstance(result, list) else [result]
+    first = results[0]
+    out = prepare_out_dir(out)
+    prov = provenance(first.spec, first.model, sweep_path)
+    name = output_name(first.spec, first.model)
+    written = []
+    reducer = FrontierReducer()
+    writer = TableWriter(out / f"{name}.{fmt}", fmt, prov)
+    try:
+        for r in results:
+            table = r.table.copy()
+            table.insert(0, "hardware", pd.Categorical([r.hardware or first.spec.hardware[0]] * len(table)))
+            writer.write(table)
+            reducer.add(table)
+        written.append(writer.close())
+    except BaseException:
+        writer.abort()
+        raise
+    fw = TableWriter(out / f"{name}-frontier.{fmt}", fmt, prov)
+    try:
+        fw.write(reducer.table())
+        written.append(fw.close())
+    except BaseException:
+        fw.abort()
+        raise
+    written.append(write_provenance(out, {p.name: prov for p in written}))
+    written += write_plots(first.spec, first.model, reducer.facets(), out, name)
+    return written
+
+
+def write_plots(spec: SweepSpec, model: str, facets: dict, out: Path, name: str) -> list[Path]:
+    """One system and context: the frontier plot and the Helix and best-baseline breakdown plots.
+    Several: one faceted frontier figure (systems x contexts) with a key table of the numbered points
+    (the breakdowns are columns of the frontier table)."""
     from .plots import plot_breakdown, plot_frontiers
 
-    out = prepare_out_dir(out)
-    header = provenance(result.spec, result.model, sweep_path)
-    # a model given as a file contributes its stem: "/x/y/llama.yaml" must not become a folder in the output name
-    tag = Path(result.model).name.removesuffix(".json").removesuffix(".config").removesuffix(".yaml").removesuffix(".yml")
-    name = f"{result.spec.name}-{tag}" if len(result.spec.models) > 1 else result.spec.name
-    written = [out / f"{name}.csv", out / f"{name}-frontier.csv"]
-    write_table(result.table, written[0], header)
-    fr = pd.concat([f.assign(frontier=k) for k, f in result.frontiers.items()], ignore_index=True)
-    write_table(fr, written[1], header)
-    title = f"{result.model} on {result.spec.hardware}, context {', '.join(f'{c:,}' for c in result.spec.contexts)}"
-    shown = {k: v for k, v in result.frontiers.items()
+    if len(spec.hardware) > 1 or len(spec.contexts) > 1:
+        from .facets import plot_frontier_facets
+
+        title = f"{model}: Pareto frontiers per system and context"
+        return plot_frontier_facets(facets, spec.hardware, spec.contexts, out / f"{name}-frontier", title)
+    hw_name, ctx = spec.hardware[0], int(spec.contexts[0])
+    fronts = facets.get((hw_name, ctx), {})
+    title = f"{model} on {hw_name}, context {ctx:,}"
+    written = []
+    shown = {k: v for k, v in fronts.items()
              if k in ("Helix", "Helix HOP-B off", "Best baseline", "Medha", "Medha+EP (extension)", "Helix no MTP",
                       "Best baseline no MTP") and len(v)}
     written += plot_frontiers(shown, out / f"{name}-frontier", title, bands=("Helix", "Best baseline"))
-    if len(result.frontiers.get("Helix", [])):
-        written += plot_breakdown(result.frontiers["Helix"], out / f"{name}-helix-breakdown", f"Helix frontier: {title}")
-    if len(result.frontiers.get("Best baseline", [])):
-        written += plot_breakdown(result.frontiers["Best baseline"], out / f"{name}-baseline-breakdown",
+    if len(fronts.get("Helix", [])):
+        written += plot_breakdown(fronts["Helix"], out / f"{name}-helix-breakdown", f"Helix frontier: {title}")
+    if len(fronts.get("Best baseline", [])):
+        written += plot_breakdown(fronts["Best baseline"], out / f"{name}-baseline-breakdown",
                                   f"Best-baseline frontier: {title}")
     return written
+
+def stream_sweep(spec: SweepSpec, sweep_path: Path, out: Path, fmt: str = "parquet", calibration=None,
+                 workers: int = 1, scheduler=None, progress=None, ideal: bool | None = None):
+    """``helixsim sweep``: per model, every system priced chunk by chunk and streamed to the table file,
+    the frontiers reduced as the chunks come; then the frontier table, provenance.json and plots.
+    Yields (StreamResult, files written) per model."""
+    from .stream import stream_model, write_provenance
+
+    out = prepare_out_dir(out)
+    systems = [(h, resolve_hardware(h)) for h in spec.hardware]
+    for model in spec.models:
+        prov = provenance(spec, model, sweep_path)
+        name = output_name(spec, model)
+        res = stream_model(resolve_model(model), systems, spec.space(), spec.precision.build(str(sweep_path)),
+                           out / f"{name}.{fmt}", out / f"{name}-frontier.{fmt}", fmt, prov,
+                           ideal=spec.ideal if ideal is None else ideal, calibration=calibration,
+                           workers=workers, scheduler=scheduler, progress=progress, backend=spec.backend,
+                           mtps=tuple(spec.mtp) or (0,))
+        written = list(res.written)
+        written.append(write_provenance(out, {p.name: prov for p in res.written}))
+        written += write_plots(spec, model, res.facets, out, name)
+        yield res, written

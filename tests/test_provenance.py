@@ -4,8 +4,9 @@
   (tables, PNG and SVG plots) and of ``helixsim roofline``, run twice --
   once in this process and once in a fresh one (another hash seed, another
   matplotlib start-up).
-* Every CSV a sweep writes starts with ``# helixsim <version>; <file>=<sha256[:16]>; ...``
-  naming the sweep, model and hardware files, and the hashes are those of the files.
+* Every table a sweep writes (Parquet) carries in its metadata, and in the sidecar
+  ``provenance.json``, the helixsim version and ``[<file>, <sha256[:16]>]`` of the sweep,
+  model and hardware files, and the hashes are those of the files.
 * Outputs are written through a temporary file and renamed: none is left
   behind, and the files get the mode an ordinary ``open()`` would give.
 """
@@ -13,8 +14,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -39,7 +40,6 @@ max_gpus: 8
 max_batch: 32
 hopb: [true, false]
 """
-HEADER = re.compile(r"^# helixsim (?P<version>\S+); (?P<files>.+)$")
 
 
 def sha16(path: Path) -> str:
@@ -70,12 +70,17 @@ def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def header_files(csv: Path) -> tuple[str, list[tuple[str, str]]]:
-    first = csv.read_text(encoding="utf-8").splitlines()[0]
-    match = HEADER.match(first)
-    assert match, f"{csv.name}: no provenance header: {first!r}"
-    pairs = [tuple(part.rsplit("=", 1)) for part in match.group("files").split("; ")]
-    return match.group("version"), pairs
+def header_files(table: Path) -> tuple[str, list[tuple[str, str]]]:
+    """(helixsim version, [(file, sha16), ...]) from a table's Parquet metadata, checked against
+    the sidecar provenance.json."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(table).metadata
+    assert meta and b"helixsim" in meta, f"{table.name}: no provenance in the Parquet metadata"
+    prov = json.loads(meta[b"helixsim"])
+    side = json.loads((table.parent / "provenance.json").read_text(encoding="utf-8"))
+    assert side[table.name] == prov, table.name
+    return prov["helixsim"], [tuple(pair) for pair in prov["inputs"]]
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +102,8 @@ def test_sweep_outputs_are_byte_identical(tiny_runs):
     _, first, second = tiny_runs
     a, b = files(first), files(second)
     assert set(a) == set(b)
-    assert {Path(n).suffix for n in a} == {".csv", ".png", ".svg"}
-    assert len(a) == 8  # table, frontier table, frontier plot, two breakdown plots (PNG + SVG each)
+    assert {Path(n).suffix for n in a} == {".parquet", ".json", ".png", ".svg"}
+    assert len(a) == 5  # table, frontier table, provenance.json, the faceted frontier figure (two contexts; PNG + SVG)
     for name in a:
         assert a[name] == b[name], f"{name} differs between two runs of the same sweep"
     for name, data in a.items():
@@ -116,18 +121,18 @@ def test_no_temporary_files_and_ordinary_permissions(tiny_runs):
         assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, (p.name, oct(p.stat().st_mode))
 
 
-def test_every_csv_names_and_hashes_its_inputs(tiny_runs):
+def test_every_table_names_and_hashes_its_inputs(tiny_runs):
     sweep, first, _ = tiny_runs
-    csvs = sorted(first.glob("*.csv"))
-    assert [p.name for p in csvs] == ["tiny-frontier.csv", "tiny.csv"]
+    tables = sorted(first.glob("*.parquet"))
+    assert [p.name for p in tables] == ["tiny-frontier.parquet", "tiny.parquet"]
     expected = [("tiny.yaml", sha16(sweep)),
                 ("llama-3.1-70b.yaml", sha16(data_dir("models") / "llama-3.1-70b.yaml")),
                 ("h200-hgx.yaml", sha16(data_dir("hardware") / "h200-hgx.yaml"))]
-    for csv in csvs:
-        version, pairs = header_files(csv)
+    for table in tables:
+        version, pairs = header_files(table)
         assert version == helixsim.__version__
-        assert pairs == expected, csv.name
-        body = pd.read_csv(csv, skiprows=1)
+        assert pairs == expected, table.name
+        body = pd.read_parquet(table)
         assert len(body) > 0 and {"strategy", "ttl_ms", "tokens_per_s_user", "tokens_per_s_gpu"} <= set(body.columns)
     # the hash is of the bytes: a comment changes it
     changed = sweep.parent / "changed" / "tiny.yaml"
@@ -157,9 +162,9 @@ def test_files_given_as_paths_are_named_and_hashed(tmp_path, monkeypatch, capsys
     for tag, model in [("qwen3-32b", ("qwen3-32b.yaml", sha16(data_dir("models") / "qwen3-32b.yaml"))),
                        ("llama-3.1-70b", ("llama-3.1-70b.yaml", sha16(local_model))),
                        ("meta-llama--Meta-Llama-3.1-8B", (hf_json.name, sha16(hf_json)))]:
-        for csv in (out / f"paths-{tag}.csv", out / f"paths-{tag}-frontier.csv"):
-            version, pairs = header_files(csv)
-            assert pairs == [("paths.yaml", sha16(sweep)), model, hw], csv.name
+        for table in (out / f"paths-{tag}.parquet", out / f"paths-{tag}-frontier.parquet"):
+            version, pairs = header_files(table)
+            assert pairs == [("paths.yaml", sha16(sweep)), model, hw], table.name
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 

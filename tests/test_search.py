@@ -108,15 +108,16 @@ def test_sweep_cli_writes_tables_with_provenance_and_plots(tmp_path):
                      "contexts: [131072]\nmax_gpus: 8\nmax_batch: 32\n")
     out = cli("sweep", str(sweep), "--out", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr
-    for name in ("small.csv", "small-frontier.csv", "small-frontier.png", "small-frontier.svg"):
+    for name in ("small.parquet", "small-frontier.parquet", "small-frontier.png", "small-frontier.svg",
+                 "provenance.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0
-    first = (tmp_path / "out" / "small.csv").read_text().splitlines()[0]
-    assert first.startswith("# helixsim ") and "small.yaml=" in first and "llama-3.1-70b.yaml=" in first
-    df = pd.read_csv(tmp_path / "out" / "small.csv", comment="#")
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())["small.parquet"]
+    assert [f for f, _ in prov["inputs"]] == ["small.yaml", "llama-3.1-70b.yaml", "h200-hgx.yaml"]
+    df = pd.read_parquet(tmp_path / "out" / "small.parquet")
     assert {"strategy", "ttl_ms", "tokens_per_s_user", "tokens_per_s_gpu", "attention_ms", "label"} <= set(df.columns)
     again = tmp_path / "again"
     assert cli("sweep", str(sweep), "--out", str(again)).returncode == 0
-    assert (again / "small.csv").read_bytes() == (tmp_path / "out" / "small.csv").read_bytes()  # deterministic
+    assert (again / "small.parquet").read_bytes() == (tmp_path / "out" / "small.parquet").read_bytes()  # deterministic
 
 
 def test_sweep_cli_unwritable_out(tmp_path):

@@ -1,0 +1,350 @@
+"""Sweeps at any size: chunks priced in order (in this process, in local worker processes, or on a
+Dask distributed cluster), each written as it comes (Parquet row groups, or CSV), and the Pareto
+frontiers reduced chunk by chunk, so memory does not grow with the sweep.
+
+The cut into chunks depends only on the study (:func:`helixsim.search.chunks`), and chunks are
+written in that order whoever priced them, so the tables are byte-identical whatever the number of
+workers. Frontiers are kept per (hardware, context) and strategy group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .api import frame_from_columns, kernels_for
+from .pareto import X_COL, Y_COL
+from .precision import Precision
+from .search import BASELINES, STRATEGY_FRONTIERS, SearchSpace, chunks, evaluate_chunk
+from .specs.hardware import HardwareSpec
+from .specs.model import ModelSpec
+
+FORMATS = ("parquet", "csv")
+#: Frontier groups: name -> strategies (``helix-nohopb``: Helix with HOP-B off).
+GROUPS: dict[str, tuple[str, ...]] = {"Helix": ("helix",), "Best baseline": BASELINES,
+                                      **{name: (s,) for s, name in STRATEGY_FRONTIERS.items()},
+                                      "Helix HOP-B off": ("helix-nohopb",)}
+
+
+# ---------------------------------------------------------------- pricing, in order
+_KERNELS: dict = {}
+
+
+def _price(model: ModelSpec, hw: HardwareSpec, precision: Precision, ideal: bool, calibration, backend: str,
+           mtps: tuple[int, ...], chunk, hardware: str) -> pd.DataFrame:
+    """One chunk's table (run in a worker: the kernel object, with its memo of priced shapes, is kept
+    per process and reused by every chunk that process prices)."""
+    key = (hw, ideal, None if calibration is None else str(calibration), backend)
+    try:
+        k = _KERNELS.get(key)
+    except TypeError:
+        k, key = None, None
+    if k is None:
+        k = kernels_for(hw, ideal, calibration, backend)
+        if key is not None:
+            _KERNELS.clear()
+            _KERNELS[key] = k
+    cols = evaluate_chunk(model, hw, chunk, precision, k, frame=False, mtps=mtps)
+    table = frame_from_columns(cols)
+    table.insert(0, "hardware", pd.Categorical([hardware] * len(table)) if len(table) else pd.Categorical([]))
+    return table
+
+
+def priced_chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, hardware: str,
+                  ideal: bool = False, calibration=None, workers: int = 1, scheduler: str | None = None,
+                  rows: int = 1 << 18, backend: str = "trtllm",
+                  mtps: tuple[int, ...] = (0,)) -> Iterator[tuple[int, int, pd.DataFrame]]:
+    """(index, number of chunks, table) for every chunk of the study, in order.
+
+    workers > 1: local processes; scheduler: the address of a Dask distributed scheduler
+    (``tcp://host:8786``) or a ``distributed.Client``. At most ``2 x workers`` chunks are in flight.
+    """
+    k = kernels_for(hw, ideal, calibration, backend)
+    plan = list(chunks(model, hw, space, precision, k, rows=rows))
+    args = (model, hw, precision, ideal, calibration, backend, mtps)
+    if scheduler is None and workers <= 1:
+        for i, ch in enumerate(plan):
+            yield i, len(plan), _price(*args, ch, hardware)
+        return
+    if scheduler is not None:
+        submit, close = _dask_submitter(scheduler)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        submit, close = pool.submit, pool.shutdown
+    try:
+        ahead = max(2 * max(workers, 1), 2)
+        pending = [submit(_price, *args, ch, hardware) for ch in plan[:ahead]]
+        for i in range(len(plan)):
+            table = pending.pop(0).result()
+            if i + ahead < len(plan):
+                pending.append(submit(_price, *args, plan[i + ahead], hardware))
+            yield i, len(plan), table
+    finally:
+        close()
+
+
+def _dask_submitter(scheduler):
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - a dependency of helixsim
+        from .errors import SpecError
+        raise SpecError("--scheduler", "", "needs dask[distributed] (pip install 'dask[distributed]')") from None
+    if isinstance(scheduler, Client):
+        client, own = scheduler, False
+    else:
+        try:
+            client, own = Client(scheduler, timeout="10s"), True
+        except (OSError, TimeoutError) as err:
+            from .errors import SpecError
+            raise SpecError("--scheduler", "", f"cannot reach a Dask scheduler at {scheduler} ({err})") from None
+
+    def submit(fn, *a):
+        return client.submit(fn, *a, pure=False)
+
+    def close():
+        if own:
+            client.close()
+
+    return submit, close
+
+
+# ---------------------------------------------------------------- frontiers, chunk by chunk
+def grouped_pareto_mask(group: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-dominated rows within each group (maximising x and y; the tie rules of
+    :func:`helixsim.pareto.pareto_mask`: copies of a frontier point all stay, NaN never does),
+    for all groups at once: rows sorted by (group, x desc, y desc), y replaced by its rank and
+    offset by the group so one running maximum serves every group."""
+    group = np.asarray(group, np.int64)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    mask = np.zeros(len(x), dtype=bool)
+    valid = np.flatnonzero(~(np.isnan(x) | np.isnan(y)))
+    if len(valid) == 0:
+        return mask
+    order = valid[np.lexsort((-y[valid], -x[valid], group[valid]))]
+    g, xs, ys = group[order], x[order], y[order]
+    _, rank = np.unique(ys, return_inverse=True)
+    rank = rank.ravel().astype(np.int64)
+    key = (g - g.min()) * (int(rank.max()) + 2) + rank
+    idx = np.arange(len(order))
+    new_group = np.ones(len(order), bool)
+    new_group[1:] = g[1:] != g[:-1]
+    new_run = new_group.copy()
+    new_run[1:] |= xs[1:] != xs[:-1]
+    run_start = np.maximum.accumulate(np.where(new_run, idx, 0))
+    group_start = np.maximum.accumulate(np.where(new_group, idx, 0))
+    best_before = np.maximum.accumulate(key)[np.maximum(run_start - 1, 0)]
+    has_larger_x = run_start > group_start
+    mask[order] = (ys == ys[run_start]) & (~has_larger_x | (key > best_before))
+    return mask
+
+
+def frontier_rows(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """Frontier rows of ``table`` per (hardware, context, group): the table's columns plus ``frontier``
+    (the group's name); Helix rows with HOP-B off are relabelled ``helix-nohopb``."""
+    groups = GROUPS if groups is None else groups
+    ok = table["feasible"].to_numpy(bool)
+    strategy = table["strategy"].astype(str).to_numpy(dtype=object) if len(table) else np.zeros(0, object)
+    nohopb = (strategy == "helix") & ~table["hopb"].to_numpy(bool)
+    strategy = np.where(nohopb, "helix-nohopb", strategy)
+    hw_codes = pd.factorize(table["hardware"])[0] if "hardware" in table else np.zeros(len(table), np.int64)
+    ctx_codes = pd.factorize(table["context"])[0]
+    x, y = table[X_COL].to_numpy(float), table[Y_COL].to_numpy(float)
+    parts = []
+    for name, members in groups.items():
+        rows = np.flatnonzero(ok & np.isin(strategy, list(members)))
+        if len(rows) == 0:
+            continue
+        keep = rows[grouped_pareto_mask(hw_codes[rows] * (ctx_codes.max() + 1) + ctx_codes[rows], x[rows], y[rows])]
+        part = table.iloc[keep].copy()
+        part["strategy"] = strategy[keep]
+        part["frontier"] = name
+        parts.append(part)
+    if not parts:
+        out = table.iloc[0:0].copy()
+        out["strategy"] = out["strategy"].astype(object)
+        out["frontier"] = pd.Series([], dtype=object)
+        return out
+    out = pd.concat(parts, ignore_index=True)
+    for c in ("hardware", "label"):
+        if c in out:
+            out[c] = out[c].astype(str)
+    return out
+
+
+class FrontierReducer:
+    """Running frontiers per (hardware, context, group): each chunk's frontier rows merged in."""
+
+    def __init__(self, groups: dict[str, Sequence[str]] | None = None) -> None:
+        self.groups = GROUPS if groups is None else groups
+        self.rows: pd.DataFrame | None = None
+
+    def add(self, table: pd.DataFrame) -> None:
+        new = frontier_rows(table, self.groups)
+        both = new if self.rows is None else pd.concat([self.rows, new], ignore_index=True)
+        if len(both):
+            key = pd.factorize(pd.MultiIndex.from_frame(both[["hardware", "context", "frontier"]]
+                                                        if "hardware" in both else both[["context", "frontier"]]))[0]
+            both = both[grouped_pareto_mask(key, both[X_COL].to_numpy(float), both[Y_COL].to_numpy(float))]
+        self.rows = both.reset_index(drop=True)
+
+    def table(self) -> pd.DataFrame:
+        """The frontier table, sorted by hardware (sweep order), context, group (GROUPS order) and x."""
+        if self.rows is None or not len(self.rows):
+            return pd.DataFrame() if self.rows is None else self.rows
+        order = {name: i for i, name in enumerate(self.groups)}
+        rows = self.rows.assign(_g=self.rows["frontier"].map(order))
+        keys = (["hardware"] if "hardware" in rows else []) + ["context", "_g", X_COL, Y_COL, "label"]
+        hw_order = {h: i for i, h in enumerate(dict.fromkeys(rows["hardware"]))} if "hardware" in rows else {}
+        if hw_order:
+            rows["_h"] = rows["hardware"].map(hw_order)
+            keys[0] = "_h"
+        return rows.sort_values(keys, kind="mergesort").drop(columns=[c for c in ("_g", "_h") if c in rows]) \
+            .reset_index(drop=True)
+
+    def facets(self) -> dict[tuple[str, int], dict[str, pd.DataFrame]]:
+        """{(hardware, context): {group name: frontier}} for plotting."""
+        t = self.table()
+        out: dict[tuple[str, int], dict[str, pd.DataFrame]] = {}
+        if not len(t):
+            return out
+        for (h, c), sub in t.groupby(["hardware", "context"], sort=False):
+            out[(str(h), int(c))] = {name: f.drop(columns=["frontier"]) for name, f in sub.groupby("frontier", sort=False)}
+        return out
+
+
+# ---------------------------------------------------------------- writing, chunk by chunk
+class TableWriter:
+    """A table written piece by piece to a temporary file beside ``path`` and renamed into place on
+    :meth:`close` (no half-written output). Parquet: one row group per piece, ``provenance`` in the
+    file's key-value metadata; CSV: a plain header line and rows (no comment line)."""
+
+    def __init__(self, path: Path, fmt: str, provenance: dict) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        self.path, self.fmt, self.provenance = Path(path), fmt, provenance
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        os.close(fd)
+        self.writer = None
+        self.schema = None
+        self.rows = 0
+
+    def write(self, table: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        at = pa.Table.from_pandas(table, preserve_index=False)
+        # every piece in the first piece's schema (a column all-null in one chunk keeps its type)
+        if self.schema is None:
+            self.schema = at.schema.with_metadata({b"helixsim": json.dumps(self.provenance, sort_keys=True).encode()})
+        at = at.cast(self.schema) if at.schema.remove_metadata() != self.schema.remove_metadata() else at
+        at = at.replace_schema_metadata(self.schema.metadata)
+        if self.writer is None:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+            else:
+                import pyarrow.csv as pcsv
+
+                self.writer = pcsv.CSVWriter(self.tmp, self.schema.remove_metadata())
+        self.writer.write_table(at if self.fmt == "parquet" else at.replace_schema_metadata(None))
+        self.rows += len(table)
+
+    def close(self, empty: pd.DataFrame | None = None) -> Path:
+        if self.writer is None:
+            self.write(empty if empty is not None else pd.DataFrame())
+        self.writer.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A table helixsim wrote (Parquet or CSV)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def write_provenance(out: Path, entries: dict[str, dict]) -> Path:
+    """Merge ``entries`` (output file name -> provenance) into ``out/provenance.json``."""
+    from .sweep import atomic_write_text
+
+    path = Path(out) / "provenance.json"
+    data = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+    data.update(entries)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+@dataclass
+class StreamResult:
+    model: str
+    configurations: int
+    feasible: int
+    frontier: pd.DataFrame
+    facets: dict
+    written: list[Path]
+    seconds: float
+
+
+def stream_model(model: ModelSpec, systems: Sequence[tuple[str, HardwareSpec]], space: SearchSpace,
+                 precision: Precision, table_path: Path, frontier_path: Path, fmt: str, provenance: dict,
+                 ideal: bool = False, calibration=None, workers: int = 1, scheduler=None,
+                 progress: Callable[[int, int], None] | None = None, rows: int = 1 << 18,
+                 backend: str = "trtllm", mtps: tuple[int, ...] = (0,)) -> StreamResult:
+    """Price one model on every system of the sweep, writing the table chunk by chunk and keeping only
+    the running frontiers in memory."""
+    import time
+
+    start = time.perf_counter()
+    writer = TableWriter(table_path, fmt, provenance)
+    reducer = FrontierReducer()
+    n = n_ok = 0
+    try:
+        for name, hw in systems:
+            for i, total, table in priced_chunks(model, hw, space, precision, name, ideal, calibration,
+                                                 workers, scheduler, rows, backend, mtps):
+                writer.write(table)
+                reducer.add(table)
+                n += len(table)
+                n_ok += int(table["feasible"].sum())
+                if progress:
+                    progress(i + 1, total)
+        written = [writer.close()]
+    except BaseException:
+        writer.abort()
+        raise
+    frontier = reducer.table()
+    fw = TableWriter(frontier_path, fmt, provenance)
+    try:
+        fw.write(frontier)
+        written.append(fw.close())
+    except BaseException:
+        fw.abort()
+        raise
+    return StreamResult(model.name, n, n_ok, frontier, reducer.facets(), written, time.perf_counter() - start)
