@@ -63,7 +63,7 @@ def plot_frontier_facets(facets: Mapping[tuple[str, int], Mapping[str, pd.DataFr
                                         color=colours[name])
                         row = d.iloc[j]
                         key_lines.append(f"{tag:>3} {hw[:12]:<12} {int(ctx):>9,} {name[:6]:<6} "
-                                         f"{str(row['strategy']):<6} {str(row.get('label', '')):<22}")
+                                         f"{real_strategy(row):<6} {str(row.get('label', '')):<22}")
             key_tags.update(tags.values())
             if _spans_decades(np.concatenate(xs)):
                 ax.set_xscale("log")
@@ -72,12 +72,20 @@ def plot_frontier_facets(facets: Mapping[tuple[str, int], Mapping[str, pd.DataFr
     key_ax = fig.add_subplot(grid[:, cols])
     key_ax.axis("off")
     head = f"{'#':>3} {'system':<12} {'context':>9} {'group':<6} {'strat.':<6} layout (KVPxTPxDP=TPFxEP) batch"
-    key_ax.text(0.0, 1.0, "\n".join([head] + key_lines), family="monospace", fontsize=6, va="top",
+    foot = ["", "tp*: helix with kvp = 1 (no KV sharding: TP attention, Helix's FFN)"] if any(
+        " tp* " in line for line in key_lines) else []
+    key_ax.text(0.0, 1.0, "\n".join([head] + key_lines + foot), family="monospace", fontsize=6, va="top",
                 transform=key_ax.transAxes)
     handles = [plt.Line2D([], [], color=colours[n], marker=MARKERS[n], label=n) for n in SHOWN]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(SHOWN), fontsize=8)
     fig.suptitle(title, fontsize=11)
     return _save(fig, out_stem)
+
+
+def real_strategy(row) -> str:
+    """The strategy a point really runs: a Helix layout with kvp = 1 shards no KV, its attention is TP's."""
+    strategy = str(row["strategy"])
+    return "tp*" if strategy in ("helix", "helix-nohopb") and int(row["kvp"]) == 1 else strategy
 
 
 def _spread(n: int, k: int) -> list[int]:

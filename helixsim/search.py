@@ -1,10 +1,12 @@
 """Layout search: every valid layout for a GPU budget, crossed with a batch grid and contexts.
 
-Candidates are the power-of-two widths (1, 2, 4, ... up to the budget) of
-(kvp, tpa, dp, tpf, ep) per strategy, filtered by the layout rules of
-:mod:`helixsim.layout`; each is crossed with a batch grid from 1 to the
-largest batch that fits its memory, and the whole table is priced in one
-vectorised :func:`helixsim.api.evaluate` call per chunk.
+Candidates are the power-of-two widths (1, 2, 4, ... up to the budget; or the widths a
+:class:`SearchSpace` lists, e.g. the divisors of a 72-GPU rack) of (kvp, tpa, dp, tpf, ep)
+per strategy, filtered by the layout rules of :mod:`helixsim.layout`; each is crossed with
+a batch grid from 1 to the largest batch that fits its memory (that batch included; with
+``every_batch`` every batch up to it), and the study is priced chunk by chunk, each chunk in
+one vectorised :func:`helixsim.api.evaluate_columns` call for its grid and one for its
+capacity-edge rows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class SearchSpace:
     min_gpus: int = 1
     batches: tuple[int, ...] | None = None  # explicit grid instead of powers of two and the steps between
     mtp: tuple[int, ...] = (0,)             # MTP draft tokens per step to search (helixsim.cost.mtp)
+    every_batch: bool = False   # every batch from 1 to each layout's largest that fits (no grid)
+    widths: tuple[int, ...] | None = None   # candidate widths per layout field (default: powers of two)
 
 
 def powers_of_two(limit: int) -> np.ndarray:
@@ -57,7 +61,8 @@ def batch_grid(limit: int) -> np.ndarray:
 def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> LayoutArrays:
     """All valid layouts of the chosen strategies within the GPU budget (vectorised)."""
     budget = space.max_gpus or hw.nvlink_domain_gpus
-    w = powers_of_two(budget)
+    w = np.array(sorted(set(space.widths)), dtype=np.int64) if space.widths else powers_of_two(budget)
+    w = w[(w >= 1) & (w <= budget)]
     strategies = np.array([STRATEGIES.index(s) for s in space.strategies])
     grids = np.meshgrid(strategies, w, w, w, w, w, np.array(space.pp), np.array(space.hopb), indexing="ij")
     cols = [g.ravel() for g in grids]
@@ -90,6 +95,10 @@ def capacity(model: ModelSpec, hw: HardwareSpec, lay: LayoutArrays, contexts: np
                       max_batch)
 
 
+#: chunks with at most this many contexts price their capacity-edge batches inside the grid
+FOLD_EDGES = 4
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A block of layouts x a block of contexts: priced together, written as one piece."""
@@ -103,6 +112,8 @@ class Chunk:
         """Grid part: (layout, grid batch) pairs crossed with the contexts and the mask of those that fit;
         edge part: one row per (layout, context) at its largest batch when that is not on the grid."""
         top = self.cap.max(axis=1, initial=0)
+        if len(self.contexts) <= FOLD_EDGES:
+            return self._plan_folded(top)
         n_grid = np.searchsorted(self.grid, top, side="right")
         li = np.repeat(np.arange(len(top)), n_grid)
         gb = self.grid[np.arange(len(li)) - np.repeat(np.cumsum(n_grid) - n_grid, n_grid)]
@@ -110,6 +121,22 @@ class Chunk:
         pos = np.minimum(np.searchsorted(self.grid, self.cap), len(self.grid) - 1)
         edge_l, edge_c = np.nonzero((self.cap >= 1) & (self.grid[pos] != self.cap))
         return li, gb, fits, edge_l, edge_c
+
+    def _plan_folded(self, top: np.ndarray):
+        """Few contexts: each layout's capacity edges join its grid batches (one priced grid, rows in
+        layout, batch, context order), at the cost of a few cells that are not configurations."""
+        n = len(top)
+        cand = np.sort(np.concatenate([np.broadcast_to(self.grid, (n, len(self.grid))), self.cap], axis=1), axis=1)
+        keep = (cand >= 1) & (cand <= top[:, None])
+        keep[:, 1:] &= cand[:, 1:] != cand[:, :-1]
+        li, j = np.nonzero(keep)
+        gb = cand[li, j]
+        pos = np.minimum(np.searchsorted(self.grid, gb), len(self.grid) - 1)
+        on_grid = self.grid[pos] == gb
+        cap = self.cap[li]
+        fits = (gb[:, None] <= cap) & (on_grid[:, None] | (gb[:, None] == cap))
+        none = np.zeros(0, np.int64)
+        return li, gb, fits, none, none
 
     @property
     def n_configurations(self) -> int:
@@ -124,7 +151,10 @@ def chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Pr
     study, never on how many workers price it."""
     lay = enumerate_layouts(model, hw, space)
     contexts = np.array(space.contexts, dtype=np.int64)
-    grid = np.array(sorted(set(space.batches)), dtype=np.int64) if space.batches else batch_grid(space.max_batch)
+    if space.every_batch:
+        grid = np.arange(1, space.max_batch + 1, dtype=np.int64)
+    else:
+        grid = np.array(sorted(set(space.batches)), dtype=np.int64) if space.batches else batch_grid(space.max_batch)
     per_context = len(grid) + 1
     block = max(1, min(len(contexts), rows // per_context))
     for c0 in range(0, len(contexts), block):

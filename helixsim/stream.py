@@ -148,36 +148,55 @@ def grouped_pareto_mask(group: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.n
     return mask
 
 
+def _strategy_codes(table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """(codes, names) of the strategy column, Helix with HOP-B off as a strategy of its own."""
+    col = table["strategy"]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, names = col.cat.codes.to_numpy(np.int64), [str(c) for c in col.cat.categories]
+    else:
+        codes, uniq = pd.factorize(col)
+        names = [str(c) for c in uniq]
+    names = names + ["helix-nohopb"]
+    if "helix" in names[:-1]:
+        off = (codes == names.index("helix")) & ~table["hopb"].to_numpy(bool)
+        codes = np.where(off, len(names) - 1, codes)
+    return codes, names
+
+
 def frontier_rows(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Frontier rows of ``table`` per (hardware, context, group): the table's columns plus ``frontier``
     (the group's name); Helix rows with HOP-B off are relabelled ``helix-nohopb``."""
     groups = GROUPS if groups is None else groups
     ok = table["feasible"].to_numpy(bool)
-    strategy = table["strategy"].astype(str).to_numpy(dtype=object) if len(table) else np.zeros(0, object)
-    nohopb = (strategy == "helix") & ~table["hopb"].to_numpy(bool)
-    strategy = np.where(nohopb, "helix-nohopb", strategy)
-    hw_codes = pd.factorize(table["hardware"])[0] if "hardware" in table else np.zeros(len(table), np.int64)
+    codes, names = _strategy_codes(table)
+    hw_codes = (pd.factorize(table["hardware"])[0] if "hardware" in table else np.zeros(len(table), np.int64))
     ctx_codes = pd.factorize(table["context"])[0]
+    facet = hw_codes.astype(np.int64) * (int(ctx_codes.max(initial=0)) + 1) + ctx_codes
     x, y = table[X_COL].to_numpy(float), table[Y_COL].to_numpy(float)
-    parts = []
+    keep, name_of = [], []
     for name, members in groups.items():
-        rows = np.flatnonzero(ok & np.isin(strategy, list(members)))
+        member = np.isin(codes, [names.index(m) for m in members if m in names])
+        rows = np.flatnonzero(ok & member)
         if len(rows) == 0:
             continue
-        keep = rows[grouped_pareto_mask(hw_codes[rows] * (ctx_codes.max() + 1) + ctx_codes[rows], x[rows], y[rows])]
-        part = table.iloc[keep].copy()
-        part["strategy"] = strategy[keep]
-        part["frontier"] = name
-        parts.append(part)
-    if not parts:
-        out = table.iloc[0:0].copy()
-        out["strategy"] = out["strategy"].astype(object)
-        out["frontier"] = pd.Series([], dtype=object)
-        return out
-    out = pd.concat(parts, ignore_index=True)
+        kept = rows[grouped_pareto_mask(facet[rows], x[rows], y[rows])]
+        keep.append(kept)
+        name_of += [name] * len(kept)
+    if "mtp" in table and table["mtp"].nunique() > 1:   # the same frontiers without speculative decoding
+        plain = table["mtp"].to_numpy() == 0
+        for name in ("Helix", "Best baseline"):
+            member = np.isin(codes, [names.index(m) for m in groups.get(name, ()) if m in names])
+            rows = np.flatnonzero(ok & member & plain)
+            kept = rows[grouped_pareto_mask(facet[rows], x[rows], y[rows])] if len(rows) else rows
+            keep.append(kept)
+            name_of += [f"{name} no MTP"] * len(kept)
+    keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+    out = table.iloc[keep].reset_index(drop=True)
+    out["strategy"] = np.asarray(names, dtype=object)[codes[keep]]
+    out["frontier"] = np.asarray(name_of, dtype=object)
     for c in ("hardware", "label"):
         if c in out:
-            out[c] = out[c].astype(str)
+            out[c] = out[c].astype(object).astype(str) if len(out) else out[c].astype(object)
     return out
 
 
@@ -192,8 +211,11 @@ class FrontierReducer:
         new = frontier_rows(table, self.groups)
         both = new if self.rows is None else pd.concat([self.rows, new], ignore_index=True)
         if len(both):
-            key = pd.factorize(pd.MultiIndex.from_frame(both[["hardware", "context", "frontier"]]
-                                                        if "hardware" in both else both[["context", "frontier"]]))[0]
+            cols = [c for c in ("hardware", "context", "frontier") if c in both]
+            key = np.zeros(len(both), np.int64)
+            for c in cols:
+                codes, uniq = pd.factorize(both[c])
+                key = key * (len(uniq) + 1) + codes
             both = both[grouped_pareto_mask(key, both[X_COL].to_numpy(float), both[Y_COL].to_numpy(float))]
         self.rows = both.reset_index(drop=True)
 
@@ -203,11 +225,10 @@ class FrontierReducer:
             return pd.DataFrame() if self.rows is None else self.rows
         order = {name: i for i, name in enumerate(self.groups)}
         rows = self.rows.assign(_g=self.rows["frontier"].map(order))
-        keys = (["hardware"] if "hardware" in rows else []) + ["context", "_g", X_COL, Y_COL, "label"]
-        hw_order = {h: i for i, h in enumerate(dict.fromkeys(rows["hardware"]))} if "hardware" in rows else {}
-        if hw_order:
-            rows["_h"] = rows["hardware"].map(hw_order)
-            keys[0] = "_h"
+        keys = ["context", "_g", X_COL, Y_COL, "label"]
+        if "hardware" in rows:
+            rows["_h"] = pd.factorize(rows["hardware"])[0]
+            keys = ["_h"] + keys
         return rows.sort_values(keys, kind="mergesort").drop(columns=[c for c in ("_g", "_h") if c in rows]) \
             .reset_index(drop=True)
 
@@ -242,6 +263,10 @@ class TableWriter:
         import pyarrow as pa
 
         at = pa.Table.from_pandas(table, preserve_index=False)
+        # categorical columns: one dictionary type whatever a chunk's number of categories
+        fields = [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if pa.types.is_dictionary(f.type) else f
+                  for f in at.schema]
+        at = at.cast(pa.schema(fields))
         # every piece in the first piece's schema (a column all-null in one chunk keeps its type)
         if self.schema is None:
             self.schema = at.schema.with_metadata({b"helixsim": json.dumps(self.provenance, sort_keys=True).encode()})
@@ -251,7 +276,9 @@ class TableWriter:
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
 
-                self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+                strings = [f.name for f in self.schema if not pa.types.is_floating(f.type)
+                           and not pa.types.is_integer(f.type) and not pa.types.is_boolean(f.type)]
+                self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="lz4", use_dictionary=strings)
             else:
                 import pyarrow.csv as pcsv
 

@@ -63,10 +63,13 @@ class SweepSpec:
     ideal: bool = False
     backend: str = "trtllm"     # serving framework whose measured kernels price it (helixsim/backends.py)
     mtp: tuple[int, ...] = (0,)   # MTP draft tokens per step to search (helixsim/cost/mtp.py)
+    every_batch: bool = False      # every batch up to the largest that fits, not the 1, 2, 3, 4, 6, 8, ... grid
+    widths: tuple[int, ...] = field(default=(), metadata=_WIDTH)   # layout widths (default: powers of two)
 
     def space(self) -> SearchSpace:
         return SearchSpace(strategies=self.strategies, max_gpus=self.max_gpus, pp=self.pp, hopb=self.hopb,
-                           max_batch=self.max_batch, contexts=self.contexts, mtp=self.mtp)
+                           max_batch=self.max_batch, contexts=self.contexts, mtp=self.mtp,
+                           every_batch=self.every_batch, widths=self.widths or None)
 
 
 def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:

@@ -108,3 +108,71 @@ def test_csv_on_request_is_a_plain_table(tmp_path):
     assert list(csv.columns) == list(par.columns) and len(csv) == len(par) > 0
     np.testing.assert_array_equal(csv["ttl_ms"].to_numpy(), par["ttl_ms"].to_numpy())
     assert (csv["label"] == par["label"].astype(str)).all()
+
+
+def test_every_batch_finds_the_exhaustive_best_at_512k():
+    """DeepSeek-R1 at 512K tokens, at most 16 GPUs, a floor of 40 tokens/s/user: the configuration the
+    search finds with every_batch is the best of an exhaustive pricing of every (layout, batch 1..256),
+    built here without the search's chunks and grids; the default batch grid finds less."""
+    from helixsim.api import evaluate
+    from helixsim.search import _take, enumerate_layouts
+
+    model, hw = load_model("deepseek-r1"), load_hardware("gb200-nvl72")
+    prec = Precision(weights="fp4", kv_cache="fp4")
+    space = SearchSpace(max_gpus=16, max_batch=256, contexts=(524_288,), every_batch=True)
+    floor = 40.0
+
+    def best(table):
+        ok = table[table["feasible"].to_numpy(bool) & (table["tokens_per_s_user"] >= floor)]
+        row = ok.loc[ok["tokens_per_s_gpu"].idxmax()]
+        return (str(row["strategy"]), *(int(row[f]) for f in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "batch"))), \
+            float(row["tokens_per_s_gpu"])
+
+    found, found_tps = best(search(model, hw, space, prec))
+    lay = enumerate_layouts(model, hw, space)
+    li = np.repeat(np.arange(len(lay.kvp)), 256)
+    batches = np.tile(np.arange(1, 257), len(lay.kvp))
+    exhaustive = evaluate(model, hw, _take(lay, li), batches, 524_288, prec)
+    truth, truth_tps = best(exhaustive)
+    assert found == truth and found_tps == truth_tps
+    _, grid_tps = best(search(model, hw, SearchSpace(max_gpus=16, max_batch=256, contexts=(524_288,)), prec))
+    assert grid_tps < truth_tps   # the 1, 2, 3, 4, 6, 8, 12, 16 grid stops at batch 12 where 15 still meets the floor
+
+
+def test_widths_beyond_powers_of_two_fill_a_72_gpu_rack():
+    """With the divisors of 72 as widths, Llama-3.1-405B (128 query heads, 8 KV heads) gets layouts on all
+    72 GPUs of a GB200 NVL72 rack (e.g. Medha 9 x 8), each valid by the layout rules; powers of two stop at 64."""
+    from helixsim.layout import Layout, check_layout
+    from helixsim.search import enumerate_layouts
+
+    model, hw = load_model("llama-3.1-405b"), load_hardware("gb200-nvl72")
+    divisors = tuple(d for d in range(1, 73) if 72 % d == 0) + (16, 32, 64)
+    lay = enumerate_layouts(model, hw, SearchSpace(max_gpus=72, widths=divisors))
+    assert lay.n_gpus.max() == 72
+    assert enumerate_layouts(model, hw, SearchSpace(max_gpus=72)).n_gpus.max() == 64
+    full = np.flatnonzero(lay.n_gpus == 72)
+    assert ("medha", 9, 8) in {(("helix", "tp", "ep", "medha")[lay.strategy[i]], lay.kvp[i], lay.tpa[i]) for i in full}
+    for i in full:
+        check_layout(Layout(("helix", "tp", "ep", "medha")[lay.strategy[i]],
+                            *(int(getattr(lay, f)[i]) for f in ("kvp", "tpa", "dp", "tpf", "ep", "pp"))), model)
+
+
+def test_kernel_shapes_priced_once_per_kernel_object():
+    """A second call with shapes seen before prices nothing new and returns the same numbers as a fresh
+    kernel object; a shape seen before and a new one mix correctly."""
+    from helixsim.api import kernels_for
+
+    hw = load_hardware("gb200-nvl72")
+    rng = np.random.default_rng(7)
+    m = rng.choice([1, 2, 3, 8, 64, 300, 1000], size=(200, 1))
+    n = rng.choice([576, 1536, 7168], size=(1, 5))
+    warm = kernels_for(hw)
+    first = warm.gemm_ms(m, n, 7168, "fp4")
+    memo = next(v for (name, *_), v in warm._memo.items() if name == "gemm_ms")
+    priced = len(memo.keys)
+    assert priced == len(np.unique(m)) * len(np.unique(n))    # each distinct (m, n) once
+    m2 = np.concatenate([m, [[5], [4096]]])                     # two new batch sizes
+    again = warm.gemm_ms(m2, n, 7168, "fp4")
+    assert len(memo.keys) == priced + 2 * len(np.unique(n))
+    np.testing.assert_array_equal(again[:200], first)
+    np.testing.assert_array_equal(again, kernels_for(hw).gemm_ms(m2, n, 7168, "fp4"))

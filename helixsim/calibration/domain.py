@@ -46,7 +46,15 @@ _SIGNATURES = {name: inspect.signature(getattr(RooflineKernels, name))
 
 
 def category_domain(table, cat: tuple) -> dict[str, tuple[float, float]]:
-    """Measured ranges (lo, hi) of the axis and of every ``num`` column for one category of ``table``."""
+    """Measured ranges (lo, hi) of the axis and of every ``num`` column for one category of ``table``
+    (found once per table and category: a sweep asks for them at every kernel call)."""
+    cache = table.__dict__.setdefault("_domain_cache", {})
+    if cat not in cache:
+        cache[cat] = _category_domain(table, cat)
+    return cache[cat]
+
+
+def _category_domain(table, cat: tuple) -> dict[str, tuple[float, float]]:
     lo, hi = table.axis_range(cat)
     out = {table.axis: (lo, hi)}
     for col in table.num:
