@@ -225,7 +225,7 @@ def configurations(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, preci
 
 
 def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, ideal: bool = False,
-           calibration=None, chunk: int = 1 << 18,
+           calibration=None, chunk: int = 1 << 20,
            progress: Callable[[int, int], None] | None = None, backend: str = "trtllm") -> pd.DataFrame:
     """Price every configuration of ``space``; one row each (see :func:`helixsim.api.evaluate`).
 

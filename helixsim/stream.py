@@ -312,22 +312,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def write_provenance(out: Path, entries: dict[str, dict]) -> Path:
-    """Merge ``entries`` (output file name -> provenance) into ``out/provenance.json``."""
-    from .sweep import atomic_write_text
-
-    path = Path(out) / "provenance.json"
-    data = {}
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-    data.update(entries)
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return path
-
-
 @dataclass
 class StreamResult:
     model: str

@@ -9,6 +9,7 @@ plots (PNG and SVG), each written to a temporary file and renamed into place.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -175,6 +176,20 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
+def write_provenance(out: Path, entries: dict[str, dict]) -> Path:
+    """Merge ``entries`` (output file name -> provenance) into ``out/provenance.json``."""
+    path = Path(out) / "provenance.json"
+    data = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+    data.update(entries)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return path
+
+
 def output_name(spec: SweepSpec, model: str) -> str:
     # a model given as a file contributes its stem: "/x/y/llama.yaml" must not become a folder in the output name
     tag = Path(model).name.removesuffix(".json").removesuffix(".config").removesuffix(".yaml").removesuffix(".yml")
@@ -186,7 +201,7 @@ def write_sweep_outputs(result: SweepResult | list[SweepResult], out: Path, swee
     """Full table and frontier table (``fmt``: parquet or csv; a ``hardware`` column), provenance.json,
     and per (system, context) a frontier plot and the Helix and best-baseline breakdown plots.
     ``result``: one model's results (one per system)."""
-    from .stream import FrontierReducer, TableWriter, write_provenance
+    from .stream import FrontierReducer, TableWriter
 
     results = result if isinstance(result, list) else [result]
     first = results[0]
@@ -249,7 +264,7 @@ def stream_sweep(spec: SweepSpec, sweep_path: Path, out: Path, fmt: str = "parqu
     """``helixsim sweep``: per model, every system priced chunk by chunk and streamed to the table file,
     the frontiers reduced as the chunks come; then the frontier table, provenance.json and plots.
     Yields (StreamResult, files written) per model."""
-    from .stream import stream_model, write_provenance
+    from .stream import stream_model
 
     out = prepare_out_dir(out)
     systems = [(h, resolve_hardware(h)) for h in spec.hardware]
