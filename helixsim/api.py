@@ -70,7 +70,8 @@ def check_precision(hw: HardwareSpec, prec: Precision) -> None:
 
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
-             precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None) -> pd.DataFrame:
+             precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None,
+             two_batch_overlap: bool = False) -> pd.DataFrame:
     """Evaluate every configuration (arrays broadcast together) in one vectorised pass.
 
     Returns one row per configuration with the layout, n_gpus, batch,
@@ -87,7 +88,8 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     prices a grid of (layout, batch) x contexts, the context-free terms once per
     (layout, batch), and keeps the cells that fit). ``strategy`` is categorical.
     """
-    columns, kernel_model = _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows)
+    columns, kernel_model = _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows,
+                                      two_batch_overlap)
     out = frame_from_columns(columns)
     out.attrs["kernel_model"] = kernel_model
     return out
@@ -107,7 +109,8 @@ def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, 
 
 
 def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,
-              kernels=None, mtp=0, acceptance=None, rows=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+              kernels=None, mtp=0, acceptance=None, rows=None,
+              two_batch_overlap: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from .uncertainty import interval_columns, model_name, step_provenance
     from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
@@ -121,6 +124,10 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
     parts["mtp"] = draft_ms(k, model, layouts, batch, context, precision, mtp)
     shape = np.broadcast(parts["qkv_proj"], parts["mtp"]).shape
     parts = {key: np.broadcast_to(v, shape) for key, v in parts.items()}
+    if two_batch_overlap:   # ep layouts as two overlapped micro-batches (helixsim.cost.wideep)
+        from .cost.wideep import apply_two_batch_overlap
+
+        parts = apply_two_batch_overlap(parts, k, model, layouts, batch, context, precision, q_len=1 + mtp)
     ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
     interval = interval_columns(ttl, prov, model_name(k))
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
@@ -135,6 +142,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
         "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
         **({"mtp": np.broadcast_to(mtp, shape)} if np.any(mtp > 0) else {}),
+        **({"two_batch_overlap": np.full(shape, True)} if two_batch_overlap else {}),
         "ttl_ms": ttl, **{key: np.broadcast_to(v, shape) for key, v in interval.items()},
         "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
         "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes / 1e9, shape),
@@ -187,6 +195,7 @@ class PointResult:
     ideal: bool = False
     backend: dict = field(default_factory=dict)
     mtp: dict = field(default_factory=dict)
+    two_batch_overlap: bool = False
 
     def to_json_dict(self) -> dict:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -206,7 +215,7 @@ def infeasible_reason(row: pd.Series, hw: HardwareSpec) -> str | None:
 def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout: Layout, batch: int,
                    context: int, precision: Precision | None = None, ideal: bool = False,
                    calibration: str | Path | None = None, backend: str = "trtllm", mtp: int = 0,
-                   acceptance=None) -> PointResult:
+                   acceptance=None, two_batch_overlap: bool = False) -> PointResult:
     """Simulate one decode step of one configuration (kernels of serving framework ``backend``;
     ``mtp`` draft tokens of speculative decoding with per-position ``acceptance`` rates)."""
     from .cost.mtp import DEFAULT_ACCEPTANCE, check_acceptance, mtp_summary
@@ -226,7 +235,7 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
     if hasattr(k, "reset_log"):
         k.reset_log()
     frame = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k, mtp=mtp,
-                     acceptance=acceptance)
+                     acceptance=acceptance, two_batch_overlap=two_batch_overlap)
     row = frame.iloc[0]
     return PointResult(
         model=m.name, hardware=hw.name, strategy=layout.strategy, layout=layout.as_dict(),
@@ -243,6 +252,7 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
         ideal=ideal,
         backend=backend_summary(backend, k),
         mtp=mtp_summary(mtp, acceptance),
+        two_batch_overlap=bool(two_batch_overlap),
     )
 
 

@@ -105,18 +105,21 @@ def precision_from(kw: dict, backend: str = "trtllm") -> Precision:
               help="MTP speculative decoding: draft tokens per request and step")
 @click.option("--mtp-acceptance", default=None,
               help="comma-separated per-position acceptance rates [default: DeepSeek-R1's, helixsim/cost/mtp.py]")
+@click.option("--two-batch-overlap", is_flag=True,
+              help="ep layouts: two micro-batches, one's all-to-alls hidden behind the other's compute")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @precision_options
 @user_errors
 def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, no_hopb, ideal, calibration,
-          backend, mtp, mtp_acceptance, as_json, **kw) -> None:
+          backend, mtp, mtp_acceptance, two_batch_overlap, as_json, **kw) -> None:
     """Simulate one decode step of one configuration."""
     from .api import simulate_point
 
     layout = Layout(strategy, kvp=kvp, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=not no_hopb)
     acceptance = None if mtp_acceptance is None else mtp_acceptance.split(",")
     result = simulate_point(model, hardware, layout, batch, context, precision_from(kw, backend), ideal=ideal,
-                            calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance)
+                            calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance,
+                            two_batch_overlap=two_batch_overlap)
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
         return
