@@ -128,9 +128,9 @@ class _ShapeMemo:
         found = (self.keys[pos] == keys) if len(self.keys) else np.zeros(len(keys), bool)
         return found, self.prices[pos] if len(self.keys) else np.zeros(len(keys))
 
-    #: priced shapes kept at most (16 bytes each): beyond, the memo starts afresh, so a sweep whose
+    #: priced shapes kept at most per method (16 bytes each): beyond, the memo starts afresh, so a sweep whose
     #: shapes never repeat (attention over thousands of contexts) does not grow memory with its size
-    LIMIT = 1 << 21
+    LIMIT = 1 << 18
 
     def add(self, keys: np.ndarray, prices: np.ndarray) -> None:
         if len(self.keys) + len(keys) > self.LIMIT:
