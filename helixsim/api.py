@@ -49,7 +49,7 @@ def kernels_for(hw: HardwareSpec, ideal: bool = False, calibration: str | Path |
     check_backend(backend)
     if ideal:
         return RooflineKernels(hw, IDEAL)
-    roofline = RooflineKernels(hw, load_efficiency(hw.name))
+    roofline = RooflineKernels(hw, load_efficiency(hw.base or hw.name))  # a what-if keeps its base's
     if calibration is not None and str(calibration) == "none":
         return roofline
     from .calibration.fit import builtin_calibration_path

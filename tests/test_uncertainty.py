@@ -98,3 +98,15 @@ def test_coverage_on_measured_runs_and_shipped_rule_is_current():
     assert shipped_rule().calibrated_q == pytest.approx((q10, q90), abs=1e-4)
     assert (rows["predicted_tpot_ms_lo"] <= rows["predicted_tpot_ms"]).all()
     assert (rows["predicted_tpot_ms"] <= rows["predicted_tpot_ms_hi"]).all()
+
+
+def test_stored_domain_is_that_of_the_shipped_tables():
+    """hardware/calibration/<name>/domain.json (python -m helixsim.calibration.domain --write) is current, and
+    states the measured edges the data README gives: MLA decode up to step 131,071 (+1 new token)."""
+    from helixsim.calibration.domain import DOMAIN_FILE, domain_document
+    from helixsim.calibration.fit import builtin_calibration_path, load_calibration
+
+    path = builtin_calibration_path("gb200-nvl72")
+    stored = json.loads((path / DOMAIN_FILE).read_text())
+    assert stored == json.loads(json.dumps(domain_document(load_calibration(path))))
+    assert stored["families"]["mla_decode_attention"]["fp8"]["kv_len"] == [2.0, 131072.0]

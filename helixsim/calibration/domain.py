@@ -200,14 +200,39 @@ def domain_markdown(systems: Mapping[str, object]) -> str:
     return "\n".join(lines)
 
 
+DOMAIN_FILE = "domain.json"
+
+
+def domain_document(cal) -> dict:
+    """The measured domain of a calibration as stored beside it (``<calibration>/domain.json``)."""
+    families: dict[str, dict] = {}
+    for row in domain_rows(cal):
+        cols = {k: [float(v[0]), float(v[1])] for k, v in row.items() if k not in ("family", "category")}
+        families.setdefault(row["family"], {})[row["category"]] = cols
+    return {"what": "measured range [lo, hi] of the sweep axis and of every interpolated column, per kernel "
+                    "family and category; outside it a price is extrapolated (docs/calibration.md)",
+            "command": "python -m helixsim.calibration.domain --write", "hardware": cal.hardware,
+            "families": families}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
     from .fit import SYSTEMS, builtin_calibration_path, load_calibration
 
+    ap = argparse.ArgumentParser(prog="python -m helixsim.calibration.domain",
+                                 description="Print the measured domain of the shipped calibrations")
+    ap.add_argument("--write", action="store_true", help="also store it as hardware/calibration/<name>/domain.json")
+    args = ap.parse_args(argv)
     cals = {}
     for system, name in SYSTEMS.items():
         path = builtin_calibration_path(name)
         if path is not None:
             cals[name] = load_calibration(path)
+            if args.write:
+                (path / DOMAIN_FILE).write_text(json.dumps(domain_document(cals[name]), indent=1) + "\n",
+                                                encoding="utf-8")
     print(domain_markdown(cals))
     return 0
 

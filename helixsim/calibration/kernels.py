@@ -47,6 +47,7 @@ import numpy as np
 
 from ..cost.kernels import RooflineKernels
 from . import roofline as rf
+from .extrapolate import predict_family
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
 from .fit import Calibration, CollectiveModel
 
@@ -305,16 +306,7 @@ class CalibratedKernels:
         if len(idx) == 0:
             return out.reshape(shape)
         sub = {c: v[idx] for c, v in flat.items()}
-        const = dict(const or {})
-
-        def roof_fn(xs, pts):
-            cols_ = {**const, **{c: v[pts] for c, v in sub.items()}, spec.axis: xs}
-            return spec.roof(self._p, cols_)
-
-        near = [sub.get(c, np.full(len(idx), np.nan)) for c in spec.near]
-        out[idx] = table.predict(cat, near, [sub[c] for c in spec.num], sub[spec.axis],
-                                 roof_fn if spec.mode == "efficiency" else None,
-                                 rep=_groups([v for c, v in sub.items() if c != spec.axis], len(idx)))
+        out[idx] = predict_family(table, spec, cat, sub, dict(const or {}), self._p, group=_groups)
         return out.reshape(shape)
 
     @staticmethod
@@ -566,7 +558,9 @@ def calibrated_kernels(roofline: RooflineKernels, calibration: str | Path | None
     from .fit import builtin_calibration_path
 
     if calibration is None:
-        path = builtin_calibration_path(roofline.hw.name)
+        # a what-if (``base:`` in its hardware file) takes its base system's calibration
+        path = builtin_calibration_path(roofline.hw.name) or (
+            builtin_calibration_path(roofline.hw.base) if getattr(roofline.hw, "base", None) else None)
         if path is None:
             return roofline
     else:
@@ -579,4 +573,17 @@ def calibrated_kernels(roofline: RooflineKernels, calibration: str | Path | None
         cal = _load_cached(path)
     except (OSError, ValueError, KeyError) as err:
         raise SpecError(str(path), "", f"cannot read calibration ({err.__class__.__name__}: {err})") from None
-    return CalibratedKernels(roofline, cal)
+    return CalibratedKernels(roofline, on_peaks_of(cal, roofline.hw))
+
+
+def on_peaks_of(cal: Calibration, hw) -> Calibration:
+    """``cal`` applied to another system ``hw`` (a what-if, or another GPU's tables): the measured kernels keep
+    their *efficiencies* against the roofline, now of ``hw``'s peaks, so more HBM bandwidth speeds up the
+    bandwidth-bound kernels and more FLOP/s the compute-bound ones. Launch floors and the latency-mode
+    collective tables (NCCL, all-reduce) keep their measured times. The name says so."""
+    roof = rf.RoofParams.from_hardware(hw)
+    if cal.hardware == hw.name or roof == cal.roof:
+        return cal
+    import dataclasses
+
+    return dataclasses.replace(cal, roof=roof, hardware=f"{cal.hardware} as efficiencies on {hw.name}")

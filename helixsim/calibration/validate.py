@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .extrapolate import predict_family
 from .families import FAMILIES, MLA_BMM_SHAPES
 from .fit import SYSTEMS, fit_frames, load_calibration, read_frames, save_calibration, system_dir
 from .roofline import RoofParams
@@ -56,13 +57,7 @@ def _predict_from_table(family: str, df: pd.DataFrame, cal) -> np.ndarray:
     for key, idx in groups.items():
         key = key if isinstance(key, tuple) else (key,)
         sub = data.iloc[idx]
-        cols = {c: sub[c].to_numpy() for c in sub.columns}
-
-        def roof_fn(xs, pts, cols=cols):
-            return spec.roof(cal.roof, {**{c: v[pts] for c, v in cols.items()}, spec.axis: xs})
-
-        out[idx] = table.predict(key, [cols[c] for c in spec.near], [cols[c] for c in spec.num], cols[spec.axis],
-                                 roof_fn if spec.mode == "efficiency" else None)
+        out[idx] = predict_family(table, spec, key, {c: sub[c].to_numpy() for c in sub.columns}, {}, cal.roof)
     return out
 
 

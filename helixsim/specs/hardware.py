@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import SpecError
+from ..errors import SpecError, closest
 from ._schema import NONNEG, from_mapping, read_yaml
 
 
@@ -53,6 +53,9 @@ class HardwareSpec:
     collective_latency_us: CollectiveLatencyUs
     scale_out_latency_us: float = field(metadata=NONNEG)
     power_w: float
+    #: a what-if: the built-in system this one overrides (its calibration then applies as efficiencies
+    #: against this system's peaks; see :func:`load_hardware_file`)
+    base: Optional[str] = None
 
     def peak_tflops(self, dtype: str, source: str = "") -> float:
         """Dense peak for a math precision; an error where the GPU has no such unit."""
@@ -62,9 +65,33 @@ class HardwareSpec:
         return value
 
 
+def with_base(data, source: str):
+    """A what-if file names ``base:`` (a built-in system) and only the fields it changes, e.g.
+    ``{name: b200-2xbw, base: b200-hgx, hbm_bandwidth_gbps: 15400}``: the base's YAML mapping with
+    those fields replaced (nested ``dense_tflops`` / ``collective_latency_us`` key by key)."""
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    from .registry import builtin_names, data_dir
+
+    base = data["base"]
+    if not isinstance(base, str) or base not in builtin_names("hardware"):
+        names = builtin_names("hardware")
+        raise SpecError(source, "base", f"must name a built-in system ({', '.join(names)}), got {base!r}"
+                        f"{closest(str(base), names)}")
+    merged = dict(read_yaml(data_dir("hardware") / f"{base}.yaml"))
+    merged.pop("description", None)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    merged.setdefault("description", f"{base} with {', '.join(k for k in data if k not in ('name', 'base'))} changed")
+    return merged
+
+
 def load_hardware_file(path: Path) -> HardwareSpec:
-    """Read and check one hardware YAML file."""
-    data = read_yaml(path)
+    """Read and check one hardware YAML file (a full spec, or a ``base:`` what-if of a built-in one)."""
+    data = with_base(read_yaml(path), str(path))
     spec = from_mapping(HardwareSpec, data, str(path))
     if spec.name != Path(path).stem and not str(path).endswith(".json"):
         raise SpecError(str(path), "name", f"'{spec.name}' must equal the file name '{Path(path).stem}'")
