@@ -14,8 +14,8 @@ A kernel with more heads does at least the work of one with fewer (the same
 KV read, more math), so :func:`predict_family` prices a decode-attention
 query at the slowest of its own interpolated price and the prices at every
 measured head count below it: never faster per GPU with more heads per GPU.
-For GQA the query and KV heads are lowered together (their ratio is the
-model's; a TP split divides both), down to one KV head.
+For GQA the query and KV heads are lowered together, as a TP split divides
+both (by powers of two, keeping the model's group size), down to one KV head.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
     other = np.asarray(cols[WITH[spec.name]], float) if spec.name in WITH else None
     for h in np.sort(table.column_values(cat, column).astype(float)):
         ok = q > h
-        if other is not None:
-            ok &= other * h / q >= 1.0 - 1e-9
+        if other is not None:   # a TP split of the query's heads: h = q / 2^j, at least one KV head
+            split = np.log2(np.maximum(q, 1e-300) / h)
+            ok &= (other * h / np.maximum(q, 1e-300) >= 1.0 - 1e-9) & (np.abs(split - np.round(split)) < 1e-9)
         idx = np.nonzero(ok)[0]
         if not len(idx):
             continue

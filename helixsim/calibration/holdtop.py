@@ -1,9 +1,10 @@
-"""Hold the top out: how well the extrapolation laws carry decode attention beyond the data.
+"""Hold the top out: how well the extrapolation laws carry kernels beyond the data.
 
-For every system, the decode-attention families are fitted on the measured
-rows with a KV length of at most 32,768 tokens only, and the fitted tables
-(with their extrapolation law above the last knot) predict the measured rows
-at 65,536 and 131,072 tokens, one and two doublings beyond what they saw.
+For every system, each family of :data:`HELD` is fitted on the measured rows
+up to a value of its axis only (decode attention: a KV length of 32,768
+tokens; GEMM: m = 8,192; MoE: 4,096 tokens), and the fitted tables (with
+their extrapolation law above the last knot) predict the measured rows above
+it (attention: 65,536 and 131,072 tokens, one and two doublings beyond).
 The errors say how far the law can be trusted, and their growth per doubling
 sets how much the interval of an extrapolated price is widened
 (:mod:`helixsim.uncertainty`).
@@ -26,33 +27,41 @@ from .fit import SYSTEMS, fit_frames, read_family
 from .roofline import RoofParams
 from .validate import _TableModel, predict_rows
 
-FAMILIES_HELD = ("mla_decode_attention", "gqa_decode_attention")
-#: rows up to this KV length are fitted; longer ones are predicted
-FIT_MAX_KV_LEN = 32768
+#: family -> (axis column, largest value fitted): rows above it are predicted. Decode attention up to
+#: 32K tokens (predicting 64K and 131K); GEMMs up to m = 8,192 (16K, 32K); MoE up to 4,096 tokens (16K).
+HELD: dict[str, tuple[str, float]] = {"mla_decode_attention": ("kv_len", 32768.0),
+                                      "gqa_decode_attention": ("kv_len", 32768.0),
+                                      "gemm": ("m", 8192.0), "moe": ("num_tokens", 4096.0)}
+#: the families whose held-out top sets the interval's per-doubling widening (decode attention: the law
+#: that long contexts depend on)
+ATTENTION = ("mla_decode_attention", "gqa_decode_attention")
 
 
-def holdtop_rows(system_dir: Path, roof: RoofParams, hardware: str = "") -> pd.DataFrame:
-    """The held-out top rows of every decode-attention family with ``measured_ms``, ``predicted_ms`` and
-    ``doublings`` (log2 of the KV length over the largest fitted one)."""
+def holdtop_rows(system_dir: Path, roof: RoofParams, hardware: str = "",
+                 families: tuple[str, ...] = ATTENTION) -> pd.DataFrame:
+    """The held-out top rows of ``families`` (see :data:`HELD`) with ``measured_ms``, ``predicted_ms`` and
+    ``doublings`` (log2 of the axis value over the largest fitted one)."""
     out = []
-    for family in FAMILIES_HELD:
+    for family in families:
         df = read_family(system_dir, family)
         if df is None or not len(df):
             continue
-        kv = FAMILIES[family].prepare(df, drop_invalid=False)["kv_len"].to_numpy(float)
-        train, test = df[kv <= FIT_MAX_KV_LEN], df[kv > FIT_MAX_KV_LEN]
+        column, fit_max = HELD[family]
+        x = FAMILIES[family].prepare(df, drop_invalid=False)[column].to_numpy(float)
+        train, test = df[x <= fit_max], df[x > fit_max]
         if not len(test):
             continue
         cal = fit_frames({family: train}, roof, hardware)
-        pred = predict_rows(family, test, _TableModel(cal))
-        out.append(pd.DataFrame({"family": family, "measured_ms": test["latency_ms"].to_numpy(float),
-                                 "predicted_ms": pred,
-                                 "doublings": np.log2(kv[kv > FIT_MAX_KV_LEN] / FIT_MAX_KV_LEN)}))
+        unit = FAMILIES[family].unit_to_ms
+        pred = predict_rows(family, test, _TableModel(cal)) * unit
+        out.append(pd.DataFrame({"family": family, "measured_ms": test["latency_ms"].to_numpy(float) * unit,
+                                 "predicted_ms": pred, "doublings": np.log2(x[x > fit_max] / fit_max)}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
         columns=["family", "measured_ms", "predicted_ms", "doublings"])
 
 
-def holdtop_report(data_root: Path, systems: list[str] | None = None) -> pd.DataFrame:
+def holdtop_report(data_root: Path, systems: list[str] | None = None,
+                   families: tuple[str, ...] = ATTENTION) -> pd.DataFrame:
     """:func:`holdtop_rows` of every system under ``data_root``, with a ``system`` column."""
     from ..specs.registry import load_hardware
 
@@ -61,13 +70,15 @@ def holdtop_report(data_root: Path, systems: list[str] | None = None) -> pd.Data
         if not (Path(data_root) / system).is_dir():
             continue
         hw = load_hardware(SYSTEMS[system])
-        rows = holdtop_rows(Path(data_root) / system, RoofParams.from_hardware(hw), hw.name)
+        rows = holdtop_rows(Path(data_root) / system, RoofParams.from_hardware(hw), hw.name, families)
         frames.append(rows.assign(system=system))
     return pd.concat(frames, ignore_index=True)
 
 
 def per_doubling_error(rows: pd.DataFrame, quantile: float = 0.8) -> float:
-    """The ``quantile`` of |ln(measured / predicted)| / doublings: the law's error per doubling carried."""
+    """The ``quantile`` of |ln(measured / predicted)| / doublings over the decode-attention rows: the
+    attention law's error per doubling carried."""
+    rows = rows[rows["family"].isin(ATTENTION)]
     r = np.abs(np.log(rows["measured_ms"] / rows["predicted_ms"])) / rows["doublings"]
     r = r[np.isfinite(r)]
     return float(np.quantile(r, quantile))
@@ -86,13 +97,16 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(rows: pd.DataFrame) -> str:
     table = summary(rows)
-    lines = ["| family | system | rows (64K, 131K) | median APE | p90 APE | median bias |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| family | fitted up to | system | rows predicted | median APE | p90 APE | median bias |",
+             "|---|---|---|---:|---:|---:|---:|"]
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.family} | {r.system} | {int(r.n)} | {r.median_ape:.1f} % | {r.p90_ape:.1f} % | "
-                     f"{r.median_bias_pct:+.1f} % |")
-    every = rows.assign(ape=100.0 * np.abs(rows["predicted_ms"] / rows["measured_ms"] - 1.0))
+        column, fit_max = HELD[r.family]
+        lines.append(f"| {r.family} | {column} {fit_max:,.0f} | {r.system} | {int(r.n)} | {r.median_ape:.1f} % | "
+                     f"{r.p90_ape:.1f} % | {r.median_bias_pct:+.1f} % |")
+    every = rows[rows["family"].isin(ATTENTION)]
+    every = every.assign(ape=100.0 * np.abs(every["predicted_ms"] / every["measured_ms"] - 1.0))
     lines.append("")
-    lines.append(f"All {len(every)} held-out rows: median APE {every['ape'].median():.1f} %, "
+    lines.append(f"All {len(every)} held-out decode-attention rows: median APE {every['ape'].median():.1f} %, "
                  f"p90 {np.percentile(every['ape'], 90):.1f} %; 80th percentile of |ln(measured / predicted)| per "
                  f"doubling carried: {per_doubling_error(rows):.4f}.")
     return "\n".join(lines)
@@ -102,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m helixsim.calibration.holdtop", description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="root of the calibration data (<system>/<family>.csv.gz)")
     ap.add_argument("--systems", nargs="*", default=None, help="data system names (default: all)")
+    ap.add_argument("--families", nargs="*", default=list(HELD), choices=list(HELD),
+                    help="families to check (default: all of them)")
     args = ap.parse_args(argv)
-    print(markdown(holdtop_report(args.data, args.systems)))
+    print(markdown(holdtop_report(args.data, args.systems, tuple(args.families))))
     return 0
 
 
