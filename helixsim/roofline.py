@@ -160,7 +160,7 @@ class RooflineSetup:
         if m is None:
             ffn = model.ffn.intermediate_size or 0
         else:
-            ffn = (m.experts_per_token + m.shared_experts) * m.expert_intermediate_size
+            ffn = m.experts_per_token * m.expert_intermediate_size + m.shared_width
         return cls(batch=batch, q_heads=a.num_q_heads, kv_heads=kv_heads, head_dim=head_dim,
                    hidden=model.hidden_size, ffn=int(ffn), bytes_param=bytes_param,
                    mem_bw_gbps=hw.hbm_bandwidth_gbps, context=context, kv_factor=kv_factor,

@@ -49,7 +49,7 @@ from .cost.step import BREAKDOWN_KEYS, decode_step
 
 #: kernel-model methods whose calls are recorded (every priced kernel of a step)
 KERNEL_METHODS = ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
-                  "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms")
+                  "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms", "law_ms")
 INTERVAL_FILE = "interval.json"
 #: interval coverage the rule aims at (10th to 90th percentile)
 COVERAGE = 0.8

@@ -536,8 +536,9 @@ def _hf_keys_read(name: str) -> set[str]:
 
 HF_CONFIGS = {n: json.loads((HF_DIR / n).read_text()) for n in HF_FILES}
 HF_READ = {n: _hf_keys_read(n) for n in HF_FILES}
-HF_COUNT = {"num_nextn_predict_layers", "first_k_dense_replace", "n_shared_experts"}
-HF_BOOL = {"tie_word_embeddings", "attention_bias"}
+HF_COUNT = {"num_nextn_predict_layers", "first_k_dense_replace", "n_shared_experts", "shared_expert_intermediate_size",
+            "shared_intermediate_size", "mtp_num_hidden_layers"}
+HF_BOOL = {"tie_word_embeddings", "attention_bias", "use_sliding_window", "attn_output_gate"}
 HF_OTHER = {"architectures", "_name_or_path", "layer_types", "mlp_only_layers"}
 HF_REQUIRED = {"num_hidden_layers", "hidden_size", "vocab_size", "num_attention_heads", "qk_nope_head_dim",
                "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
@@ -566,7 +567,9 @@ def hf_mutation(draw):
                             | DICTS | st.booleans())
         named = key
     elif how == "missing":
-        key = draw(st.sampled_from(sorted(HF_REQUIRED & HF_READ[name] & set(cfg))))
+        required = sorted(HF_REQUIRED & HF_READ[name] & set(cfg))   # empty where the model sits under text_config
+        assume(required)
+        key = draw(st.sampled_from(required))
         del cfg[key]
         named = key
     elif how == "huge":

@@ -17,6 +17,10 @@ HF_FOR = {
     "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B.config.json",
     "gpt-oss-120b": "openai--gpt-oss-120b.config.json",
     "kimi-k2": "moonshotai--Kimi-K2-Instruct.config.json",
+    "llama-3.1-8b": "meta-llama--Meta-Llama-3.1-8B.config.json",
+    "mixtral-8x22b": "mistralai--Mixtral-8x22B-v0.1.config.json",
+    "deepseek-v3.2": "deepseek-ai--DeepSeek-V3.2.config.json",
+    "qwen3.5-397b-a17b": "Qwen--Qwen3.5-397B-A17B.config.json",
 }
 
 
@@ -31,6 +35,7 @@ def test_yaml_and_hf_config_agree(name):
     yaml_spec = load_model(name)
     hf_spec = load_hf_config(HF / HF_FOR[name])
     assert hf_spec.attention == yaml_spec.attention
+    assert hf_spec.linear_attention == yaml_spec.linear_attention
     assert hf_spec.ffn == yaml_spec.ffn
     assert (hf_spec.num_layers, hf_spec.hidden_size, hf_spec.vocab_size) == \
            (yaml_spec.num_layers, yaml_spec.hidden_size, yaml_spec.vocab_size)

@@ -42,7 +42,7 @@ _NCCL = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to
 
 _SIGNATURES = {name: inspect.signature(getattr(RooflineKernels, name))
                for name in ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
-                            "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms")}
+                            "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms", "law_ms")}
 
 
 def category_domain(table, cat: tuple) -> dict[str, tuple[float, float]]:
@@ -118,6 +118,8 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
             return no_table
         return np.asarray(False), np.minimum.reduce(np.broadcast_arrays(*found))
 
+    if method == "law_ms":   # a fitted law (DSA indexer, gated delta-net) states its own excursion
+        return np.asarray(False), np.asarray(a["doublings"], float)
     if method == "gemm_ms":
         dts = _GEMM.get(a["weight_dtype"], ())
         return fastest([over("gemm", lambda c: c[0] in dts, {"m": a["m"], "n": a["n"], "k": a["k"]})])

@@ -116,6 +116,12 @@ class RooflineKernels:
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
         return np.where(tokens > 0, experts + router, 0.0)
 
+    def law_ms(self, time_ms, doublings=0.0) -> np.ndarray:
+        """A time already priced by a fitted kernel law (:mod:`.attention_kinds`), passed through the kernel
+        model so that recording and replaying models see it as one kernel call; ``doublings``: how far
+        beyond the law's measured domain the query lies (0 inside)."""
+        return np.asarray(time_ms, float)
+
     # ----------------------------------------------------------- communication
     def link(self, n) -> tuple[np.ndarray, np.ndarray]:
         """Per-GPU link bandwidth (GB/s) and extra latency (us) for a group of ``n`` GPUs.

@@ -14,6 +14,7 @@ import numpy as np
 from ..layout import LayoutArrays
 from ..precision import Precision
 from ..specs.model import ModelSpec
+from . import attention_kinds as ak
 from . import terms as t
 from .step import EP, HELIX, is_medha
 
@@ -42,7 +43,8 @@ def attention_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
     p = model.attention_params()
     if at.is_mla:
         half_kv_b = p["kv_b"] / 2.0
-        return p["q_a"] + p["kv_a"] + p["q_b"] / a.tpa + half_kv_b / a.tpa + half_kv_b / o_tp + p["o"] / o_tp
+        index = sum(model.indexer_params().values()) if at.is_dsa else 0   # DSA indexer: replicated
+        return p["q_a"] + p["kv_a"] + p["q_b"] / a.tpa + half_kv_b / a.tpa + half_kv_b / o_tp + p["o"] / o_tp + index
     kv_heads = t.kv_heads_per_gpu(at.num_kv_heads, a.tpa)
     qkv = h * (at.num_q_heads // a.tpa + 2 * kv_heads) * at.head_dim
     return qkv + p["o"] / o_tp
@@ -59,7 +61,7 @@ def ffn_weight_bytes(model: ModelSpec, a: LayoutArrays, expert_bytes: float = 1.
     if m:
         routed = (m.num_experts / a.ep) * model.expert_params() / a.tpf * expert_bytes
         shared_tp = np.where(a.strategy == EP, a.tpa, n_ffn)
-        shared = m.shared_experts * model.expert_params() / shared_tp * dense_bytes
+        shared = model.shared_expert_params() / shared_tp * dense_bytes
         total = total + model.moe_layers * (routed + shared + model.router_params() * dense_bytes)
     return total
 
@@ -80,6 +82,20 @@ def kv_elements_per_request(model: ModelSpec, a: LayoutArrays, context: np.ndarr
     return per_token * (full + slide)
 
 
+def mixer_state_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context: np.ndarray,
+                                  prec: Precision) -> np.ndarray:
+    """Per-request bytes beyond the KV elements, summed over layers: DSA index keys (FP8 + scale,
+    sharded by KVP with the KV) and linear-attention states (split over the output-projection TP)."""
+    total = np.zeros(np.broadcast(np.asarray(context), a.kvp).shape)
+    if model.attention.is_dsa:
+        per_token = ak.index_key_bytes_per_token(model.attention.dsa.index_head_dim)
+        total = total + model.full_attention_layers * per_token * np.asarray(t.kv_tokens_per_gpu(context, a.kvp), float)
+    if model.linear_layers:
+        o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+        total = total + model.linear_layers * ak.gdn_state_bytes(model, 1, o_tp, k.elem_bytes(prec.activations))
+    return total
+
+
 def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
                    prec: Precision) -> MemoryBreakdown:
     """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
@@ -89,13 +105,17 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
     w_dense = k.elem_bytes(prec.dense_weights_dtype)
     act = k.elem_bytes(prec.activations)
-    layer_weights = (model.num_layers * attention_weight_elements(model, a) * w_dense
+    layer_weights = (model.softmax_layers * attention_weight_elements(model, a) * w_dense
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense))
+    if model.linear_layers:
+        o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+        layer_weights = layer_weights + model.linear_layers * ak.linear_weight_elements(model, o_tp) * w_dense
     norms = model.norm_params_per_layer() * model.num_layers * act
     vocab_split = np.where(is_medha(a.strategy) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act
     weights = stage * (layer_weights + norms) + embeddings
-    kv_req = stage * kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)
+    kv_req = stage * (kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)
+                      + mixer_state_bytes_per_request(k, model, a, context, prec))
     act_req = (8.0 * model.hidden_size + model.vocab_size / vocab_split) * act
     per_request = kv_req + act_req
     requests = t.cdiv(batch, a.dp)

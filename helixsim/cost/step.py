@@ -18,6 +18,7 @@ import numpy as np
 from ..layout import STRATEGIES, LayoutArrays
 from ..precision import STAT_BYTES_PER_HEAD, Precision
 from ..specs.model import ModelSpec
+from . import attention_kinds as ak
 from . import terms as t
 
 BREAKDOWN_KEYS: tuple[str, ...] = ("qkv_proj", "attention", "attn_comm", "o_proj", "ffn", "ffn_comm",
@@ -63,17 +64,20 @@ def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarr
     """
     a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
     b = s.attn_batch
-    if not a.is_mla:
-        return k.gemm_ms(b, (s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
-    return (k.gemm_ms(b, a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim, h, w)
-            + k.gemm_ms(b, s.q_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim), a.q_lora_rank, w)
-            + k.bmm_ms(s.q_heads, b, a.kv_lora_rank, a.qk_nope_head_dim, w))
+    if not a.is_mla:   # an output gate (Qwen3.5) doubles the query part of the fused projection
+        return k.gemm_ms(b, ((2 if a.output_gate else 1) * s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
+    mla = (k.gemm_ms(b, a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim, h, w)
+           + k.gemm_ms(b, s.q_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim), a.q_lora_rank, w)
+           + k.bmm_ms(s.q_heads, b, a.kv_lora_rank, a.qk_nope_head_dim, w))
+    return mla + ak.dsa_index_proj_ms(k, model, b, prec) if a.is_dsa else mla
 
 
 def attention_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, context: np.ndarray,
                  prec: Precision, sliding: bool) -> np.ndarray:
     """Decode attention of one layer over this GPU's ceil(S/KVP) tokens (window-capped for sliding layers)."""
     a = model.attention
+    if a.is_dsa:   # indexer over this rank's keys, sparse MLA over its share of the top-k (attention_kinds)
+        return ak.dsa_attention_ms(k, model, s.attn_batch, s.q_heads, kvp, context, prec, ak.indexer_law(k, model, prec))
     span = np.minimum(context, a.sliding_window_tokens) if sliding else context
     tokens = t.kv_tokens_per_gpu(span, kvp)
     math = k.math_dtype(prec.attention_math_dtype)
@@ -195,7 +199,7 @@ def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> 
                       m.num_experts, tpf, ep, prec.weights)
     if not m.shared_experts:
         return routed
-    width = m.shared_experts * m.expert_intermediate_size
+    width = m.shared_width
     dense = prec.dense_weights_dtype
     shared_tp = swiglu_ms(k, s.micro_batch, model.hidden_size, width, s.n_ffn, dense)
     shared_dp = swiglu_ms(k, s.attn_batch, model.hidden_size, width, s.o_tp, dense)  # o_tp = tpa under ep
@@ -275,19 +279,30 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
     s = step_shapes(model, a, batch * q_len)
     L = model.num_layers
     n_sliding = model.attention.sliding_window_layers
+    n_full = model.full_attention_layers
+    n_lin = model.linear_layers                    # linear attention: TP over o_tp GPUs, no KVP (attention_kinds)
     s_attn = s if not np.any(q_len > 1) else replace(
         s, attn_batch=t.cdiv(t.cdiv(batch, a.pp), a.dp), q_heads=s.q_heads * q_len)
     combine = kvp_combine_ms(k, model, s, a.kvp, prec)
     attn_full, comb_full = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, False,
                                         attention_ms(k, model, s_attn, a.kvp, context, prec, sliding=False), combine)
+    if model.attention.is_dsa:   # the ranks agree on the global top-k before the sparse MLA
+        comb_full = comb_full + ak.dsa_topk_merge_ms(k, model, s.attn_batch, a.kvp, context)
     attn_slide = comb_slide = 0.0
     if n_sliding:
         attn_slide, comb_slide = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, True,
                                               attention_ms(k, model, s_attn, a.kvp, context, prec, sliding=True), combine)
     oar = o_proj_allreduce_ms(k, model, s, prec)
 
-    per_layer_attn = (L - n_sliding) * attn_full + n_sliding * attn_slide
-    per_layer_comm = (L - n_sliding) * comb_full + n_sliding * comb_slide + L * oar
+    per_layer_attn = n_full * attn_full + n_sliding * attn_slide
+    per_layer_comm = n_full * comb_full + n_sliding * comb_slide + L * oar
+    qkv = (L - n_lin) * qkv_proj_ms(k, model, s, prec)
+    oproj = (L - n_lin) * o_proj_ms(k, model, s, prec)
+    if n_lin:
+        lin_in, lin_out = ak.gdn_proj_ms(k, model, o_proj_batch(s), s.o_tp, prec)
+        qkv, oproj = qkv + n_lin * lin_in, oproj + n_lin * lin_out
+        per_layer_attn = per_layer_attn + n_lin * ak.gdn_attention_ms(k, model, o_proj_batch(s), s.o_tp,
+                                                                       ak.linear_law(k, model))
 
     ffn = np.zeros(np.broadcast(batch, context, a.kvp).shape)
     ffn_comm = L * medha_broadcast_ms(k, model, s, a.kvp, prec) + ffn
@@ -300,10 +315,10 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
 
     f = s.layers_factor
     out = {
-        "qkv_proj": f * L * qkv_proj_ms(k, model, s, prec),
+        "qkv_proj": f * qkv,
         "attention": f * per_layer_attn,
         "attn_comm": f * per_layer_comm,
-        "o_proj": f * L * o_proj_ms(k, model, s, prec),
+        "o_proj": f * oproj,
         "ffn": f * ffn,
         "ffn_comm": f * ffn_comm,
         "lm_head": lm_head_ms(k, model, s, prec),

@@ -15,6 +15,72 @@ from ._schema import NONNEG, from_mapping, read_yaml
 
 
 @dataclass(frozen=True)
+class SparseIndexSpec:
+    """DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2, HF config ``index_*``).
+
+    Each query token scores every cached token with ``index_heads`` x
+    ``index_head_dim`` FP8 products against one cached index key per token, and the
+    MLA then attends over the ``index_topk`` best tokens only.
+    """
+
+    index_heads: int
+    index_head_dim: int
+    index_topk: int
+
+
+@dataclass(frozen=True)
+class LinearAttentionSpec:
+    """Gated delta-net linear attention (Qwen3-Next / Qwen3.5 ``linear_attention`` layers).
+
+    A fixed-size recurrent state per request per layer (``num_value_heads`` x
+    ``key_head_dim`` x ``value_head_dim``) plus a short causal-convolution state;
+    nothing grows with the context.
+    """
+
+    kind: Literal["gated_delta_net"]
+    layers: int
+    num_key_heads: int
+    key_head_dim: int
+    num_value_heads: int
+    value_head_dim: int
+    conv_kernel: int
+    state_dtype: Literal["fp32", "bf16"] = "fp32"
+
+    @property
+    def key_width(self) -> int:
+        return self.num_key_heads * self.key_head_dim
+
+    @property
+    def value_width(self) -> int:
+        return self.num_value_heads * self.value_head_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of the depthwise causal convolution: q, k and v."""
+        return 2 * self.key_width + self.value_width
+
+    @property
+    def in_proj_width(self) -> int:
+        """Fused input projection: q, k, v, the output gate z (value width) and the b, a gates (one per value head)."""
+        return 2 * self.key_width + 2 * self.value_width + 2 * self.num_value_heads
+
+    def state_elements(self) -> int:
+        """Recurrent state of one request in one layer: value heads x key dim x value dim."""
+        return self.num_value_heads * self.key_head_dim * self.value_head_dim
+
+    def conv_state_elements(self) -> int:
+        """Causal-convolution state of one request in one layer: channels x (kernel - 1)."""
+        return self.conv_channels * (self.conv_kernel - 1)
+
+    def params(self, hidden: int) -> dict[str, int]:
+        """Parameters of one gated delta-net layer, per matrix (Qwen3-Next modelling code's shapes)."""
+        return {"in_proj": hidden * self.in_proj_width,
+                "conv1d": self.conv_channels * self.conv_kernel,
+                "gates": 2 * self.num_value_heads + self.value_head_dim,   # A_log, dt_bias, gated RMSNorm weight
+                "out_proj": self.value_width * hidden}
+
+
+@dataclass(frozen=True)
 class AttentionSpec:
     type: Literal["mla", "gqa"]
     num_q_heads: int
@@ -28,6 +94,12 @@ class AttentionSpec:
     qkv_bias: bool = False
     sliding_window_tokens: Optional[int] = None
     sliding_window_layers: int = field(default=0, metadata=NONNEG)
+    output_gate: bool = False            # q_proj also emits a per-head sigmoid gate (Qwen3.5 attn_output_gate)
+    dsa: Optional[SparseIndexSpec] = None   # DeepSeek Sparse Attention indexer (MLA layers only)
+
+    @property
+    def is_dsa(self) -> bool:
+        return self.dsa is not None
 
     @property
     def is_mla(self) -> bool:
@@ -40,6 +112,12 @@ class MoESpec:
     experts_per_token: int
     shared_experts: int = field(metadata=NONNEG)
     expert_intermediate_size: int
+    shared_expert_intermediate_size: Optional[int] = None   # None: as wide as a routed expert
+
+    @property
+    def shared_width(self) -> int:
+        """Total intermediate width of the shared experts (0 without any)."""
+        return self.shared_experts * (self.shared_expert_intermediate_size or self.expert_intermediate_size)
 
 
 @dataclass(frozen=True)
@@ -60,8 +138,19 @@ class ModelSpec:
     attention: AttentionSpec
     ffn: FFNSpec
     mtp_layers: int = field(default=0, metadata=NONNEG)
+    linear_attention: Optional[LinearAttentionSpec] = None
 
     # ------------------------------------------------------------ layer mix
+    @property
+    def linear_layers(self) -> int:
+        """Layers whose token mixer is linear attention (fixed-size state, no KV cache)."""
+        return 0 if self.linear_attention is None else self.linear_attention.layers
+
+    @property
+    def softmax_layers(self) -> int:
+        """Layers with a softmax attention over a KV cache (full or sliding window)."""
+        return self.num_layers - self.linear_layers
+
     @property
     def moe_layers(self) -> int:
         return 0 if self.ffn.moe is None else self.num_layers - self.ffn.dense_layers
@@ -72,7 +161,8 @@ class ModelSpec:
 
     @property
     def full_attention_layers(self) -> int:
-        return self.num_layers - self.attention.sliding_window_layers
+        """Layers attending over the whole context: the only ones whose KV grows with it."""
+        return self.softmax_layers - self.attention.sliding_window_layers
 
     # ------------------------------------------------------------ attention shapes
     @property
@@ -101,28 +191,51 @@ class ModelSpec:
 
     @property
     def kv_elements_per_token_per_layer(self) -> int:
-        """KV cache elements per token per layer, all heads: MLA 576 latent; GQA 2 x K x Hsz."""
+        """KV cache elements per token per layer, all heads: MLA 576 latent; GQA 2 x K x Hsz.
+        (DSA's index keys are a separate cache in their own format: :meth:`index_key_elements_per_token`.)"""
         a = self.attention
         if a.is_mla:
             return a.kv_lora_rank + a.qk_rope_head_dim
         return 2 * a.num_kv_heads * a.head_dim
+
+    @property
+    def index_key_elements_per_token(self) -> int:
+        """DSA indexer keys cached per token per layer (index_head_dim; 0 without DSA)."""
+        return self.attention.dsa.index_head_dim if self.attention.is_dsa else 0
 
     # ------------------------------------------------------------ parameter counts (per layer)
     def attention_params(self) -> dict[str, int]:
         """Parameters of one attention block, per matrix (biases and the MLA norms included)."""
         a, h = self.attention, self.hidden_size
         if a.is_mla:
-            return {
+            out = {
                 "q_a": h * a.q_lora_rank + a.q_lora_rank,  # + q_a_layernorm
                 "q_b": a.q_lora_rank * self.q_width,
                 "kv_a": h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank,  # + kv_a_layernorm
                 "kv_b": a.kv_lora_rank * a.num_q_heads * (a.qk_nope_head_dim + a.v_head_dim),
                 "o": self.o_width * h,
             }
+            if a.is_dsa:
+                out.update(self.indexer_params())
+            return out
         kv = a.num_kv_heads * a.head_dim
-        bias = (self.q_width + 2 * kv) if a.qkv_bias else 0
+        q_out = self.q_width * (2 if a.output_gate else 1)
+        bias = (q_out + 2 * kv) if a.qkv_bias else 0
         o_bias = h if a.qkv_bias else 0
-        return {"qkv": h * (self.q_width + 2 * kv) + bias, "o": self.o_width * h + o_bias}
+        return {"qkv": h * (q_out + 2 * kv) + bias, "o": self.o_width * h + o_bias}
+
+    def indexer_params(self) -> dict[str, int]:
+        """DSA lightning indexer of one layer (DeepSeek-V3.2 inference ``Indexer``): wq_b from the q
+        latent, wk from the hidden state, its LayerNorm (weight and bias), and the per-head weights_proj."""
+        a, h, d = self.attention, self.hidden_size, self.attention.dsa
+        return {"index_q": a.q_lora_rank * d.index_heads * d.index_head_dim,
+                "index_k": h * d.index_head_dim + 2 * d.index_head_dim,
+                "index_w": h * d.index_heads}
+
+    def mixer_params_total(self) -> int:
+        """Token-mixer parameters summed over layers: softmax attention plus linear attention."""
+        lin = sum(self.linear_attention.params(self.hidden_size).values()) * self.linear_layers if self.linear_attention else 0
+        return sum(self.attention_params().values()) * self.softmax_layers + lin
 
     def dense_ffn_params(self) -> int:
         """SwiGLU MLP: three H x F matrices."""
@@ -130,6 +243,10 @@ class ModelSpec:
 
     def expert_params(self) -> int:
         return 3 * self.hidden_size * self.ffn.moe.expert_intermediate_size if self.ffn.moe else 0
+
+    def shared_expert_params(self) -> int:
+        """All shared experts of one MoE layer: a SwiGLU of the shared width."""
+        return 3 * self.hidden_size * self.ffn.moe.shared_width if self.ffn.moe else 0
 
     def router_params(self) -> int:
         return self.hidden_size * self.ffn.moe.num_experts if self.ffn.moe else 0
@@ -142,24 +259,24 @@ class ModelSpec:
 
     def total_params(self) -> int:
         """All parameters of the main model (MTP layers excluded), embeddings counted once if tied."""
-        attn = sum(self.attention_params().values()) * self.num_layers
+        attn = self.mixer_params_total()
         dense = self.dense_ffn_params() * self.dense_layers
         moe = 0
         if self.ffn.moe:
             m = self.ffn.moe
-            moe = (self.expert_params() * (m.num_experts + m.shared_experts) + self.router_params()) * self.moe_layers
+            moe = (self.expert_params() * m.num_experts + self.shared_expert_params() + self.router_params()) * self.moe_layers
         norms = self.norm_params_per_layer() * self.num_layers + self.hidden_size
         emb = self.embedding_params() * (1 if self.tie_word_embeddings else 2)
         return attn + dense + moe + norms + emb
 
     def active_params(self) -> int:
         """Parameters touched per token: top-k + shared experts, router, LM head; not the embedding lookup."""
-        attn = sum(self.attention_params().values()) * self.num_layers
+        attn = self.mixer_params_total()
         dense = self.dense_ffn_params() * self.dense_layers
         moe = 0
         if self.ffn.moe:
             m = self.ffn.moe
-            moe = (self.expert_params() * (m.experts_per_token + m.shared_experts) + self.router_params()) * self.moe_layers
+            moe = (self.expert_params() * m.experts_per_token + self.shared_expert_params() + self.router_params()) * self.moe_layers
         norms = self.norm_params_per_layer() * self.num_layers + self.hidden_size
         return attn + dense + moe + norms + self.embedding_params()
 
@@ -178,6 +295,12 @@ def check_model(spec: ModelSpec, source: str) -> ModelSpec:
             raise SpecError(source, "attention.num_kv_heads", f"{a.num_kv_heads} does not divide num_q_heads {a.num_q_heads}")
     if a.sliding_window_layers > spec.num_layers:
         raise SpecError(source, "attention.sliding_window_layers", "exceeds num_layers")
+    if a.is_dsa and not a.is_mla:
+        raise SpecError(source, "attention.dsa", "the DSA indexer is modelled on MLA attention only")
+    if spec.linear_layers + a.sliding_window_layers > spec.num_layers:
+        raise SpecError(source, "linear_attention.layers", "with sliding_window_layers exceeds num_layers")
+    if spec.full_attention_layers + a.sliding_window_layers == 0:
+        raise SpecError(source, "linear_attention.layers", "a model needs at least one softmax-attention layer")
     if a.sliding_window_layers and not a.sliding_window_tokens:
         raise SpecError(source, "attention.sliding_window_tokens", "required when sliding_window_layers > 0")
     f = spec.ffn
