@@ -29,6 +29,8 @@ from ..errors import SpecError, closest
 from ._schema import from_mapping
 from .model import ModelSpec, check_model
 
+#: Most decoder layers a config may declare (today's largest models have about 130).
+MAX_LAYERS = 100_000
 _MIXERS = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
 # any one of these fields marks the structure; the others are then required
 _MLA_KEYS = ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim")
@@ -78,6 +80,13 @@ class _Config:
             raise self.error(key, f"expected true or false, got {value!r}")
         return value
 
+    def step(self, key: str, layers: int, default: Any = 1) -> int:
+        """A layer interval (every n-th layer): a whole number from 1 to the layer count."""
+        value = self.int(key, default)
+        if value > layers:
+            raise self.error(key, f"must be <= num_hidden_layers ({layers}), got {value!r}")
+        return value
+
     def index_list(self, key: str, layers: int) -> list[int]:
         value = self.data.get(key) or []
         if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < layers
@@ -118,7 +127,7 @@ def _layer_kinds(c: _Config, layers: int) -> dict[str, int]:
         return {k: types.count(k) for k in _MIXERS}
     kinds = dict.fromkeys(_MIXERS, 0)
     if "full_attention_interval" in c.data:      # Qwen3-Next: every n-th layer full attention, the rest linear
-        n = c.int("full_attention_interval")
+        n = c.step("full_attention_interval", layers, ...)
         kinds["full_attention"] = layers // n
         kinds["linear_attention"] = layers - layers // n
     elif "attention_chunk_size" in c.data and c.data.get("attention_chunk_size") is not None:
@@ -130,7 +139,7 @@ def _layer_kinds(c: _Config, layers: int) -> dict[str, int]:
                 raise c.error("no_rope_layers", f"expected a list of {layers} flags")
             chunked = sum(1 for x in rope if x)
         else:
-            n = c.int("no_rope_layer_interval", 4)
+            n = c.step("no_rope_layer_interval", layers, 4)
             chunked = layers - layers // n
         kinds["chunked_attention"] = chunked
         kinds["full_attention"] = layers - chunked
@@ -185,9 +194,11 @@ def _linear(c: _Config, layers: int) -> dict:
 def _moe_layers(c: _Config, layers: int, dialect: Dialect) -> int:
     """How many layers carry the routed experts (the others are dense MLPs)."""
     first_dense = c.count("first_k_dense_replace", 0)
-    freq = c.int("moe_layer_freq", 1)                      # DeepSeek: MoE where i >= first_k and i % freq == 0
-    sparse_step = c.int("decoder_sparse_step", 1)          # Qwen-MoE: MoE where (i + 1) % step == 0
-    interleave = c.int("interleave_moe_layer_step", 1)     # Llama 4: MoE where (i + 1) % step == 0
+    if first_dense > layers:
+        raise c.error("first_k_dense_replace", f"exceeds num_hidden_layers ({layers})")
+    freq = c.step("moe_layer_freq", layers)                      # DeepSeek: MoE where i >= first_k and i % freq == 0
+    sparse_step = c.step("decoder_sparse_step", layers)          # Qwen-MoE: MoE where (i + 1) % step == 0
+    interleave = c.step("interleave_moe_layer_step", layers)     # Llama 4: MoE where (i + 1) % step == 0
     dense_only = set(c.index_list("mlp_only_layers", layers))
     return sum(1 for i in range(layers)
                if i >= first_dense and i % freq == 0 and (i + 1) % sparse_step == 0
@@ -223,6 +234,8 @@ def _builder(dialect: Dialect) -> Callable[[_Config, str], dict]:
     def build(top: _Config, name: str) -> dict:
         c = top.sub("text_config") if dialect.text_config else top
         layers = c.int("num_hidden_layers")
+        if layers > MAX_LAYERS:   # the per-layer kinds are counted layer by layer
+            raise c.error("num_hidden_layers", f"must be <= {MAX_LAYERS:,}, got {layers!r}")
         kinds = _layer_kinds(c, layers)
         tie = top.bool("tie_word_embeddings", False)         # a wrapper's own flag, unless the text model sets one
         tie = c.bool("tie_word_embeddings", tie) if c is not top else tie
