@@ -16,6 +16,7 @@ from .backends import BACKENDS
 from .errors import SpecError
 from .layout import STRATEGIES, Layout
 from .precision import DTYPES, Precision
+from .safe_io import short
 from .specs.registry import builtin_names, load_hardware, load_model
 
 
@@ -30,7 +31,7 @@ def user_errors(func):
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except OSError as err:
-            name = getattr(err, "filename", None) or ""
+            name = short(getattr(err, "filename", None) or "", 200)
             click.echo(f"error: {name}: {err.strerror or err.__class__.__name__}", err=True)
             sys.exit(2)
 

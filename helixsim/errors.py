@@ -18,11 +18,17 @@ class SpecError(ValueError):
         self.source = source
         self.field = field
         self.problem = problem
-        where = f"{source}: {field}" if field else source
-        super().__init__(f"{where}: {problem}".replace("\n", " "))
+        where = f"{_cut(source)}: {_cut(field)}" if field else _cut(source)
+        super().__init__(f"{where}: {_cut(problem, 400)}".replace("\n", " "))
+
+
+def _cut(text, limit: int = 200) -> str:
+    """Echoed user text stays short: a 3 MB name must not become a 3 MB error line."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def closest(word: str, choices: Iterable[str]) -> str:
     """A ``" (did you mean 'x'?)"`` suffix for the closest known choice, or ``""``."""
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.5)
+    match = difflib.get_close_matches(str(word)[:100], list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""

@@ -21,6 +21,7 @@ from .backends import check_backend, default_kv_cache
 from .errors import SpecError
 from .layout import Layout, LayoutArrays, check_layout
 from .precision import Precision
+from .safe_io import numeric_column, read_csv_table, short
 from .specs.registry import load_hardware, load_model
 
 #: Hugging Face id -> built-in model with the same architecture.
@@ -155,18 +156,33 @@ def interval_stats(rows: pd.DataFrame, ideal: bool = False, calibration=None, fo
     return out
 
 
+#: Numeric columns of the serving table: (whole number?, smallest allowed, blank allowed). Widths and
+#: counts are whole and >= 1; a blank attention_dp/pp means 1, a blank moe_tp/moe_ep "as attention".
+NUMERIC = {"tp": (True, 1, False), "pp": (True, 1, True), "attention_dp": (True, 1, True),
+           "moe_tp": (True, 1, True), "moe_ep": (True, 1, True), "decode_batch": (True, 1, False),
+           "ctx_mid": (True, 1, False), "measured_tpot_ms": (False, 0, False)}
+#: Upper limits: a parallel width beyond 4096 GPUs, a batch beyond 2^20 requests or a context beyond
+#: 2^40 tokens is no serving run (the plan YAML's limits); a TPOT beyond an hour is a unit mistake.
+#: Columns of serving runs (prefill and TTFT), checked where present.
+OPTIONAL_NUMERIC = {"isl": (True, 1, True), "osl": (True, 1, True), "measured_ttft_ms": (False, 0, True)}
+MAXIMA = {"isl": float(1 << 40), "osl": float(1 << 40), "measured_ttft_ms": 3.6e6, "decode_batch": float(1 << 20), "ctx_mid": float(1 << 40), "measured_tpot_ms": 3.6e6}
+WIDTH_MAX = 4096.0
+
+
+def read_e2e_table(path: Path) -> pd.DataFrame:
+    """The serving table with every numeric cell checked (one line naming file, line and column)."""
+    src = short(path, 200)
+    table = read_csv_table(path, REQUIRED, src, dtype=None, keep_default_na=False, na_values=[""])
+    for col, (integer, lo, blank_ok) in {**NUMERIC, **{c: v for c, v in OPTIONAL_NUMERIC.items() if c in table}}.items():
+        table[col] = numeric_column(table, col, src, integer=integer, minimum=lo, min_open=lo == 0,
+                                    maximum=MAXIMA.get(col, WIDTH_MAX), blank_ok=blank_ok)
+    return table
+
+
 def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: str = "rank") -> E2EResult:
     """Predict TPOT for every row of ``path`` and summarise the absolute percentage error."""
     _check_dp_batch(dp_batch)
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise SpecError(str(path), "", "file not found") from None
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise SpecError(str(path), "", f"cannot read CSV ({err.__class__.__name__})") from None
-    missing = [c for c in REQUIRED if c not in table.columns]
-    if missing:
-        raise SpecError(str(path), missing[0], "missing column")
+    table = read_e2e_table(path)
     predicted = np.full(len(table), np.nan)
     pred_lo, pred_hi = np.full(len(table), np.nan), np.full(len(table), np.nan)
     reasons = [""] * len(table)

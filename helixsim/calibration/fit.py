@@ -24,8 +24,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from ..errors import SpecError
+from ..safe_io import read_csv_table, short
 from ..specs.hardware import HardwareSpec
 from .borrow import SIBLINGS, add_borrowed
+from .checks import check_family_frame, read_knot_table, read_manifest
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, WIRE, FamilySpec, collective_dtype, collective_op
 from .roofline import RoofParams
 from .table import SweepTable, _norm_key, fit_group
@@ -89,13 +92,18 @@ class Calibration:
 
 # ---------------------------------------------------------------- fitting
 
-def read_family(data_dir: Path, family: str) -> pd.DataFrame | None:
+def read_family(data_dir: Path, family: str, spec_name: str | None = None) -> pd.DataFrame | None:
+    """The measured table ``<family>.csv.gz`` (or ``.csv``) of ``data_dir``, checked against the
+    columns of family ``spec_name`` (default: ``family``; :func:`~.checks.check_family_frame`),
+    or None where there is none."""
     path = Path(data_dir) / f"{family}.csv.gz"
     if not path.exists():
         path = Path(data_dir) / f"{family}.csv"
         if not path.exists():
             return None
-    return pd.read_csv(path)
+    src = short(path, 200)
+    df = read_csv_table(path, source=src, dtype=None, keep_default_na=True, na_values=None)
+    return check_family_frame(FAMILIES[spec_name or family], df, src)
 
 
 #: tables whose rows are further kernels of a family, in its columns: SGLang's wide-EP decode MoE
@@ -104,12 +112,19 @@ FAMILY_EXTRA_ROWS: dict[str, tuple[str, ...]] = {"moe": ("wideep_generation_moe"
 
 
 def read_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
+    """Every known family table of ``data_dir``; a folder with none is an error."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise SpecError(short(data_dir, 200), "", "no such directory of kernel tables")
     frames = {}
     for name in FAMILIES:
-        parts = [read_family(data_dir, n) for n in (name, *FAMILY_EXTRA_ROWS.get(name, ()))]
+        parts = [read_family(data_dir, n, name) for n in (name, *FAMILY_EXTRA_ROWS.get(name, ()))]
         parts = [df for df in parts if df is not None and len(df)]
         if parts:
             frames[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if not frames:
+        raise SpecError(short(data_dir, 200), "", "no kernel tables: expected <family>.csv.gz files, families: "
+                        + ", ".join(FAMILIES))
     return frames
 
 
@@ -260,7 +275,8 @@ def system_dir(data_dir: Path, hw_name: str) -> Path:
     for system, name in SYSTEMS.items():
         if name == hw_name and (data_dir / system).is_dir():
             return data_dir / system
-    raise FileNotFoundError(f"{data_dir}: no calibration tables for {hw_name}")
+    raise SpecError(short(data_dir, 200), "", f"no kernel tables (<family>.csv.gz) for {hw_name}, "
+                    f"neither in the folder nor in a system sub-folder ({', '.join(SYSTEMS)})")
 
 
 def fit_calibration(data_dir: Path, hw: HardwareSpec) -> Calibration:
@@ -271,8 +287,6 @@ def fit_calibration(data_dir: Path, hw: HardwareSpec) -> Calibration:
     categories its own data lack from its sibling's directory, as efficiencies.
     """
     frames = read_frames(system_dir(data_dir, hw.name))
-    if not frames:
-        raise FileNotFoundError(f"{data_dir}: no known kernel family tables")
     roof = RoofParams.from_hardware(hw)
     borrowed = {}
     sibling = SIBLINGS.get(hw.name, (None,))[0]
@@ -363,18 +377,29 @@ def load_calibration(path: Path) -> Calibration:
     path = Path(path)
     if path.is_file():
         path = path.parent
-    manifest = json.loads((path / "calibration.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(path)
+    src = short(path / "calibration.json", 200)
+    try:
+        return _calibration_from(manifest, path)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        if isinstance(err, SpecError):
+            raise
+        what = f"missing key {err}" if isinstance(err, KeyError) else f"{err.__class__.__name__}: {err}"
+        raise SpecError(src, "", f"malformed calibration ({short(what, 100)})") from None
+
+
+def _calibration_from(manifest: dict, path: Path) -> Calibration:
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a helixsim calibration")
+        raise SpecError(short(path, 200), "format", f"not a helixsim calibration (expected '{FORMAT}')")
     if int(manifest.get("version", 0)) > VERSION:
-        raise ValueError(f"{path}: calibration version {manifest['version']} is newer than this helixsim ({VERSION})")
+        raise SpecError(short(path, 200), "version",
+                        f"calibration version {short(manifest['version'])} is newer than this helixsim ({VERSION})")
     roof = RoofParams(**manifest["roofline"])
     tables, stats = {}, {}
     for name, meta in manifest["families"].items():
         if name not in FAMILIES:
             continue
-        frames = {tuple(cat): pd.read_csv(path / file, dtype=str, keep_default_na=False, na_values=[""])
-                  for file, cat in meta["files"].items()}
+        frames = {tuple(cat): read_knot_table(path, file) for file, cat in meta["files"].items()}
         keys, lat = SweepTable.keys_and_latency(frames, meta)
         knots = np.asarray(meta["knots"], float)
         if meta["mode"] == "efficiency":

@@ -571,6 +571,8 @@ def calibrated_kernels(roofline: RooflineKernels, calibration: str | Path | None
                 raise SpecError(str(calibration), "", "no such calibration directory or file")
     try:
         cal = _load_cached(path)
+    except SpecError:
+        raise
     except (OSError, ValueError, KeyError) as err:
         raise SpecError(str(path), "", f"cannot read calibration ({err.__class__.__name__}: {err})") from None
     return CalibratedKernels(roofline, on_peaks_of(cal, roofline.hw))

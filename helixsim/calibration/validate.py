@@ -17,6 +17,7 @@ prints the held-out table for every system (docs/calibration.md).
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import tempfile
 import zlib
@@ -133,7 +134,7 @@ def ape_stats(pred: np.ndarray, true: np.ndarray) -> dict:
     ok = np.isfinite(pred) & np.isfinite(true) & (true > 0)
     ape = np.abs(pred[ok] - true[ok]) / true[ok] * 100.0
     if not len(ape):
-        return {"n": 0, "median_ape": float("nan"), "mean_ape": float("nan"), "p90_ape": float("nan")}
+        return {"n": 0, "median_ape": None, "mean_ape": None, "p90_ape": None}  # None: valid JSON, unlike NaN
     return {"n": int(len(ape)), "median_ape": float(np.median(ape)), "mean_ape": float(ape.mean()),
             "p90_ape": float(np.percentile(ape, 90))}
 
@@ -250,6 +251,17 @@ def _model(hw, mode: str, backend: str = ""):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m helixsim.calibration.validate``: bad data folders are one line and status 2."""
+    from ..errors import SpecError
+
+    try:
+        return _main(argv)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="python -m helixsim.calibration.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="root of the calibration data (<system>/<family>.csv.gz)")
     ap.add_argument("--systems", nargs="*", default=list(SYSTEMS), help="data system names (default: all)")
@@ -308,6 +320,9 @@ def _markdown(table: pd.DataFrame, systems: list[str], col: str, col2: str | Non
                 cells.append("–")
                 continue
             r = hit.iloc[0]
+            if not r["n"]:
+                cells.append("–")
+                continue
             cells.append(f"{r[col]:.2f} / {r[col2]:.1f}" if col2 else f"{r[col]:.2f} (n={int(r['n'])})")
         lines.append(f"| {fam} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import SpecError, closest
+from ..safe_io import read_input_text, short
 from ._schema import from_mapping
 from .model import ModelSpec, check_model
+from .strict_yaml import MAX_YAML_BYTES
 
 #: Most decoder layers a config may declare (today's largest models have about 130).
 MAX_LAYERS = 100_000
@@ -285,13 +287,10 @@ ARCHITECTURES: dict[str, Callable[[_Config, str], dict]] = {
 
 def load_hf_config(path: Path) -> ModelSpec:
     """Read a Hugging Face config.json into a checked :class:`ModelSpec`."""
-    source = str(path)
+    source = short(path, 200)
+    text = read_input_text(path, source, MAX_YAML_BYTES)  # a regular file of bounded size, UTF-8
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(source, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(source, "", f"cannot read file ({err.__class__.__name__})") from None
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise SpecError(source, "", f"malformed JSON at line {err.lineno}") from None
     except (ValueError, RecursionError) as err:  # a 4300-digit integer, [[[...]]] nested 100,000 deep
@@ -303,7 +302,7 @@ def load_hf_config(path: Path) -> ModelSpec:
         raise SpecError(source, "architectures", "missing or not a list of names")
     builder = ARCHITECTURES.get(archs[0])
     if builder is None:
-        raise SpecError(source, "architectures", f"unsupported architecture '{archs[0]}'{closest(archs[0], ARCHITECTURES)}; "
+        raise SpecError(source, "architectures", f"unsupported architecture '{short(archs[0])}'{closest(archs[0][:200], ARCHITECTURES)}; "
                         f"supported: {', '.join(ARCHITECTURES)}")
     name = Path(path).name.removesuffix(".json").removesuffix(".config")
     fields = builder(_Config(data, source), name)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..efficiency import Efficiency, load_efficiency_file
 from ..errors import SpecError, closest
+from ..safe_io import short
 from .hardware import HardwareSpec, load_hardware_file
 from .hf import load_hf_config
 from .model import ModelSpec, load_model_file
@@ -43,7 +44,7 @@ def load_hardware(name_or_path: str) -> HardwareSpec:
     path = data_dir("hardware") / f"{name_or_path}.yaml"
     if not path.is_file():
         names = builtin_names("hardware")
-        raise SpecError("--hardware", "", f"unknown hardware '{name_or_path}'{closest(name_or_path, names)}; known: {', '.join(names)}")
+        raise SpecError("--hardware", "", f"unknown hardware '{short(name_or_path)}'{closest(name_or_path[:200], names)}; known: {', '.join(names)}")
     return load_hardware_file(path)
 
 
@@ -58,7 +59,7 @@ def load_model(name_or_path: str) -> ModelSpec:
     path = data_dir("models") / f"{name_or_path}.yaml"
     if not path.is_file():
         names = builtin_names("models")
-        raise SpecError("--model", "", f"unknown model '{name_or_path}'{closest(name_or_path, names)}; known: {', '.join(names)}")
+        raise SpecError("--model", "", f"unknown model '{short(name_or_path)}'{closest(name_or_path[:200], names)}; known: {', '.join(names)}")
     return load_model_file(path)
 
 
