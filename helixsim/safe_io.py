@@ -50,12 +50,12 @@ def check_regular_file(path: Path, source: Optional[str] = None, max_bytes: int 
     except OSError as err:
         raise SpecError(src, "", f"cannot read file ({err.strerror or err.__class__.__name__})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise SpecError(src, "", "is a directory, expected a file")
+        raise SpecError(src, "", "cannot read file: it is a directory")
     if not stat.S_ISREG(st.st_mode):
         kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device" if
                 stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
                 else "a special file")
-        raise SpecError(src, "", f"is {kind}, not a regular file; refused")
+        raise SpecError(src, "", f"cannot read file: it is {kind}, not a regular file")
     if st.st_size > max_bytes:
         raise SpecError(src, "", f"file of {st.st_size:,} bytes is larger than the {max_bytes:,}-byte limit")
     return st
@@ -80,16 +80,17 @@ def read_input_bytes(path: str | Path, source: Optional[str] = None, max_bytes: 
     return data
 
 
-def decode_text(data: bytes, source: str) -> str:
-    """UTF-8 text (a UTF-8 byte-order mark is dropped); UTF-16 and binary files are named as such."""
+def decode_text(data: bytes, source: str, binary_check: bool = False) -> str:
+    """UTF-8 text (a UTF-8 byte-order mark is dropped); UTF-16 files, and with ``binary_check`` files
+    holding NUL bytes (a parser of YAML or JSON calls those malformed itself), are named as such."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SpecError(source, "", "file is UTF-16 text; save it as UTF-8")
-    if b"\x00" in data[:65536]:
+    if binary_check and b"\x00" in data[:65536]:
         raise SpecError(source, "", "binary file (contains NUL bytes), expected text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise SpecError(source, "", f"not UTF-8 text (bad byte at offset {err.start})") from None
+        raise SpecError(source, "", f"cannot read file: not UTF-8 text (bad byte at offset {err.start})") from None
 
 
 def read_input_text(path: str | Path, source: Optional[str] = None, max_bytes: int = MAX_INPUT_BYTES) -> str:
@@ -121,7 +122,7 @@ def read_csv_table(path: str | Path, required: Iterable[str] = (), source: Optio
     data = read_input_bytes(path, src, max_bytes)
     if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
         data = gunzip_limited(data, src, max_bytes)
-    text = decode_text(data, src)
+    text = decode_text(data, src, binary_check=True)
     if not text.strip():
         raise SpecError(src, "", "empty file, expected a CSV header and rows")
     header = next(iter(text.splitlines()), "")
