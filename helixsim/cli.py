@@ -478,6 +478,15 @@ from .cli_prefill import make_prefill_command  # noqa: E402 - commands in their 
 main.add_command(make_prefill_command(user_errors, precision_options, precision_from))
 
 
+@main.command()
+@click.option("--check", is_flag=True, help="only report what differs from the code (exit 1 if anything does)")
+def docs(check) -> None:
+    """Regenerate every generated block of README.md and docs/ and their figures (helixsim.docgen)."""
+    from .docgen import main as docgen_main
+
+    sys.exit(docgen_main(["--check"] if check else []))
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one line and exit 2, too."""
     try:
