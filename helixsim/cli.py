@@ -5,8 +5,10 @@ Every user error ends as one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
 
 import click
@@ -20,16 +22,31 @@ from .safe_io import short
 from .specs.registry import builtin_names, load_hardware, load_model
 
 
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) inside a command."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` and staging clean-up runs."""
+
+
 def user_errors(func):
     """Turn SpecError (and unreadable/unwritable paths) into ``error: ...`` and exit 2."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
+            for key in ("out_dir", "out_file", "out"):
+                if isinstance(kwargs.get(key), str) and not kwargs[key].strip():
+                    raise SpecError("--out", "", "must not be empty (it would write into the working directory)")
             return func(*args, **kwargs)
         except SpecError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except BrokenPipeError:
+            raise  # click's main() exits quietly on a closed pipe
+        except KeyboardInterrupt:
+            raise Interrupted() from None  # past click, which would print a blank line first
         except OSError as err:
             name = short(getattr(err, "filename", None) or "", 200)
             click.echo(f"error: {name}: {err.strerror or err.__class__.__name__}", err=True)
@@ -170,19 +187,23 @@ def sweep(sweep_file, out_dir, calibration, fmt, workers, scheduler) -> None:
     """Run a sweep (built-in name or YAML path): full table, frontiers and plots into --out."""
     from pathlib import Path
 
+    from .outputs import mapped, staged_output
     from .sweep import load_sweep, stream_sweep
 
     spec, path = load_sweep(sweep_file)
-    for res, written in stream_sweep(spec, path, Path(out_dir), fmt, calibration, workers, scheduler,
-                                     progress=_Progress(f"pricing {spec.name}", threshold=20)):
-        click.echo(f"{res.model}: {res.configurations:,} configurations ({res.feasible:,} fit in memory) "
-                   f"in {res.seconds:.2f} s")
-        for (hw_name, ctx), fronts in res.facets.items():
-            for name, fr in fronts.items():
-                click.echo(f"  {hw_name} {ctx:>9,}  {name:<16} frontier {len(fr):3d} points, max "
-                           f"{fr['tokens_per_s_user'].max():8.1f} tok/s/user, max {fr['tokens_per_s_gpu'].max():8.2f} tok/s/GPU")
-        for p in written:
-            click.echo(f"  wrote {p}")
+    out, lines = Path(out_dir), []
+    with staged_output(out) as stage:  # the whole set appears at the end, or nothing does
+        for res, written in stream_sweep(spec, path, stage, fmt, calibration, workers, scheduler,
+                                         progress=_Progress(f"pricing {spec.name}", threshold=20)):
+            lines.append(f"{res.model}: {res.configurations:,} configurations ({res.feasible:,} fit in memory) "
+                         f"in {res.seconds:.2f} s")
+            for (hw_name, ctx), fronts in res.facets.items():
+                for name, fr in fronts.items():
+                    lines.append(f"  {hw_name} {ctx:>9,}  {name:<16} frontier {len(fr):3d} points, max "
+                                 f"{fr['tokens_per_s_user'].max():8.1f} tok/s/user, max "
+                                 f"{fr['tokens_per_s_gpu'].max():8.2f} tok/s/GPU")
+            lines += [f"  wrote {mapped(p, stage, out)}" for p in written]
+    click.echo("\n".join(lines))
 
 
 @main.command()
@@ -202,11 +223,12 @@ def roofline(model, hardware, preset, batch, context, bytes_param, out_dir) -> N
 
     from .plots import plot_roofline
     from .roofline import RooflineSetup, figure1_panels
-    from .sweep import atomic_write_text, prepare_out_dir
+    from .outputs import mapped, staged_output
+    from .sweep import atomic_write_text
 
     if not bytes_param == bytes_param:  # click's FloatRange lets NaN through
         raise SpecError("--bytes-param", "", "must be a number in (0, 64], got nan")
-    out = prepare_out_dir(Path(out_dir))
+    final = Path(out_dir)
     if model:
         setup = RooflineSetup.from_model(load_model(model), load_hardware(hardware), batch, context, bytes_param)
         # not Path.stem: Path("llama-3.1-70b").stem is "llama-3", the same as llama-3.1-405b's
@@ -217,10 +239,14 @@ def roofline(model, hardware, preset, batch, context, bytes_param, out_dir) -> N
         setup = RooflineSetup.paper_fig1() if preset == "paper" else RooflineSetup.blog_fig1()
         stem = f"{preset}-fig1-roofline"
     panels = figure1_panels(setup)
-    for name, frame in panels.items():
-        atomic_write_text(out / f"{stem}-{name}.csv", frame.to_csv(index=False, float_format="%.6g"))
-        click.echo(f"wrote {out / f'{stem}-{name}.csv'}")
-    for p in plot_roofline(panels, setup, out / stem):
+    written = []
+    with staged_output(final) as out:
+        for name, frame in panels.items():
+            atomic_write_text(out / f"{stem}-{name}.csv", frame.to_csv(index=False, float_format="%.6g"))
+            written.append(out / f"{stem}-{name}.csv")
+        written += plot_roofline(panels, setup, out / stem)
+        written = [mapped(p, out, final) for p in written]
+    for p in written:
         click.echo(f"wrote {p}")
 
 
@@ -236,18 +262,21 @@ def reproduce(out_dir, as_json, calibration, ideal) -> None:
     from pathlib import Path
 
     from .reproduce import claims_table, reproduce as run_reproduction
-    from .sweep import atomic_write_text, prepare_out_dir
+    from .outputs import mapped, staged_output
+    from .sweep import atomic_write_text
 
-    out = prepare_out_dir(Path(out_dir)) if out_dir else None
-    rep = run_reproduction(out, calibration=calibration, ideal=ideal or None)
-    if out is not None:
-        atomic_write_text(out / "reproduce.json", json.dumps(rep.metrics, indent=2) + "\n")
-        atomic_write_text(out / "reproduce.md", claims_table(rep) + "\n")
+    paths = []
+    with staged_output(Path(out_dir)) if out_dir else contextlib.nullcontext() as out:
+        rep = run_reproduction(out, calibration=calibration, ideal=ideal or None)
+        if out is not None:
+            atomic_write_text(out / "reproduce.json", json.dumps(rep.metrics, indent=2) + "\n")
+            atomic_write_text(out / "reproduce.md", claims_table(rep) + "\n")
+            paths = [mapped(p, out, Path(out_dir)) for p in rep.paths]
     if as_json:
         click.echo(json.dumps(rep.metrics, indent=2))
         return
     click.echo(claims_table(rep))
-    for p in rep.paths:
+    for p in paths:
         click.echo(f"wrote {p}")
 
 
@@ -288,14 +317,20 @@ def validate(e2e_file, kernels_dir, hardware, ideal, calibration, dp_batch, as_j
         summary = kernel_error_report(Path(kernels_dir), k)
         rows = kernel_predictions(Path(kernels_dir), k) if out_file else None
     if out_file and rows is not None:
-        atomic_write_text(Path(out_file), rows.to_csv(index=False, float_format="%.6g"))
-        if e2e_file:
-            from .plots import plot_predicted_vs_measured
+        from .outputs import staged_output
 
-            ok = rows["predicted_tpot_ms"].notna()
-            plot_predicted_vs_measured(rows.loc[ok, "measured_tpot_ms"], rows.loc[ok, "predicted_tpot_ms"],
-                                       Path(out_file).with_suffix(""), "Decode time per output token",
-                                       groups=rows.loc[ok, "model" if "model" in rows else "system"])
+        target = Path(out_file)
+        if not target.parent.is_dir():
+            raise SpecError(short(out_file, 200), "--out", "its folder does not exist")
+        with staged_output(target.parent) as stage:  # the table and its plot appear together
+            atomic_write_text(stage / target.name, rows.to_csv(index=False, float_format="%.6g"))
+            if e2e_file:
+                from .plots import plot_predicted_vs_measured
+
+                ok = rows["predicted_tpot_ms"].notna()
+                plot_predicted_vs_measured(rows.loc[ok, "measured_tpot_ms"], rows.loc[ok, "predicted_tpot_ms"],
+                                           stage / target.stem, "Decode time per output token",
+                                           groups=rows.loc[ok, "model" if "model" in rows else "system"])
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -362,13 +397,16 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
     from dataclasses import replace as _replace
     from pathlib import Path
 
+    from .outputs import check_out_dir, mapped, staged_output
     from .plan import PlanSpec, load_plan_file, plan_from_spec
-    from .sweep import prepare_out_dir
 
-    out = prepare_out_dir(Path(out_dir)) if out_dir else None
+    if out_dir:
+        check_out_dir(Path(out_dir))  # an unwritable --out is refused before the planning work
     if isl is not None or osl is not None or max_ttft_s is not None:
         from .planning.deployment_cli import run_deployment
+        from .sweep import prepare_out_dir
 
+        out = prepare_out_dir(Path(out_dir)) if out_dir else None
         run_deployment(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance,
                        weights, kv_cache, price, max_batch, calibration, out, as_json, isl, osl, max_ttft_s)
         return
@@ -391,10 +429,11 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
         spec = PlanSpec(**given)
     result = plan_from_spec(spec, source, calibration=calibration)
     written = []
-    if out is not None:
+    if out_dir:
         from .report import write_report
 
-        written = write_report(result, out)
+        with staged_output(Path(out_dir)) as stage:
+            written = [mapped(p, stage, Path(out_dir)) for p in write_report(result, stage)]
     if as_json:
         click.echo(json.dumps(result.recommendation(), indent=2))
         for p in written:
@@ -431,14 +470,15 @@ def calibrate(data_dir, hardware, out_dir) -> None:
     from pathlib import Path
 
     from .calibration.fit import fit_calibration, save_calibration
-    from .sweep import prepare_out_dir
+    from .outputs import staged_output
 
     hw = load_hardware(hardware)
     if not Path(data_dir).is_dir():
-        raise SpecError(str(data_dir), "--data", "not a directory")
+        raise SpecError(short(data_dir, 200), "--data", "not a directory")
     cal = fit_calibration(Path(data_dir), hw)
-    out = prepare_out_dir(Path(out_dir or f"calibration-{hw.name}"))
-    save_calibration(cal, out)
+    out = Path(out_dir or f"calibration-{hw.name}")
+    with staged_output(out) as stage:  # no half-written calibration (a 0-byte table, no calibration.json)
+        save_calibration(cal, stage)
     click.echo(f"wrote calibration of {hw.name} to {out} (use: --calibration {out})")
 
 
@@ -487,13 +527,32 @@ def docs(check) -> None:
     sys.exit(docgen_main(["--check"] if check else []))
 
 
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run(argv: list[str] | None = None) -> None:
-    """Console-script entry point: click's usage errors become one line and exit 2, too."""
+    """Console-script entry point: click's usage errors become one line and exit 2, too; SIGINT and
+    SIGTERM clean up (staged outputs removed) and exit 130 and 143. A closed pipe (``| head``) is left to
+    click, which exits 1 without a word."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         main.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        if isinstance(err.__cause__ or err.__context__, KeyboardInterrupt):
+            click.echo("error: interrupted; outputs of this run were removed", err=True)
+            sys.exit(130)
         click.echo("error: aborted", err=True)
         sys.exit(2)
+    except (KeyboardInterrupt, Interrupted):
+        click.echo("error: interrupted; outputs of this run were removed", err=True)
+        sys.exit(130)
+    except Terminated:
+        click.echo("error: terminated; outputs of this run were removed", err=True)
+        sys.exit(143)
     except click.ClickException as err:
         ctx = getattr(err, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
@@ -501,6 +560,9 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except SystemExit:
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

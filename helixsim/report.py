@@ -9,8 +9,6 @@ written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from .planning.report_blocks import STRATEGY_NAMES, Bullets, Figure, Heading, Para, Table  # noqa: F401
@@ -18,24 +16,12 @@ from .planning.report_content import build_blocks, recommendation_text  # noqa: 
 from .planning.report_figures import breakdown_figure, frontier_figure  # noqa: F401
 from .planning.report_html import to_html
 from .planning.report_markdown import to_markdown
+from .outputs import atomic_write_bytes
 from .plan import PlanResult
 from .sweep import atomic_write_text, prepare_out_dir
 
 
 # ----------------------------------------------------------------------------------------------- writing
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Binary twin of :func:`helixsim.sweep.atomic_write_text`: temporary file, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render(result: PlanResult) -> tuple[str, str, list[Figure]]:
     """(Markdown, HTML, figures) of a plan."""
     blocks = build_blocks(result)

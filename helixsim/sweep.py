@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from .api import resolve_hardware, resolve_model
 from .backends import check_backend
 from .errors import SpecError, closest
 from .layout import STRATEGIES
+from .outputs import atomic_write_bytes
 from .precision import Precision
 from .search import SearchSpace, frontiers, search
 from .specs._schema import from_mapping, read_yaml
@@ -151,18 +151,7 @@ def provenance(spec: SweepSpec, model: str, sweep_path: Path | None) -> dict:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename: no half-written outputs."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the mode a plain open() would give
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def prepare_out_dir(out: Path) -> Path:

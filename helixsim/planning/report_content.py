@@ -66,7 +66,7 @@ def build_blocks(result: PlanResult) -> list:
     blocks: list = [
         Heading(f"Capacity plan: {result.model}, {r.users:,} users at \u2265 {r.min_tokens_per_s_user:g} tokens/s/user", 1),
         Para(f"{_context_text(result)}; systems compared: {', '.join(r.hardware)}. "
-             f"helixsim {__version__}, planned in {result.seconds:.1f} s."),
+             f"helixsim {__version__}."),
         Heading("Recommendation"),
         Para(recommendation_text(result)),
     ]
