@@ -17,9 +17,10 @@ from . import __version__
 from .backends import BACKENDS
 from .errors import SpecError
 from .layout import STRATEGIES, Layout
-from .precision import DTYPES, Precision
+from .precision import DTYPES, Precision, default_weights
 from .safe_io import short
 from .specs.registry import builtin_names, load_hardware, load_model
+from .units import TOKENS
 
 
 class Interrupted(BaseException):
@@ -78,7 +79,8 @@ def list_cmd() -> None:
 
 def precision_options(func):
     options = [
-        click.option("--weights", type=click.Choice(DTYPES), default="fp8", show_default=True, help="weight format"),
+        click.option("--weights", type=click.Choice(DTYPES), default=None,
+                     help="weight format [default: fp4 where the GPU has FP4 tensor cores, else fp8; as plan and sweep]"),
         click.option("--kv-cache", type=click.Choice(DTYPES), default=None,
                      help="KV-cache format [default: the --backend's for the weights: fp8 for trtllm; bf16 for "
                           "sglang and vllm (helixsim/backends.py)]"),
@@ -94,10 +96,12 @@ def precision_options(func):
     return func
 
 
-def precision_from(kw: dict, backend: str = "trtllm") -> Precision:
+def precision_from(kw: dict, backend: str = "trtllm", hw=None) -> Precision:
+    """The precision of the flags; weights default by :func:`helixsim.precision.default_weights` of ``hw``."""
     from .backends import default_kv_cache
 
-    weights, kv = kw.pop("weights"), kw.pop("kv_cache")
+    weights = kw.pop("weights") or (default_weights(hw) if hw is not None else "fp8")
+    kv = kw.pop("kv_cache")
     return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights), activations=kw.pop("activations"),
                      attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"))
 
@@ -109,11 +113,13 @@ def precision_from(kw: dict, backend: str = "trtllm") -> Precision:
 @click.option("--kvp", type=int, default=1, show_default=True, help="KV (sequence) parallel width")
 @click.option("--tpa", type=int, default=1, show_default=True, help="attention tensor-parallel width")
 @click.option("--dp", type=int, default=1, show_default=True, help="attention data-parallel width (strategy ep)")
-@click.option("--tpf", type=int, default=1, show_default=True, help="FFN tensor-parallel width")
-@click.option("--ep", type=int, default=1, show_default=True, help="expert-parallel width")
+@click.option("--tpf", type=int, default=None,
+              help="FFN tensor-parallel width [default: what the layout rule tpf x ep = kvp x tpa x dp leaves]")
+@click.option("--ep", type=int, default=None,
+              help="expert-parallel width [default: 1, or kvp x tpa x dp / tpf; strategy ep: kvp x tpa x dp]")
 @click.option("--pp", type=int, default=1, show_default=True, help="pipeline stages")
 @click.option("--batch", type=int, required=True, help="concurrent requests in the decode instance")
-@click.option("--context", type=int, required=True, help="KV length per request, tokens")
+@click.option("--context", type=TOKENS, required=True, help="KV length per request, tokens (131072, 128k, 128Ki, 1M)")
 @click.option("--no-hopb", is_flag=True, help="turn HOP-B overlap off")
 @click.option("--ideal", is_flag=True, help="textbook roofline: peaks, no efficiencies, floors or overheads")
 @click.option("--calibration", type=click.Path(dir_okay=True), default=None, help="calibration file to use")
@@ -133,9 +139,11 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
     """Simulate one decode step of one configuration."""
     from .api import simulate_point
 
+    tpf, ep = infer_ffn_widths(strategy, kvp * tpa * dp, tpf, ep)
     layout = Layout(strategy, kvp=kvp, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=not no_hopb)
     acceptance = None if mtp_acceptance is None else mtp_acceptance.split(",")
-    result = simulate_point(model, hardware, layout, batch, context, precision_from(kw, backend), ideal=ideal,
+    prec = precision_from(kw, backend, load_hardware(hardware))
+    result = simulate_point(model, hardware, layout, batch, context, prec, ideal=ideal,
                             calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance,
                             two_batch_overlap=two_batch_overlap)
     if as_json:
@@ -143,6 +151,7 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
         return
     click.echo(f"{result.model} on {result.hardware}, {result.strategy} {layout.label()} "
                f"({result.n_gpus} GPUs), batch {result.batch}, context {result.context:,}")
+    click.echo(f"  precision: weights {prec.weights}, KV cache {prec.kv_cache}, activations {prec.activations}")
     click.echo(f"  TTL {result.ttl_ms:.3f} ms   {result.tokens_per_s_user:.1f} tok/s/user   "
                f"{result.tokens_per_s_gpu:.2f} tok/s/GPU"
                + (f"   (MTP {mtp}: {result.mtp['accepted_tokens_per_step']:.2f} tokens per step)" if mtp else ""))
@@ -153,6 +162,19 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
     for key, value in result.breakdown_ms.items():
         share = 100.0 * value / result.ttl_ms if result.ttl_ms else 0.0
         click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %  {result.kernel_model.get(key, '')}")
+
+
+def infer_ffn_widths(strategy: str, n_attention: int, tpf: int | None, ep: int | None) -> tuple[int, int]:
+    """The FFN widths a user left out, from the layout rule tpf x ep = kvp x tpa x dp (the attention
+    GPUs run the FFN too): ``--strategy tp --tpa 8`` means tpf 8. Neither given: all of it on tpf
+    (strategy ep: all of it on ep). A width that does not divide is left for check_layout to refuse."""
+    if tpf is None and ep is None:
+        return (1, n_attention) if strategy == "ep" else (n_attention, 1)
+    if tpf is None:
+        return (n_attention // ep if ep and n_attention % ep == 0 else 1), ep
+    if ep is None:
+        return tpf, (n_attention // tpf if tpf and n_attention % tpf == 0 else 1)
+    return tpf, ep
 
 
 class _Progress:
@@ -365,7 +387,8 @@ def _error_table(summary: dict) -> str:
               help="plan YAML (flags given as well override its keys)")
 @click.option("--model", default=None, help="built-in name, model YAML or Hugging Face config.json")
 @click.option("--hardware", multiple=True, help="system to compare (repeat for several)")
-@click.option("--context", type=int, default=None, help="KV length per request, tokens (a mix: use --plan)")
+@click.option("--context", type=TOKENS, default=None,
+              help="KV length per request, tokens (131072, 128k, 128Ki, 1M; a mix: use --plan)")
 @click.option("--users", type=int, default=None, help="concurrent users to serve")
 @click.option("--min-tokens-per-s-user", type=float, default=None, help="interactivity floor per user")
 @click.option("--max-gpus-per-instance", type=int, default=None,

@@ -43,6 +43,7 @@ import numpy as np
 
 from .api import resolve_hardware, resolve_model
 from .errors import SpecError, closest
+from .safe_io import short
 from .layout import STRATEGIES
 from .precision import DTYPES, Precision
 from .specs.hardware import HardwareSpec
@@ -86,12 +87,14 @@ def _fmt_value(v: Any) -> str:
 
 
 def _check_request(users, floor, contexts, max_gpus, max_batch, strategies, source="command line") -> None:
-    def whole(name, value, minimum=1):
+    def whole(name, value, minimum=1, maximum=1 << 40):  # the plan YAML's limits, for flags too
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise SpecError(source, name, f"must be a whole number >= {minimum}, got {value!r}")
+            raise SpecError(source, name, f"must be a whole number >= {minimum}, got {short(repr(value))}")
+        if value > maximum:
+            raise SpecError(source, name, f"must be <= {maximum:,}, got {short(repr(value))}")
 
     whole("--users", users)
-    whole("--max-batch", max_batch)
+    whole("--max-batch", max_batch, maximum=1 << 20)
     if max_gpus is not None:
         whole("--max-gpus-per-instance", max_gpus)
         if max_gpus > 4096:
@@ -163,6 +166,7 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
     start = time.perf_counter()
     m = resolve_model(model)
     hws = [resolve_hardware(h) for h in ([hardware] if isinstance(hardware, (str, HardwareSpec)) else hardware)]
+    hws = list({h.name: h for h in hws}.values())  # a repeated --hardware is planned once, in its first place
     if not hws:
         raise SpecError("command line", "--hardware", "give at least one hardware system")
     contexts = _as_contexts(context)

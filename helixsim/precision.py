@@ -84,3 +84,9 @@ class Precision:
         """Bytes per element of ``weights``, ``kv_cache`` or ``activations``."""
         table = BYTES_PER_ELEMENT_NO_SCALE if ideal else BYTES_PER_ELEMENT
         return table[getattr(self, which)]
+
+
+def default_weights(hw) -> str:
+    """The weight format used when none is given, the same in point, sweep and plan: FP4 where the
+    GPU has FP4 tensor cores (Blackwell), else FP8 (what those GPUs run as their densest format)."""
+    return "fp4" if hw.dense_tflops.fp4 is not None else "fp8"

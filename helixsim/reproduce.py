@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .api import resolve_hardware
 from .hopb_study import hopb_chunks
 from .pareto import batch_gain, interactivity_gain, same_config_x_loss, table_at_end, throughput_gain
 from .search import BASELINES, frontiers
@@ -107,7 +108,7 @@ def hopb_forced(res: SweepResult, calibration, ideal) -> tuple[dict, pd.DataFram
     front = res.frontiers["Helix"]
     if front.empty:
         return out, front
-    table = hopb_chunks(front, res.model, res.hardware, res.spec.precision.build(res.spec.name),
+    table = hopb_chunks(front, res.model, res.hardware, res.spec.precision.build(res.spec.name, resolve_hardware(res.hardware)),
                         ideal=res.spec.ideal if ideal is None else ideal, calibration=calibration)
     applies = table[(table["kvp"] > 1) & (table["chunks"] > 1)]
     for key, col in zip(keys, ("hopb_ttl_change", "even_split_ttl_change")):

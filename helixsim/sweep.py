@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -24,9 +24,9 @@ from .backends import check_backend
 from .errors import SpecError, closest
 from .layout import STRATEGIES
 from .outputs import atomic_write_bytes
-from .precision import Precision
+from .precision import Precision, default_weights
 from .search import SearchSpace, frontiers, search
-from .specs._schema import from_mapping, read_yaml
+from .specs._schema import TOKENS, from_mapping, read_yaml
 from .specs.registry import _looks_like_path, builtin_names, data_dir
 
 _WIDTH = {"max": 4096}
@@ -34,15 +34,16 @@ _WIDTH = {"max": 4096}
 
 @dataclass(frozen=True)
 class PrecisionSpec:
-    weights: str = "fp8"
+    weights: Optional[str] = None  # None: helixsim.precision.default_weights of the sweep's hardware
     kv_cache: str = "fp8"
     activations: str = "bf16"
     attention_math: Optional[str] = None
     dense_weights: Optional[str] = None
 
-    def build(self, source: str) -> Precision:
+    def build(self, source: str, hw=None) -> Precision:
+        weights = self.weights or (default_weights(hw) if hw is not None else "fp8")
         try:
-            return Precision(self.weights, self.kv_cache, self.activations, self.attention_math,
+            return Precision(weights, self.kv_cache, self.activations, self.attention_math,
                              dense_weights=self.dense_weights)
         except SpecError as err:
             raise SpecError(source, f"precision.{err.field.lstrip('-').replace('-', '_')}", err.problem) from None
@@ -54,7 +55,7 @@ class SweepSpec:
     description: str
     models: tuple[str, ...]
     hardware: tuple[str, ...]      # one system or several (``hardware: gb200-nvl72`` or ``[a, b]``)
-    contexts: tuple[int, ...]
+    contexts: tuple[int, ...] = field(metadata=TOKENS)
     precision: PrecisionSpec = PrecisionSpec()
     strategies: tuple[str, ...] = STRATEGIES
     max_gpus: Optional[int] = field(default=None, metadata=_WIDTH)
@@ -73,6 +74,22 @@ class SweepSpec:
                            every_batch=self.every_batch, widths=self.widths or None)
 
 
+def dedupe_lists(spec: SweepSpec) -> SweepSpec:
+    """The spec with repeated entries of its lists dropped (first kept): ``strategies: [helix, helix]``
+    would price every layout twice and double the frontier."""
+    return replace(spec, **{f: tuple(dict.fromkeys(getattr(spec, f)))
+                            for f in ("models", "hardware", "contexts", "strategies", "pp", "hopb")})
+
+
+def _beside(model: str, sweep_path: Path) -> str:
+    """A relative model path in a sweep YAML names a file beside the YAML (as an include would);
+    the working directory is tried only when no such file is there."""
+    if not _looks_like_path(model) or Path(model).is_absolute():
+        return model
+    candidate = sweep_path.parent / model
+    return str(candidate) if candidate.exists() or not Path(model).exists() else model
+
+
 def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
     """A built-in sweep by name or a sweep YAML path, checked field by field."""
     path = Path(name_or_path)
@@ -84,23 +101,29 @@ def load_sweep(name_or_path: str) -> tuple[SweepSpec, Path]:
     raw = read_yaml(path)
     if isinstance(raw, dict) and isinstance(raw.get("hardware"), str):
         raw = {**raw, "hardware": [raw["hardware"]]}
-    spec = from_mapping(SweepSpec, raw, str(path))
+    spec = dedupe_lists(from_mapping(SweepSpec, raw, str(path)))
+    spec = replace(spec, models=tuple(_beside(m, path) for m in spec.models))
     for i, s in enumerate(spec.strategies):
         if s not in STRATEGIES:
             raise SpecError(str(path), f"strategies[{i}]", f"unknown strategy '{s}'{closest(s, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
     for i, p in enumerate(spec.pp):
         if p & (p - 1):
             raise SpecError(str(path), f"pp[{i}]", f"must be a power of two, got {p}")
-    spec.precision.build(str(path))
+    spec.precision.build(str(path))  # names checked; the default weights follow each system
     check_backend(spec.backend, "backend", str(path))
     for i, n in enumerate(spec.mtp):
         if not 0 <= n <= 16:
             raise SpecError(str(path), f"mtp[{i}]", f"must be 0..16 draft tokens, got {n}")
     for i, m in enumerate(spec.models):
         try:
-            resolve_model(m)
+            model = resolve_model(m)
         except SpecError as err:
             raise SpecError(str(path), f"models[{i}]", err.problem) from None
+        for j, p in enumerate(spec.pp):  # more stages than layers (or GPUs) prices nothing: an empty table
+            if p > model.num_layers or (spec.max_gpus is not None and p > spec.max_gpus):
+                limit = (f"{model.name}'s {model.num_layers} layers" if p > model.num_layers
+                         else f"max_gpus {spec.max_gpus}")
+                raise SpecError(str(path), f"pp[{j}]", f"{p} pipeline stages exceed {limit}")
     for i, h in enumerate(spec.hardware):
         try:
             resolve_hardware(h)
@@ -127,7 +150,7 @@ def run_sweep(spec: SweepSpec, source: str = "sweep", calibration=None, progress
     for name in spec.models:
         for hw_name in spec.hardware:
             start = time.perf_counter()
-            table = search(resolve_model(name), resolve_hardware(hw_name), spec.space(), spec.precision.build(source),
+            table = search(resolve_model(name), resolve_hardware(hw_name), spec.space(), spec.precision.build(source, resolve_hardware(hw_name)),
                            ideal=spec.ideal if ideal is None else ideal,
                            calibration=calibration, progress=progress, backend=spec.backend)
             results.append(SweepResult(spec, name, table, frontiers(table), time.perf_counter() - start, hw_name))
@@ -260,7 +283,7 @@ def stream_sweep(spec: SweepSpec, sweep_path: Path, out: Path, fmt: str = "parqu
     for model in spec.models:
         prov = provenance(spec, model, sweep_path)
         name = output_name(spec, model)
-        res = stream_model(resolve_model(model), systems, spec.space(), spec.precision.build(str(sweep_path)),
+        res = stream_model(resolve_model(model), systems, spec.space(), spec.precision.build(str(sweep_path), systems[0][1] if len(systems) == 1 else None),
                            out / f"{name}.{fmt}", out / f"{name}-frontier.{fmt}", fmt, prov,
                            ideal=spec.ideal if ideal is None else ideal, calibration=calibration,
                            workers=workers, scheduler=scheduler, progress=progress, backend=spec.backend,

@@ -154,6 +154,7 @@ def assert_finite_point(result, hw_capacity_bytes: float) -> None:
 # ------------------------------------------------------------------ value strategies
 PRINTABLE = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))
 TEXT = st.text(PRINTABLE, max_size=12)
+TOKEN_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgG]i?)?\s*$")
 LISTS = st.lists(st.integers(-5, 5) | st.text(PRINTABLE, max_size=3), max_size=3)
 NONEMPTY_DICTS = st.dictionaries(st.text(PRINTABLE, min_size=1, max_size=4), st.integers(0, 3), min_size=1, max_size=2)
 DICTS = st.dictionaries(st.text(PRINTABLE, min_size=1, max_size=4), st.integers(0, 3), max_size=2)
@@ -249,8 +250,8 @@ def parent(data: dict, path: tuple) -> dict:
 def wrong_type(kind: str, optional: bool) -> st.SearchStrategy:
     """Values a field of this kind must refuse."""
     none = st.nothing() if optional else st.just(None)
-    if kind in ("int", "float"):
-        return TEXT | LISTS | DICTS | st.booleans() | none
+    if kind in ("int", "float"):  # "1M" or "12" is a valid token count (helixsim.units) in a context field
+        return TEXT.filter(lambda t: not TOKEN_TEXT.match(t)) | LISTS | DICTS | st.booleans() | none
     if kind in ("str", "literal"):
         blank = st.sampled_from(["", " ", "  "]) if kind == "str" else st.nothing()
         return NUMBERS | LISTS | DICTS | st.booleans() | blank | none

@@ -10,8 +10,8 @@ from typing import Mapping, Optional
 from ..api import resolve_hardware, resolve_model
 from ..errors import SpecError, closest
 from ..layout import STRATEGIES
-from ..precision import DTYPES, Precision
-from ..specs._schema import from_mapping, read_yaml
+from ..precision import DTYPES, Precision, default_weights
+from ..specs._schema import TOKENS, from_mapping, read_yaml
 from ..specs.hardware import HardwareSpec
 from ..specs.registry import data_dir
 
@@ -35,7 +35,7 @@ def default_price_file() -> Path:
 class ContextShare:
     """One context of a context mix; ``weight`` is its share of the users (normalised over the mix)."""
 
-    context: int = field(metadata={"max": 1 << 40})
+    context: int = field(metadata=TOKENS)
     weight: float = 1.0
 
 
@@ -47,7 +47,7 @@ class PlanSpec:
     hardware: tuple[str, ...]
     users: int = field(metadata={"max": 1 << 40})
     min_tokens_per_s_user: float
-    context: Optional[int] = field(default=None, metadata={"max": 1 << 40})
+    context: Optional[int] = field(default=None, metadata=TOKENS)
     context_mix: Optional[tuple[ContextShare, ...]] = None
     max_gpus_per_instance: Optional[int] = field(default=None, metadata={"max": 4096})
     weights: Optional[str] = None
@@ -115,6 +115,6 @@ def load_prices(path: str | Path | None = None) -> tuple[dict[str, float], str]:
 
 def default_precision(hw: HardwareSpec, weights: str | None = None, kv_cache: str | None = None) -> Precision:
     """FP4 weights where the GPU has FP4 tensor cores (else FP8), FP8 KV cache, unless given."""
-    w = weights or ("fp4" if hw.dense_tflops.fp4 is not None else "fp8")
+    w = weights or default_weights(hw)
     return Precision(weights=w, kv_cache=kv_cache or "fp8")
 

@@ -38,26 +38,33 @@ def recommendation_text(result: PlanResult) -> str:
              f"{w.unit_name}s, {_n(w.tokens_per_s_user)} tokens/s/user, {_n(c.tokens_per_s_gpu)} tokens/s/GPU, "
              f"**{_usd(w.cost_per_m_tokens)} per million output tokens** at ${w.price_per_gpu_hour:.2f}/GPU-hour, "
              f"{_n(w.energy_per_token_j)} J/token."]
-    if len(w.pools) > 1:
-        lines[0] = lines[0].replace("decode instances of", "decode instances; the largest pool uses")
+    if len(w.pools) > 1:  # a context mix: the fleet's figures, the largest pool's layout, each labelled
+        lines[0] = (lines[0].replace("decode instances of", "decode instances (fleet); the largest pool uses")
+                    .replace(f"{_n(c.tokens_per_s_gpu)} tokens/s/GPU",
+                             f"{_n(w.fleet_tokens_per_s_gpu)} tokens/s/GPU over the fleet "
+                             f"({_n(c.tokens_per_s_gpu)} in the largest pool)"))
     others = [h for h in result.per_hardware if h is not w]
     cheaper = [f"{h.hardware} {_usd(h.cost_per_m_tokens)} ({h.cost_per_m_tokens / w.cost_per_m_tokens:.2f}x)"
                for h in others if h.meets_floor]
     if cheaper:
         lines.append("Other systems: " + "; ".join(cheaper) + ".")
-    lines.append(_family_text(pool))
+    lines.append(_family_text(pool, tuple(r.strategies)))
     return " ".join(lines)
 
 
-def _family_text(pool: PoolPlan) -> str:
+def _family_text(pool: PoolPlan, strategies: tuple[str, ...] = ("helix", "tp")) -> str:
     c = pool.choice.config
     if pool.other_family_best is None:
         other = "baseline" if pool.family == "Helix" else "Helix"
+        if not any((s == "helix") == (other == "Helix") for s in strategies):
+            return f"No {other} layout was searched (strategies: {', '.join(strategies)})."
         return f"No {other} layout reaches the floor here."
     o = pool.other_family_best
     winner = "Helix" if pool.family == "Helix" else f"The {STRATEGY_NAMES[c.strategy]} baseline"
     other = (f"the best baseline ({o.strategy} {o.label}, batch {o.batch})" if pool.family == "Helix"
              else f"the best Helix layout ({o.label}, batch {o.batch})")
+    if f"{pool.family_margin:.2f}" == "1.00":  # e.g. Helix at KVP 1 is the TP layout itself
+        return f"{winner} ties with {other} at this floor (within 0.5 % tokens/s/GPU)."
     return f"{winner} beats {other} by {pool.family_margin:.2f}x tokens/s/GPU at this floor."
 
 
@@ -180,6 +187,8 @@ def _comparison_table(result: PlanResult) -> Table:
 def _family_cell(p: PoolPlan) -> str:
     if p.family_margin is None:
         return f"{p.family} only reaches the floor"
+    if f"{p.family_margin:.2f}" == "1.00":
+        return f"{p.family} ties (within 0.5 %)"
     return f"{p.family} wins by {p.family_margin:.2f}x"
 
 

@@ -18,12 +18,14 @@ from typing import Any, Mapping, TypeVar
 
 from ..errors import SpecError, closest
 from ..safe_io import read_input_text, short
+from ..units import parse_tokens
 from .strict_yaml import MAX_YAML_BYTES, load_strict
 
 T = TypeVar("T")
 
 NONNEG = {"nonneg": True}  # field metadata: zero allowed
 ANY_SIGN = {"any_sign": True}  # field metadata: any finite number
+TOKENS = {"tokens": True, "max": 1 << 40}  # field metadata: a token count, "1M", "256k" and "128Ki" accepted
 #: Largest magnitude of any number in a spec file unless a field sets its own "max"; with
 #: MIN_POSITIVE (smallest strictly positive float) it keeps every derived quantity finite.
 MAX_MAGNITUDE = 1e15
@@ -81,6 +83,8 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: st
             raise SpecError(source, path, f"expected a non-empty string, got {_show(value)}")
         return value
     if tp in (int, float):
+        if meta.get("tokens") and isinstance(value, str):  # "1M", "256k", "128Ki"
+            value = parse_tokens(value, source, path)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(source, path, f"expected a number, got {_show(value)}")
         if isinstance(value, float) and not math.isfinite(value):
