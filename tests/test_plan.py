@@ -67,6 +67,7 @@ def test_choice_meets_floor_and_beats_brute_force(model, context, users, floor):
     assert c.batch <= users
     assert d.instances == math.ceil(users / c.batch)
     assert d.total_gpus == d.instances * c.n_gpus
+    assert d.billed_gpus == d.units * 8 >= d.total_gpus  # whole 8-GPU nodes (hardware/b200-hgx.yaml gpus_per_node)
     assert d.cost_per_m_tokens == pytest.approx(PRICES["b200-hgx"] * d.total_gpus / (users * c.tokens_per_s_user * 3600) * 1e6)
     # brute force over an independent search of the same space
     hw = resolve_hardware("b200-hgx")

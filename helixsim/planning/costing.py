@@ -93,11 +93,24 @@ class Deployment:
     units: int
     unit_name: str
     idle_gpus_in_units: int
+    billed_gpus: int  # GPUs in the whole racks or nodes the instances occupy (idle ones included)
     price_per_gpu_hour: float
     served_tokens_per_s: float
     cost_per_m_tokens: float
     energy_per_token_j: float
     memory_headroom_gb: float
+
+
+def billed_gpus(units: int, gpus_per_unit: int) -> int:
+    """GPUs in the whole racks (NVL72) or nodes (HGX) the instances occupy, idle ones included (a
+    64-GPU instance on a 72-GPU rack occupies 72): what renting whole units would bill."""
+    return int(units) * int(gpus_per_unit)
+
+
+def break_even_price(price_per_gpu_hour: float, cost_per_m_tokens: float, target_cost_per_m_tokens: float) -> float:
+    """The price per GPU-hour at which a system's cost per million tokens equals ``target``: cost is
+    proportional to price (same GPUs, same tokens), so p* = p x target / cost."""
+    return price_per_gpu_hour * target_cost_per_m_tokens / cost_per_m_tokens
 
 
 def deploy(cfg: Config, hw: HardwareSpec, users: int, price: float) -> Deployment:
@@ -107,7 +120,7 @@ def deploy(cfg: Config, hw: HardwareSpec, users: int, price: float) -> Deploymen
     units = units_needed(hw, cfg.n_gpus, inst)
     return Deployment(
         config=cfg, users=users, instances=inst, total_gpus=total, units=units, unit_name=name,
-        idle_gpus_in_units=units * unit - total, price_per_gpu_hour=price,
+        idle_gpus_in_units=units * unit - total, billed_gpus=billed_gpus(units, unit), price_per_gpu_hour=price,
         served_tokens_per_s=users * cfg.tokens_per_s_user,
         cost_per_m_tokens=cost_per_million_tokens(price, total, users, cfg.tokens_per_s_user),
         energy_per_token_j=energy_per_token_j(hw.power_w, total, users, cfg.tokens_per_s_user),

@@ -10,6 +10,7 @@ from ..cost.step import BREAKDOWN_KEYS
 from .inputs import UNCALIBRATED
 from .report_blocks import STRATEGY_NAMES, Bullets, Figure, Heading, Para, Table, _ctx, _n, _usd
 from .report_figures import breakdown_figure, frontier_figure
+from .costing import break_even_price
 from .results import PlanResult, PoolPlan
 
 
@@ -35,7 +36,7 @@ def recommendation_text(result: PlanResult) -> str:
     c = pool.choice.config
     lines = [f"**Use {w.hardware}**: {w.instances:,} decode instances of **{STRATEGY_NAMES[c.strategy]} "
              f"{c.label}** ({c.n_gpus} GPUs, batch {c.batch}) = **{w.total_gpus:,} GPUs** in {w.units:,} "
-             f"{w.unit_name}s, {_n(w.tokens_per_s_user)} tokens/s/user, {_n(c.tokens_per_s_gpu)} tokens/s/GPU, "
+             f"{w.unit_name}s (holding {w.billed_gpus:,} GPUs), {_n(w.tokens_per_s_user)} tokens/s/user, {_n(c.tokens_per_s_gpu)} tokens/s/GPU, "
              f"**{_usd(w.cost_per_m_tokens)} per million output tokens** at ${w.price_per_gpu_hour:.2f}/GPU-hour, "
              f"{_n(w.energy_per_token_j)} J/token."]
     if len(w.pools) > 1:  # a context mix: the fleet's figures, the largest pool's layout, each labelled
@@ -44,7 +45,9 @@ def recommendation_text(result: PlanResult) -> str:
                              f"{_n(w.fleet_tokens_per_s_gpu)} tokens/s/GPU over the fleet "
                              f"({_n(c.tokens_per_s_gpu)} in the largest pool)"))
     others = [h for h in result.per_hardware if h is not w]
-    cheaper = [f"{h.hardware} {_usd(h.cost_per_m_tokens)} ({h.cost_per_m_tokens / w.cost_per_m_tokens:.2f}x)"
+    cheaper = [f"{h.hardware} {_usd(h.cost_per_m_tokens)} ({h.cost_per_m_tokens / w.cost_per_m_tokens:.2f}x; "
+               f"as cheap at ${break_even_price(h.price_per_gpu_hour, h.cost_per_m_tokens, w.cost_per_m_tokens):.2f}"
+               f"/GPU-hour instead of ${h.price_per_gpu_hour:.2f})"
                for h in others if h.meets_floor]
     if cheaper:
         lines.append("Other systems: " + "; ".join(cheaper) + ".")
@@ -133,7 +136,9 @@ def build_blocks(result: PlanResult) -> list:
               + " (default: the NVLink domain, capped at 64); batches up to min(users, "
               f"{r.max_batch}); HOP-B {'on' if r.hopb else 'off'}; strategies {', '.join(r.strategies)}.",
               "Instances = ceil(users / batch). An instance stays inside one NVLink domain, so racks (NVL72) or "
-              "nodes (HGX) = ceil(instances / instances per unit); GPUs left over in those units are not charged.",
+              "nodes (HGX) = ceil(instances / instances per unit); the cost counts the GPUs the instances use; renting whole racks or nodes "
+              "would also bill the idle ones ('GPUs in whole racks / nodes'). The break-even price of another system is the price per GPU-hour at which its cost "
+              "per million tokens equals the winner's (cost is proportional to price).",
               "Every user is counted at the configuration's full-batch tokens/s/user; a partly filled last "
               "instance runs no slower. Prefill, speculative decoding and queueing are not modelled."]
     if any(UNCALIBRATED in h.calibration for h in result.per_hardware):
@@ -170,7 +175,8 @@ def _comparison_table(result: PlanResult) -> Table:
     row("batch per instance", lambda h: str(cfg(h).batch) if cfg(h) else dash)
     row("GPUs per instance", lambda h: str(cfg(h).n_gpus) if cfg(h) else dash)
     row("instances", lambda h: ok(h, lambda: f"{h.instances:,}"))
-    row("total GPUs", lambda h: ok(h, lambda: f"{h.total_gpus:,}"))
+    row("total GPUs (used)", lambda h: ok(h, lambda: f"{h.total_gpus:,}"))
+    row("GPUs in whole racks / nodes", lambda h: ok(h, lambda: f"{h.billed_gpus:,}"))
     row("racks / nodes", lambda h: ok(h, lambda: f"{h.units:,} {h.unit_name}s ({h.unit_gpus} GPUs each)"))
     row("tokens/s/user", lambda h: _n(h.tokens_per_s_user) if h.meets_floor else
         (f"{_n(cfg(h).tokens_per_s_user)} (max reachable)" if cfg(h) else dash))

@@ -90,6 +90,11 @@ class HardwarePlan:
         return sum(d.total_gpus for d in self._chosen()) if self.meets_floor else None
 
     @property
+    def billed_gpus(self) -> Optional[int]:
+        """GPUs in the whole racks or nodes of every pool, idle ones included."""
+        return sum(d.billed_gpus for d in self._chosen()) if self.meets_floor else None
+
+    @property
     def instances(self) -> Optional[int]:
         return sum(d.instances for d in self._chosen()) if self.meets_floor else None
 
@@ -132,6 +137,7 @@ class HardwarePlan:
             c = main.choice.config
             out.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch,
                        n_gpus_per_instance=c.n_gpus, instances=self.instances, total_gpus=self.total_gpus,
+                       billed_gpus=self.billed_gpus,
                        **{f"{self.unit_name}s": self.units},
                        tokens_per_s_user=self.tokens_per_s_user, tokens_per_s_gpu=c.tokens_per_s_gpu,
                        fleet_tokens_per_s_gpu=self.fleet_tokens_per_s_gpu, cost_per_m_tokens=self.cost_per_m_tokens,
