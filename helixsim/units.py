@@ -17,8 +17,9 @@ from .errors import SpecError
 SUFFIXES = {"": 1, "k": 10 ** 3, "K": 10 ** 3, "M": 10 ** 6, "m": 10 ** 6, "G": 10 ** 9, "g": 10 ** 9,
             "Ki": 2 ** 10, "ki": 2 ** 10, "Mi": 2 ** 20, "mi": 2 ** 20, "Gi": 2 ** 30, "gi": 2 ** 30}
 _TOKENS = re.compile(r"^\s*(?P<num>[0-9]+(\.[0-9]+)?)\s*(?P<suffix>[kKmMgG]i?)?\s*$")
-#: Largest token count accepted anywhere (the spec files' limit): 2^40.
-MAX_TOKENS = 1 << 40
+#: Largest token count parsed (the spec files' general limit, helixsim.specs._schema.MAX_MAGNITUDE);
+#: plan bounds its contexts lower (2^40), as its YAML does.
+MAX_TOKENS = 10 ** 15
 
 
 def parse_tokens(text, source: str = "command line", field: str = "--context") -> int:
@@ -39,7 +40,7 @@ def parse_tokens(text, source: str = "command line", field: str = "--context") -
     if value < 1:
         raise SpecError(source, field, f"must be >= 1 token, got {value}")
     if value > MAX_TOKENS:
-        raise SpecError(source, field, f"must be <= {MAX_TOKENS:,} tokens (2^40), got {text}")
+        raise SpecError(source, field, f"must be <= {MAX_TOKENS:g} tokens, got {str(text)[:40]}")
     return value
 
 

@@ -35,7 +35,7 @@ def default_price_file() -> Path:
 class ContextShare:
     """One context of a context mix; ``weight`` is its share of the users (normalised over the mix)."""
 
-    context: int = field(metadata=TOKENS)
+    context: int = field(metadata={**TOKENS, "max": 1 << 40})
     weight: float = 1.0
 
 
@@ -47,7 +47,7 @@ class PlanSpec:
     hardware: tuple[str, ...]
     users: int = field(metadata={"max": 1 << 40})
     min_tokens_per_s_user: float
-    context: Optional[int] = field(default=None, metadata=TOKENS)
+    context: Optional[int] = field(default=None, metadata={**TOKENS, "max": 1 << 40})
     context_mix: Optional[tuple[ContextShare, ...]] = None
     max_gpus_per_instance: Optional[int] = field(default=None, metadata={"max": 4096})
     weights: Optional[str] = None

@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 NONNEG = {"nonneg": True}  # field metadata: zero allowed
 ANY_SIGN = {"any_sign": True}  # field metadata: any finite number
-TOKENS = {"tokens": True, "max": 1 << 40}  # field metadata: a token count, "1M", "256k" and "128Ki" accepted
+TOKENS = {"tokens": True}  # field metadata: a token count, "1M", "256k" and "128Ki" accepted
 #: Largest magnitude of any number in a spec file unless a field sets its own "max"; with
 #: MIN_POSITIVE (smallest strictly positive float) it keeps every derived quantity finite.
 MAX_MAGNITUDE = 1e15
