@@ -89,7 +89,8 @@ def test_sweep_lists_are_deduplicated_and_models_resolve_beside_the_yaml(tmp_pat
     tables = []
     for name, text in (("once", once), ("twice", twice)):
         (tmp_path / f"{name}.yaml").write_text(text)
-        code, out, err = cli(capsys, ["sweep", tmp_path / f"{name}.yaml", "--out", tmp_path / f"out-{name}"])
+        code, out, err = cli(capsys, ["sweep", tmp_path / f"{name}.yaml", "--out", tmp_path / f"out-{name}",
+                                      "--format", "csv"])
         assert code == 0, err   # the model file is found beside the YAML, not in the working directory
         tables.append((tmp_path / f"out-{name}" / "s.csv").read_text().splitlines()[1:])
     assert tables[0] == tables[1]
