@@ -36,8 +36,23 @@ from typing import Callable
 
 from ..errors import SpecError
 
-#: Repository root in a source checkout (README.md and docs/ live there; an installed wheel has none).
-ROOT = Path(__file__).resolve().parent.parent.parent
+
+def find_root() -> Path:
+    """The repository whose README.md and docs/ are generated.
+
+    In a source checkout that is the folder above the package; an installed wheel has no docs
+    beside it, so the working directory is used when it is a checkout (as when the tests or
+    ``helixsim docs`` run from the repository root against an installed copy).
+    """
+    beside = Path(__file__).resolve().parent.parent.parent
+    for candidate in (beside, Path.cwd()):
+        if (candidate / "README.md").is_file() and (candidate / "docs").is_dir():
+            return candidate
+    return beside
+
+
+#: Repository root (see :func:`find_root`).
+ROOT = find_root()
 BLOCK = re.compile(r"<!-- generated:(?P<name>[A-Za-z0-9_.-]+) -->\n(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- generated:([A-Za-z0-9_.-]+) -->")
 #: Significant digits kept for every float in a figure's numbers (what the check compares).
