@@ -19,7 +19,7 @@ class SpecError(ValueError):
         self.field = field
         self.problem = problem
         where = f"{_cut(source)}: {_cut(field)}" if field else _cut(source)
-        super().__init__(f"{where}: {_cut(problem, 400)}".replace("\n", " "))
+        super().__init__(f"{where}: {_cut(problem, 700)}".replace("\n", " "))  # room for a list of choices
 
 
 def _cut(text, limit: int = 200) -> str:
