@@ -31,6 +31,10 @@ HF_TO_MODEL = {
     "meta-llama/Llama-3.1-405B": "llama-3.1-405b", "openai/gpt-oss-120b": "gpt-oss-120b",
     "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
     "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b", "moonshotai/Kimi-K2-Instruct": "kimi-k2",
+    # same architecture as the base checkpoint; the row's own precision column sets the formats
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "meta-llama/Llama-3.1-8B": "llama-3.1-8b", "meta-llama/Meta-Llama-3.1-8B": "llama-3.1-8b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
 }
 #: measured-data system name -> built-in hardware
 SYSTEM_TO_HARDWARE = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm": "b200-hgx",
