@@ -85,26 +85,30 @@ class HardwarePlan:
     def _chosen(self) -> list[Deployment]:
         return [p.choice for p in self.pools if p.choice is not None]
 
+    def _fleet_sum(self, attr: str):
+        """``attr`` summed over every pool's chosen deployment; None where a pool misses the floor."""
+        return sum(getattr(d, attr) for d in self._chosen()) if self.meets_floor else None
+
     @property
     def total_gpus(self) -> Optional[int]:
-        return sum(d.total_gpus for d in self._chosen()) if self.meets_floor else None
+        return self._fleet_sum("total_gpus")
 
     @property
     def billed_gpus(self) -> Optional[int]:
         """GPUs in the whole racks or nodes of every pool, idle ones included."""
-        return sum(d.billed_gpus for d in self._chosen()) if self.meets_floor else None
+        return self._fleet_sum("billed_gpus")
 
     @property
     def instances(self) -> Optional[int]:
-        return sum(d.instances for d in self._chosen()) if self.meets_floor else None
+        return self._fleet_sum("instances")
 
     @property
     def units(self) -> Optional[int]:
-        return sum(d.units for d in self._chosen()) if self.meets_floor else None
+        return self._fleet_sum("units")
 
     @property
     def served_tokens_per_s(self) -> Optional[float]:
-        return sum(d.served_tokens_per_s for d in self._chosen()) if self.meets_floor else None
+        return self._fleet_sum("served_tokens_per_s")
 
     @property
     def cost_per_m_tokens(self) -> Optional[float]:
