@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
-import pandas as pd
+from ._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from .cost.kernels import RooflineKernels
 from .cost.memory import largest_batch, memory_per_gpu
@@ -52,7 +53,7 @@ def kernels_for(hw: HardwareSpec, ideal: bool = False, calibration: str | Path |
     roofline = RooflineKernels(hw, load_efficiency(hw.base or hw.name))  # a what-if keeps its base's
     if calibration is not None and str(calibration) == "none":
         return roofline
-    from .calibration.fit import builtin_calibration_path
+    from .calibration.stored import builtin_calibration_path
     from .calibration.kernels import calibrated_kernels
 
     trtllm = calibrated_kernels(roofline, calibration)
@@ -201,7 +202,7 @@ class PointResult:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
 
 
-def infeasible_reason(row: pd.Series, hw: HardwareSpec) -> str | None:
+def infeasible_reason(row: Mapping, hw: HardwareSpec) -> str | None:
     if row["feasible"]:
         return None
     cap = hw.hbm_capacity_bytes / 1e9
@@ -234,9 +235,10 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
     k = kernels_for(hw, ideal, calibration, backend)
     if hasattr(k, "reset_log"):
         k.reset_log()
-    frame = evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, kernels=k, mtp=mtp,
-                     acceptance=acceptance, two_batch_overlap=two_batch_overlap)
-    row = frame.iloc[0]
+    # the columns of evaluate() without its DataFrame: one point need not import pandas
+    columns, kernel_model = _evaluate(m, hw, LayoutArrays.from_layout(layout), batch, context, prec, k, mtp,
+                                      acceptance, two_batch_overlap=two_batch_overlap)
+    row = {key: value[0] for key, value in columns.items()}
     return PointResult(
         model=m.name, hardware=hw.name, strategy=layout.strategy, layout=layout.as_dict(),
         n_gpus=int(row["n_gpus"]), batch=int(batch), context=int(context), ttl_ms=float(row["ttl_ms"]),
@@ -246,7 +248,7 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
         memory_per_gpu_gb=float(row["memory_per_gpu_gb"]), feasible=bool(row["feasible"]),
         infeasible_reason=infeasible_reason(row, hw), max_batch=int(row["max_batch"]),
         breakdown_ms={key: float(row[f"{key}_ms"]) for key in BREAKDOWN_KEYS},
-        kernel_model=dict(frame.attrs["kernel_model"]),
+        kernel_model=dict(kernel_model),
         precision={"weights": prec.weights, "kv_cache": prec.kv_cache, "activations": prec.activations,
                    "attention_math": prec.attention_math_dtype},
         ideal=ideal,

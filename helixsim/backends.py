@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration.fit import Calibration
+from .calibration.stored import Calibration
 from .calibration.kernels import CalibratedKernels
 from .errors import SpecError
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
-import pandas as pd
+from ._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from .errors import SpecError
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..specs.hardware import load_hardware_file
+from .binary import regenerate as regenerate_binary
 from .fit import SYSTEMS, fit_calibration, save_calibration
 
 SOURCE_NOTICE = """\
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 continue
             save_calibration(cal, target)
+            regenerate_binary(target)   # calibration.npz: the same tables, read fast (stored.py)
             size = sum(p.stat().st_size for p in target.rglob("*")
                        if p.is_file() and p.relative_to(target).parts[0] not in ("sglang", "vllm"))
             lent = "".join(f", {info['rows']} {fam} rows from {info['from']}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from ..errors import SpecError
 from ..safe_io import check_regular_file, numeric_column, read_csv_table, read_input_text, short

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
-import pandas as pd
+from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from . import roofline as rf
 

@@ -16,7 +16,6 @@ latency + bytes / bandwidth model used beyond the measured GPU counts.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -31,63 +30,14 @@ from .borrow import SIBLINGS, add_borrowed
 from .checks import check_family_frame, read_knot_table, read_manifest
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, WIRE, FamilySpec, collective_dtype, collective_op
 from .roofline import RoofParams
+from .stored import (FORMAT, SOURCE, VERSION, Calibration, CollectiveModel,  # noqa: F401 (re-exported)
+                     builtin_calibration_path)
 from .table import SweepTable, _norm_key, fit_group
-
-FORMAT = "helixsim-calibration"
-VERSION = 1
-SOURCE = ("Fitted from the measured kernel tables of aiconfigurator-core 0.12.0 "
-          "(https://github.com/ai-dynamo/aiconfigurator), Copyright (c) 2025-2026 NVIDIA CORPORATION & AFFILIATES, "
-          "Apache License 2.0; see hardware/calibration/NOTICE.")
 
 #: calibration data directory name -> helixsim hardware name
 SYSTEMS: dict[str, str] = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm": "b200-hgx",
                            "h200_sxm": "h200-hgx", "h100_sxm": "h100-hgx"}
 COLLECTIVE_FAMILIES = ("nccl", "allreduce_custom")
-
-
-@dataclass(frozen=True)
-class CollectiveModel:
-    """t(n, M) = alpha + alpha_per_log2n x log2(n) + wire(op, n, M) / bandwidth, fitted to one measured group."""
-
-    op: str
-    alpha_ms: float
-    alpha_per_log2n_ms: float
-    ms_per_byte: float
-    elem_bytes: float
-    n_min: int
-    n_max: int
-
-    def time_ms(self, n, nbytes) -> np.ndarray:
-        n = np.asarray(n, float)
-        return (self.alpha_ms + self.alpha_per_log2n_ms * np.log2(np.maximum(n, 1.0))
-                + WIRE[self.op](np.asarray(nbytes, float), np.maximum(n, 1.0)) * self.ms_per_byte)
-
-    def to_dict(self) -> dict:
-        bw = 1.0 / (self.ms_per_byte * 1e6) if self.ms_per_byte > 0 else None
-        return {"op": self.op, "alpha_us": round(self.alpha_ms * 1e3, 4),
-                "alpha_per_log2n_us": round(self.alpha_per_log2n_ms * 1e3, 4),
-                "bandwidth_gbps": None if bw is None else round(bw, 3), "elem_bytes": self.elem_bytes,
-                "n_min": self.n_min, "n_max": self.n_max}
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "CollectiveModel":
-        bw = d.get("bandwidth_gbps")
-        return cls(op=d["op"], alpha_ms=d["alpha_us"] * 1e-3, alpha_per_log2n_ms=d["alpha_per_log2n_us"] * 1e-3,
-                   ms_per_byte=0.0 if not bw else 1.0 / (bw * 1e6), elem_bytes=float(d["elem_bytes"]),
-                   n_min=int(d["n_min"]), n_max=int(d["n_max"]))
-
-
-@dataclass
-class Calibration:
-    """Everything the calibrated kernel model needs for one system."""
-
-    hardware: str
-    roof: RoofParams
-    tables: dict[str, SweepTable]
-    collectives: dict[str, dict[tuple, CollectiveModel]] = field(default_factory=dict)
-    stats: dict[str, dict] = field(default_factory=dict)
-    version: int = VERSION
-    source: str = SOURCE
 
 
 # ---------------------------------------------------------------- fitting
@@ -263,7 +213,7 @@ def fit_frames(frames: Mapping[str, pd.DataFrame], roof: RoofParams, hardware: s
         if name not in FAMILIES or not len(df):
             continue
         tables[name] = fit_table(FAMILIES[name], df, roof)
-        stats[name] = {"rows": int(len(df)), "sweeps": int(len(tables[name].keys))}
+        stats[name] = {"rows": int(len(df)), "sweeps": int(len(tables[name].values))}
     return Calibration(hardware=hardware, roof=roof, tables=tables, collectives=fit_collectives(frames), stats=stats)
 
 
@@ -326,7 +276,7 @@ def knot_latency_ms(cal: Calibration, name: str) -> np.ndarray:
     """The fitted latency (ms) of every sweep of family ``name`` at every knot (NaN outside a sweep)."""
     table, spec = cal.tables[name], FAMILIES[name]
     if table.mode == "efficiency":
-        return _knot_roof(spec, cal.roof, table.keys, table.knots) * 2.0 ** table.values
+        return _knot_roof(spec, cal.roof, table.key_frame(), table.knots) * 2.0 ** table.values
     return 2.0 ** table.values
 
 
@@ -415,11 +365,3 @@ def _calibration_from(manifest: dict, path: Path) -> Calibration:
                    for fam, models in manifest.get("collective_models", {}).items()}
     return Calibration(hardware=manifest["hardware"], roof=roof, tables=tables, collectives=collectives, stats=stats,
                        version=int(manifest["version"]), source=manifest.get("source", ""))
-
-
-def builtin_calibration_path(hardware_name: str) -> Path | None:
-    """The shipped calibration of a built-in hardware name (``hardware/calibration/<name>/``), or None."""
-    from ..specs.registry import data_dir
-
-    root = data_dir("hardware") / "calibration" / hardware_name
-    return root if (root / "calibration.json").is_file() else None

@@ -49,7 +49,7 @@ from ..cost.kernels import RooflineKernels
 from . import roofline as rf
 from .extrapolate import predict_family
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
-from .fit import Calibration, CollectiveModel
+from .stored import Calibration, CollectiveModel
 
 GEMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4",)}
 # FP4 experts: NVFP4 on Blackwell; MXFP4 weight-only (w4a16) or with MXFP8 activations where measured (gpt-oss on Hopper)
@@ -537,14 +537,26 @@ _LOADED: dict[tuple[str, float], Calibration] = {}
 
 
 def _load_cached(path: Path) -> Calibration:
-    from .fit import load_calibration
-
+    """The calibration in folder ``path`` (or of its ``calibration.json``), read once per process: from
+    its binary copy ``calibration.npz`` when that matches the readable files, else from the CSVs."""
     path = Path(path).resolve()
     manifest = path / "calibration.json" if path.is_dir() else path
     key = (str(manifest), manifest.stat().st_mtime)
     if key not in _LOADED:
-        _LOADED[key] = load_calibration(path)
+        _LOADED[key] = _load(manifest.parent)
     return _LOADED[key]
+
+
+def _load(folder: Path) -> Calibration:
+    from .checks import read_manifest
+    from .stored import load_binary
+
+    cal = load_binary(folder, read_manifest(folder))
+    if cal is None:
+        from .fit import load_calibration
+
+        cal = load_calibration(folder)
+    return cal
 
 
 def calibrated_kernels(roofline: RooflineKernels, calibration: str | Path | None = None):
@@ -555,7 +567,7 @@ def calibrated_kernels(roofline: RooflineKernels, calibration: str | Path | None
     hardware if there is one.
     """
     from ..errors import SpecError
-    from .fit import builtin_calibration_path
+    from .stored import builtin_calibration_path
 
     if calibration is None:
         # a what-if (``base:`` in its hardware file) takes its base system's calibration

@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from ..cost import terms as t
-import pandas as pd
+from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from ..specs.hardware import HardwareSpec
 

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 RoofFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -188,17 +188,22 @@ class SweepTable:
     knots: np.ndarray               # axis values (ascending, > 0)
     mode: str                       # "efficiency" or "latency_ms"
     upper: str                      # "hold" or "linear"
-    keys: pd.DataFrame              # one row per sweep: cat + near + num columns
+    keys: "pd.DataFrame | Mapping[str, np.ndarray]"   # one row per sweep: cat + near + num columns
     values: np.ndarray              # (n_sweeps, n_knots) log2 values, NaN outside a sweep's span
     floors: dict[tuple, float] = field(default_factory=dict)   # cat tuple -> floor (ms)
     _groups: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.knots = np.asarray(self.knots, float)
-        self.keys = self.keys.reset_index(drop=True)
+        if isinstance(self.keys, Mapping):   # columns as arrays (the binary calibration; no pandas needed)
+            self._cols = {c: np.asarray(self.keys[c]) for c in self.cat + self.near + self.num}
+        else:
+            self.keys = self.keys.reset_index(drop=True)
+            self._cols = {c: self.keys[c].to_numpy() for c in self.cat + self.near + self.num}
         self._xk = np.log2(self.knots)
         self.set_values(self.values)
-        cat_keys = [tuple(r) for r in self.keys[list(self.cat)].itertuples(index=False, name=None)] if self.cat else [()] * len(self.keys)
+        n = len(self.values)
+        cat_keys = list(zip(*(self._cols[c].tolist() for c in self.cat))) if self.cat else [()] * n
         self._cat_rows: dict[tuple, list[int]] = {}
         for i, key in enumerate(cat_keys):
             self._cat_rows.setdefault(_norm_key(key), []).append(i)
@@ -212,6 +217,16 @@ class SweepTable:
         self._first = ok.argmax(axis=1)
         self._last = self.values.shape[1] - 1 - ok[:, ::-1].argmax(axis=1)
 
+    def key_columns(self) -> dict[str, np.ndarray]:
+        """The sweep keys, one array per ``cat``, ``near`` and ``num`` column."""
+        return dict(self._cols)
+
+    def key_frame(self) -> "pd.DataFrame":
+        """The sweep keys as a DataFrame (one row per sweep)."""
+        if isinstance(self.keys, Mapping):
+            return pd.DataFrame(self._cols)
+        return self.keys
+
     # ------------------------------------------------------------ lookup structures
     def categories(self) -> list[tuple]:
         return list(self._cat_rows)
@@ -221,12 +236,15 @@ class SweepTable:
 
     def column_values(self, cat: Sequence, column: str) -> np.ndarray:
         rows = self._cat_rows.get(_norm_key(tuple(cat)), [])
-        return np.unique(self.keys[column].to_numpy()[rows])
+        return np.unique(self._cols[column][rows])
 
     def axis_range(self, cat: Sequence) -> tuple[float, float]:
         """Smallest and largest axis value covered by any sweep of ``cat``."""
         rows = self._cat_rows.get(_norm_key(tuple(cat)), [])
         return float(self.knots[self._first[rows].min()]), float(self.knots[self._last[rows].max()])
+
+    def _float_cols(self, names: tuple[str, ...]) -> np.ndarray:
+        return np.column_stack([self._cols[c].astype(float) for c in names])
 
     def _group(self, cat: tuple) -> _Group | None:
         key = _norm_key(cat)
@@ -236,8 +254,8 @@ class SweepTable:
         if rows is None:
             return None
         rows = np.asarray(rows)
-        near_vals = np.log2(self.keys[list(self.near)].to_numpy(float)[rows]) if self.near else np.zeros((len(rows), 0))
-        num_vals = np.log2(self.keys[list(self.num)].to_numpy(float)[rows]) if self.num else np.zeros((len(rows), 0))
+        near_vals = np.log2(self._float_cols(self.near)[rows]) if self.near else np.zeros((len(rows), 0))
+        num_vals = np.log2(self._float_cols(self.num)[rows]) if self.num else np.zeros((len(rows), 0))
         combos, inverse = np.unique(near_vals, axis=0, return_inverse=True)
         inverse = np.asarray(inverse).ravel()
         subs = []
@@ -449,7 +467,7 @@ class SweepTable:
         frames = {}
         shown = np.asarray(latency_ms, float) * 1e3
         for cat, rows in self._cat_rows.items():
-            frame = self.keys.loc[rows, list(self.near + self.num)].reset_index(drop=True)
+            frame = self.key_frame().loc[rows, list(self.near + self.num)].reset_index(drop=True)
             for c in self.near + self.num:
                 frame[c] = [_num_str(v) for v in frame[c]]
             cols = {name: [_sig(v, digits) for v in shown[rows, j]] for j, name in enumerate(self.knot_columns())}

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from ..precision import Precision
 from ..specs.model import ModelSpec
