@@ -104,9 +104,11 @@ def frame_from_columns(columns: dict) -> pd.DataFrame:
 
 
 def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
-                     precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None) -> dict[str, np.ndarray]:
+                     precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None,
+                     two_batch_overlap: bool = False) -> dict[str, np.ndarray]:
     """:func:`evaluate` as one flat numpy array per column (``strategy`` as codes into STRATEGIES)."""
-    return _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows)[0]
+    return _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows,
+                     two_batch_overlap)[0]
 
 
 def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,

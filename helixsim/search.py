@@ -43,6 +43,7 @@ class SearchSpace:
     min_gpus: int = 1
     batches: tuple[int, ...] | None = None  # explicit grid instead of powers of two and the steps between
     mtp: tuple[int, ...] = (0,)             # MTP draft tokens per step to search (helixsim.cost.mtp)
+    two_batch_overlap: tuple[bool, ...] = (False,)   # ep layouts with and/or without TBO (helixsim.cost.wideep)
     every_batch: bool = False   # every batch from 1 to each layout's largest that fits (no grid)
     widths: tuple[int, ...] | None = None   # candidate widths per layout field (default: powers of two)
 
@@ -172,12 +173,13 @@ def chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Pr
 
 
 def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: Precision, kernels,
-                   frame: bool = True, mtps: tuple[int, ...] = (0,)):
+                   frame: bool = True, mtps: tuple[int, ...] = (0,), tbos: tuple[bool, ...] = (False,)):
     """Price one chunk: each (layout, batch) of the grid once for all its contexts (the terms that do not
     depend on the context are computed once and broadcast), then the capacity-edge rows; labelled.
     With several MTP draft counts ``mtps`` the chunk is priced once per count (an ``mtp`` column, labels
-    ending `` mtpN``). A DataFrame, or with ``frame=False`` a dict of numpy columns (strategy codes,
-    label a categorical)."""
+    ending `` mtpN``); with ``tbos`` containing True its ``ep`` rows are priced again with two-batch
+    overlap (a ``two_batch_overlap`` column, labels ending `` tbo``; the other strategies do not overlap).
+    A DataFrame, or with ``frame=False`` a dict of numpy columns (strategy codes, label a categorical)."""
     li, gb, fits, edge_l, edge_c = chunk.plan()
     col = LayoutArrays(*(getattr(chunk.layouts, f)[li][:, None] for f in LayoutArrays.__dataclass_fields__))
     rows = np.nonzero(fits)
@@ -185,18 +187,28 @@ def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: 
     if len(edge_l):
         which, batch = np.concatenate([which, edge_l]), np.concatenate([batch, chunk.cap[edge_l, edge_c]])
     labels = layout_labels(chunk.layouts, which, batch)
+    is_ep = chunk.layouts.strategy[which] == STRATEGIES.index("ep")
     parts = []
     for mtp in mtps:
-        cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision, kernels=kernels,
-                                mtp=mtp, rows=rows)
-        if len(edge_l):
-            edge = evaluate_columns(model, hw, _take(chunk.layouts, edge_l), chunk.cap[edge_l, edge_c],
-                                    chunk.contexts[edge_c], precision, kernels=kernels, mtp=mtp)
-            cols = {c: np.concatenate([v, edge[c]]) for c, v in cols.items()}
-        if mtps != (0,):
-            cols["mtp"] = np.full(len(batch), mtp, dtype=np.int64)
-        cols["label"] = labels.rename_categories([f"{c} mtp{mtp}" for c in labels.categories]) if mtp > 0 else labels
-        parts.append(cols)
+        for tbo in tbos:
+            if tbo and not is_ep.any():
+                continue
+            cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision,
+                                    kernels=kernels, mtp=mtp, rows=rows, two_batch_overlap=tbo)
+            if len(edge_l):
+                edge = evaluate_columns(model, hw, _take(chunk.layouts, edge_l), chunk.cap[edge_l, edge_c],
+                                        chunk.contexts[edge_c], precision, kernels=kernels, mtp=mtp,
+                                        two_batch_overlap=tbo)
+                cols = {c: np.concatenate([v, edge[c]]) for c, v in cols.items()}
+            if mtps != (0,):
+                cols["mtp"] = np.full(len(batch), mtp, dtype=np.int64)
+            if tbos != (False,):
+                cols["two_batch_overlap"] = np.full(len(batch), bool(tbo))
+            tag = (f" mtp{mtp}" if mtp > 0 else "") + (" tbo" if tbo else "")
+            cols["label"] = labels.rename_categories([f"{c}{tag}" for c in labels.categories]) if tag else labels
+            if tbo:   # only ep layouts overlap: the others are already priced without it
+                cols = {c: v[is_ep] for c, v in cols.items()}
+            parts.append(cols)
     if len(parts) > 1:
         from pandas.api.types import union_categoricals
 
@@ -236,9 +248,10 @@ def search(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Pr
     k = kernels_for(hw, ideal, calibration, backend)
     parts = list(chunks(model, hw, space, precision, k, rows=chunk))
     mtps = tuple(space.mtp) or (0,)
+    tbos = tuple(space.two_batch_overlap) or (False,)
     frames = []
     for i, ch in enumerate(parts):
-        frames.append(evaluate_chunk(model, hw, ch, precision, k, mtps=mtps))
+        frames.append(evaluate_chunk(model, hw, ch, precision, k, mtps=mtps, tbos=tbos))
         if progress:
             progress(i + 1, len(parts))
     if not frames:
@@ -303,9 +316,10 @@ def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = Non
             fr = fr.assign(strategy=np.where(nohopb[table.index.get_indexer(fr.index)], "helix-nohopb",
                                              fr["strategy"].astype(str)))
         out[name] = fr
-    if "mtp" in table and table["mtp"].nunique() > 1:   # the same frontiers without speculative decoding
-        plain = (table["mtp"] == 0).to_numpy() & (True if nohopb is None else ~nohopb)
-        for name in ("Helix", "Best baseline"):
-            sub = table[plain & table["strategy"].isin(groups[name]).to_numpy()]
-            out[f"{name} no MTP"] = frontier(sub) if len(sub) else sub.iloc[0:0]
+    for col, off, tag in (("mtp", 0, "no MTP"), ("two_batch_overlap", False, "no TBO")):
+        if col in table and table[col].nunique() > 1:   # the same frontiers without the feature
+            plain = (table[col] == off).to_numpy() & (True if nohopb is None else ~nohopb)
+            for name in ("Helix", "Best baseline"):
+                sub = table[plain & table["strategy"].isin(groups[name]).to_numpy()]
+                out[f"{name} {tag}"] = frontier(sub) if len(sub) else sub.iloc[0:0]
     return out

@@ -38,7 +38,7 @@ _KERNELS: dict = {}
 
 
 def _price(model: ModelSpec, hw: HardwareSpec, precision: Precision, ideal: bool, calibration, backend: str,
-           mtps: tuple[int, ...], chunk, hardware: str) -> pd.DataFrame:
+           mtps: tuple[int, ...], chunk, hardware: str, tbos: tuple[bool, ...] = (False,)) -> pd.DataFrame:
     """One chunk's table (run in a worker: the kernel object, with its memo of priced shapes, is kept
     per process and reused by every chunk that process prices)."""
     key = (hw, ideal, None if calibration is None else str(calibration), backend)
@@ -51,7 +51,7 @@ def _price(model: ModelSpec, hw: HardwareSpec, precision: Precision, ideal: bool
         if key is not None:
             _KERNELS.clear()
             _KERNELS[key] = k
-    cols = evaluate_chunk(model, hw, chunk, precision, k, frame=False, mtps=mtps)
+    cols = evaluate_chunk(model, hw, chunk, precision, k, frame=False, mtps=mtps, tbos=tbos)
     table = frame_from_columns(cols)
     table.insert(0, "hardware", pd.Categorical([hardware] * len(table)) if len(table) else pd.Categorical([]))
     return table
@@ -60,7 +60,8 @@ def _price(model: ModelSpec, hw: HardwareSpec, precision: Precision, ideal: bool
 def priced_chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precision: Precision, hardware: str,
                   ideal: bool = False, calibration=None, workers: int = 1, scheduler: str | None = None,
                   rows: int = 1 << 18, backend: str = "trtllm",
-                  mtps: tuple[int, ...] = (0,)) -> Iterator[tuple[int, int, pd.DataFrame]]:
+                  mtps: tuple[int, ...] = (0,),
+                  tbos: tuple[bool, ...] = (False,)) -> Iterator[tuple[int, int, pd.DataFrame]]:
     """(index, number of chunks, table) for every chunk of the study, in order.
 
     workers > 1: local processes; scheduler: the address of a Dask distributed scheduler
@@ -71,7 +72,7 @@ def priced_chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precis
     args = (model, hw, precision, ideal, calibration, backend, mtps)
     if scheduler is None and workers <= 1:
         for i, ch in enumerate(plan):
-            yield i, len(plan), _price(*args, ch, hardware)
+            yield i, len(plan), _price(*args, ch, hardware, tbos)
         return
     if scheduler is not None:
         submit, close = _dask_submitter(scheduler)
@@ -83,11 +84,11 @@ def priced_chunks(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, precis
         submit, close = pool.submit, pool.shutdown
     try:
         ahead = max(2 * max(workers, 1), 2)
-        pending = [submit(_price, *args, ch, hardware) for ch in plan[:ahead]]
+        pending = [submit(_price, *args, ch, hardware, tbos) for ch in plan[:ahead]]
         for i in range(len(plan)):
             table = pending.pop(0).result()
             if i + ahead < len(plan):
-                pending.append(submit(_price, *args, plan[i + ahead], hardware))
+                pending.append(submit(_price, *args, plan[i + ahead], hardware, tbos))
             yield i, len(plan), table
     finally:
         close()
@@ -182,14 +183,15 @@ def frontier_rows(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None =
         kept = rows[grouped_pareto_mask(facet[rows], x[rows], y[rows])]
         keep.append(kept)
         name_of += [name] * len(kept)
-    if "mtp" in table and table["mtp"].nunique() > 1:   # the same frontiers without speculative decoding
-        plain = table["mtp"].to_numpy() == 0
-        for name in ("Helix", "Best baseline"):
-            member = np.isin(codes, [names.index(m) for m in groups.get(name, ()) if m in names])
-            rows = np.flatnonzero(ok & member & plain)
-            kept = rows[grouped_pareto_mask(facet[rows], x[rows], y[rows])] if len(rows) else rows
-            keep.append(kept)
-            name_of += [f"{name} no MTP"] * len(kept)
+    for col, off, tag in (("mtp", 0, "no MTP"), ("two_batch_overlap", False, "no TBO")):
+        if col in table and table[col].nunique() > 1:   # the same frontiers without the feature
+            plain = table[col].to_numpy() == off
+            for name in ("Helix", "Best baseline"):
+                member = np.isin(codes, [names.index(m) for m in groups.get(name, ()) if m in names])
+                rows = np.flatnonzero(ok & member & plain)
+                kept = rows[grouped_pareto_mask(facet[rows], x[rows], y[rows])] if len(rows) else rows
+                keep.append(kept)
+                name_of += [f"{name} {tag}"] * len(kept)
     keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
     out = table.iloc[keep].reset_index(drop=True)
     out["strategy"] = np.asarray(names, dtype=object)[codes[keep]]
@@ -327,7 +329,8 @@ def stream_model(model: ModelSpec, systems: Sequence[tuple[str, HardwareSpec]], 
                  precision: Precision, table_path: Path, frontier_path: Path, fmt: str, provenance: dict,
                  ideal: bool = False, calibration=None, workers: int = 1, scheduler=None,
                  progress: Callable[[int, int], None] | None = None, rows: int = 1 << 18,
-                 backend: str = "trtllm", mtps: tuple[int, ...] = (0,)) -> StreamResult:
+                 backend: str = "trtllm", mtps: tuple[int, ...] = (0,),
+                 tbos: tuple[bool, ...] = (False,)) -> StreamResult:
     """Price one model on every system of the sweep, writing the table chunk by chunk and keeping only
     the running frontiers in memory."""
     import time
@@ -339,7 +342,7 @@ def stream_model(model: ModelSpec, systems: Sequence[tuple[str, HardwareSpec]], 
     try:
         for name, hw in systems:
             for i, total, table in priced_chunks(model, hw, space, precision, name, ideal, calibration,
-                                                 workers, scheduler, rows, backend, mtps):
+                                                 workers, scheduler, rows, backend, mtps, tbos):
                 writer.write(table)
                 reducer.add(table)
                 n += len(table)

@@ -64,13 +64,15 @@ class SweepSpec:
     max_batch: int = field(default=4096, metadata={"max": 1 << 20})
     ideal: bool = False
     backend: str = "trtllm"     # serving framework whose measured kernels price it (helixsim/backends.py)
-    mtp: tuple[int, ...] = (0,)   # MTP draft tokens per step to search (helixsim/cost/mtp.py)
+    mtp: tuple[int, ...] = field(default=(0,), metadata={"nonneg": True, "max": 16})   # MTP drafts (cost/mtp.py)
+    two_batch_overlap: tuple[bool, ...] = (False,)   # ep layouts with/without TBO (helixsim/cost/wideep.py)
     every_batch: bool = False      # every batch up to the largest that fits, not the 1, 2, 3, 4, 6, 8, ... grid
     widths: tuple[int, ...] = field(default=(), metadata=_WIDTH)   # layout widths (default: powers of two)
 
     def space(self) -> SearchSpace:
         return SearchSpace(strategies=self.strategies, max_gpus=self.max_gpus, pp=self.pp, hopb=self.hopb,
                            max_batch=self.max_batch, contexts=self.contexts, mtp=self.mtp,
+                           two_batch_overlap=self.two_batch_overlap,
                            every_batch=self.every_batch, widths=self.widths or None)
 
 
@@ -78,7 +80,8 @@ def dedupe_lists(spec: SweepSpec) -> SweepSpec:
     """The spec with repeated entries of its lists dropped (first kept): ``strategies: [helix, helix]``
     would price every layout twice and double the frontier."""
     return replace(spec, **{f: tuple(dict.fromkeys(getattr(spec, f)))
-                            for f in ("models", "hardware", "contexts", "strategies", "pp", "hopb")})
+                            for f in ("models", "hardware", "contexts", "strategies", "pp", "hopb", "mtp",
+                                      "two_batch_overlap")})
 
 
 def _beside(model: str, sweep_path: Path) -> str:
@@ -262,7 +265,7 @@ def write_plots(spec: SweepSpec, model: str, facets: dict, out: Path, name: str)
     written = []
     shown = {k: v for k, v in fronts.items()
              if k in ("Helix", "Helix HOP-B off", "Best baseline", "Medha", "Medha+EP (extension)", "Helix no MTP",
-                      "Best baseline no MTP") and len(v)}
+                      "Best baseline no MTP", "Best baseline no TBO") and len(v)}
     written += plot_frontiers(shown, out / f"{name}-frontier", title, bands=("Helix", "Best baseline"))
     if len(fronts.get("Helix", [])):
         written += plot_breakdown(fronts["Helix"], out / f"{name}-helix-breakdown", f"Helix frontier: {title}")
@@ -287,7 +290,7 @@ def stream_sweep(spec: SweepSpec, sweep_path: Path, out: Path, fmt: str = "parqu
                            out / f"{name}.{fmt}", out / f"{name}-frontier.{fmt}", fmt, prov,
                            ideal=spec.ideal if ideal is None else ideal, calibration=calibration,
                            workers=workers, scheduler=scheduler, progress=progress, backend=spec.backend,
-                           mtps=tuple(spec.mtp) or (0,))
+                           mtps=tuple(spec.mtp) or (0,), tbos=tuple(spec.two_batch_overlap) or (False,))
         written = list(res.written)
         written.append(write_provenance(out, {p.name: prov for p in res.written}))
         written += write_plots(spec, model, res.facets, out, name)
