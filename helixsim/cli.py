@@ -382,6 +382,17 @@ def _error_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def draft_counts(text: str) -> tuple[int, ...]:
+    """``--mtp 0,3``: the MTP draft counts a plan searches (0..16 each)."""
+    try:
+        out = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise SpecError("command line", "--mtp", f"expected comma-separated whole numbers, got {text[:40]!r}") from None
+    if not all(0 <= n <= 16 for n in out):
+        raise SpecError("command line", "--mtp", f"must be 0..16 draft tokens each, got {text[:40]!r}")
+    return out
+
+
 @main.command("plan")
 @click.option("--plan", "plan_file", default=None, type=click.Path(dir_okay=False),
               help="plan YAML (flags given as well override its keys)")
@@ -401,6 +412,8 @@ def _error_table(summary: dict) -> str:
 @click.option("--no-hopb", is_flag=True, default=None, help="turn HOP-B overlap off")
 @click.option("--max-batch", type=int, default=None, help="largest batch per instance searched [default: 4096]")
 @click.option("--no-sensitivity", is_flag=True, default=None, help="skip the sensitivity re-plans")
+@click.option("--mtp", "mtp_drafts", default=None,
+              help="MTP draft tokens to search, comma-separated (0,1,3; DeepSeek-R1's acceptance) [default: 0]")
 @click.option("--calibration", type=click.Path(), default=None, help="calibration file to use")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="write report.md and a self-contained report.html here")
@@ -411,7 +424,7 @@ def _error_table(summary: dict) -> str:
 @click.option("--max-ttft-s", type=float, default=None, help="time-to-first-token limit, seconds (with --isl)")
 @user_errors
 def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance, weights,
-             kv_cache, price, no_hopb, max_batch, no_sensitivity, calibration, out_dir, as_json, isl, osl,
+             kv_cache, price, no_hopb, max_batch, no_sensitivity, mtp_drafts, calibration, out_dir, as_json, isl, osl,
              max_ttft_s) -> None:
     """Plan a decode fleet: hardware, layout, batch, GPUs and cost per million tokens for U users at X tok/s.
 
@@ -436,7 +449,8 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
     flags = {"model": model, "hardware": tuple(hardware) or None, "context": context, "users": users,
              "min_tokens_per_s_user": min_tokens_per_s_user, "max_gpus_per_instance": max_gpus_per_instance,
              "weights": weights, "kv_cache": kv_cache, "price": price, "max_batch": max_batch,
-             "hopb": False if no_hopb else None, "sensitivity": False if no_sensitivity else None}
+             "hopb": False if no_hopb else None, "sensitivity": False if no_sensitivity else None,
+             "mtp": None if mtp_drafts is None else draft_counts(mtp_drafts)}
     given = {k: v for k, v in flags.items() if v is not None}
     if plan_file:
         spec, source = load_plan_file(plan_file), str(plan_file)

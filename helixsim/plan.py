@@ -152,7 +152,8 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
          users: int, min_tokens_per_s_user: float, max_gpus_per_instance: int | None = None,
          weights: str | None = None, kv_cache: str | None = None,
          prices: str | Path | Mapping[str, float] | None = None, hopb: bool = True, max_batch: int = 4096,
-         strategies: Sequence[str] = STRATEGIES, sensitivity: bool = True, calibration=None) -> PlanResult:
+         strategies: Sequence[str] = STRATEGIES, sensitivity: bool = True, calibration=None,
+         mtp: Sequence[int] = (0,)) -> PlanResult:
     """Plan a decode fleet for ``users`` concurrent users at ``min_tokens_per_s_user`` each, per hardware.
 
     ``context``: one context length, or a mix (a sequence of :class:`ContextShare`,
@@ -161,7 +162,8 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
     capped at 64). ``weights``/``kv_cache``: formats (default FP4/FP8 where the GPU has FP4, else
     FP8/FP8). ``prices``: a price YAML path, a ``{hardware: USD per GPU-hour}`` mapping, or None for
     the built-in illustrative list. ``sensitivity``: also re-plan with the context x2 and x0.5,
-    users x2 and the floor +-25 %.
+    users x2 and the floor +-25 %. ``mtp``: MTP draft tokens per step to search as a dimension
+    (speculative decoding with DeepSeek-R1's published acceptance, :mod:`helixsim.cost.mtp`; 0: none).
     """
     start = time.perf_counter()
     m = resolve_model(model)
@@ -172,6 +174,10 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
     contexts = _as_contexts(context)
     strategies = tuple(strategies)
     _check_request(users, min_tokens_per_s_user, contexts, max_gpus_per_instance, max_batch, strategies)
+    mtp = tuple(dict.fromkeys(mtp)) or (0,)
+    for n in mtp:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 16:
+            raise SpecError("command line", "--mtp", f"must be 0..16 draft tokens, got {short(repr(n))}")
     for name, value in (("--weights", weights), ("--kv-cache", kv_cache)):
         if value is not None and value not in DTYPES:
             raise SpecError("command line", name, f"unknown precision '{value}', choose one of {', '.join(DTYPES)}{closest(value, DTYPES)}")
@@ -183,7 +189,7 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
         if hw.name not in price_table:
             raise SpecError(price_src, f"usd_per_gpu_hour.{hw.name}",
                             f"no price for '{hw.name}'; add one (USD per GPU-hour) or pass --price FILE")
-    planner = _Planner(m, strategies, hopb, max_batch, calibration)
+    planner = _Planner(m, strategies, hopb, max_batch, calibration, mtp)
     setup = []
     for hw in hws:
         prec = default_precision(hw, weights, kv_cache)
@@ -198,7 +204,7 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
     request = PlanRequest(model=m.name, hardware=tuple(h.name for h in hws), contexts=contexts, users=int(users),
                           min_tokens_per_s_user=float(min_tokens_per_s_user), max_gpus_per_instance=max_gpus_per_instance,
                           weights=weights, kv_cache=kv_cache, hopb=hopb, max_batch=max_batch, strategies=strategies,
-                          price_file=price_src)
+                          price_file=price_src, mtp=mtp)
     rows = [_sensitivity_row("base", "as requested", per_hw)]
     if sensitivity:
         for name, change, f in SENSITIVITY:
@@ -222,6 +228,6 @@ def plan_from_spec(spec: PlanSpec, source: str = "plan", calibration=None, **ove
     kwargs = dict(model=spec.model, hardware=spec.hardware, context=contexts, users=spec.users,
                   min_tokens_per_s_user=spec.min_tokens_per_s_user, max_gpus_per_instance=spec.max_gpus_per_instance,
                   weights=spec.weights, kv_cache=spec.kv_cache, prices=spec.price, hopb=spec.hopb,
-                  max_batch=spec.max_batch, strategies=spec.strategies, sensitivity=spec.sensitivity)
+                  max_batch=spec.max_batch, strategies=spec.strategies, sensitivity=spec.sensitivity, mtp=spec.mtp)
     kwargs.update(overrides)
     return plan(**kwargs, calibration=calibration)

@@ -63,17 +63,18 @@ class Config:
     tokens_per_s_gpu: float
     memory_per_gpu_gb: float
     breakdown_ms: dict
+    mtp: int = 0   # MTP draft tokens per step (helixsim.cost.mtp); tokens/s count the accepted ones
 
     @classmethod
     def from_row(cls, row: pd.Series) -> "Config":
         layout = {k: int(row[k]) for k in ("kvp", "tpa", "dp", "tpf", "ep", "pp")}
         layout["hopb"] = bool(row["hopb"])
-        label = re.sub(r" b\d+$", "", str(row["label"]))  # the layout only; the batch is its own field
+        label = re.sub(r" b\d+(?= |$)", "", str(row["label"]))  # the layout (and `` mtpN``); the batch is its own field
         return cls(strategy=str(row["strategy"]), layout=layout, label=label, n_gpus=int(row["n_gpus"]),
                    batch=int(row["batch"]), context=int(row["context"]), ttl_ms=float(row["ttl_ms"]),
                    tokens_per_s_user=float(row["tokens_per_s_user"]), tokens_per_s_gpu=float(row["tokens_per_s_gpu"]),
                    memory_per_gpu_gb=float(row["memory_per_gpu_gb"]),
-                   breakdown_ms={k: float(row[f"{k}_ms"]) for k in BREAKDOWN_KEYS})
+                   breakdown_ms={k: float(row[f"{k}_ms"]) for k in BREAKDOWN_KEYS}, mtp=int(row.get("mtp", 0)))
 
     def gpu_ms_per_token(self) -> dict[str, float]:
         """Each op's GPU-milliseconds per output token (``op_ms * n_gpus / batch``); they sum to

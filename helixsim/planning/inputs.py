@@ -57,6 +57,7 @@ class PlanSpec:
     max_batch: int = field(default=4096, metadata={"max": 1 << 20})
     strategies: tuple[str, ...] = STRATEGIES
     sensitivity: bool = True
+    mtp: tuple[int, ...] = field(default=(0,), metadata={"nonneg": True, "max": 16})   # MTP drafts searched
 
 
 def load_plan_file(path: str | Path) -> PlanSpec:

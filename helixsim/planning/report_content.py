@@ -140,11 +140,25 @@ def build_blocks(result: PlanResult) -> list:
               "would also bill the idle ones ('GPUs in whole racks / nodes'). The break-even price of another system is the price per GPU-hour at which its cost "
               "per million tokens equals the winner's (cost is proportional to price).",
               "Every user is counted at the configuration's full-batch tokens/s/user; a partly filled last "
-              "instance runs no slower. Prefill, speculative decoding and queueing are not modelled."]
+              "instance runs no slower. Prefill and queueing are not modelled; " + _mtp_text(r.mtp)]
     if any(UNCALIBRATED in h.calibration for h in result.per_hardware):
         items.append("The numbers are an analytical roofline: treat differences under ~20 % as within model error.")
     blocks.append(Bullets(items))
     return blocks
+
+
+def _mtp_text(drafts: tuple[int, ...]) -> str:
+    """The speculative-decoding assumption: none, or the MTP draft counts searched and their acceptance model."""
+    if tuple(drafts) == (0,):
+        return "speculative decoding is not modelled (plan with --mtp 0,3 to search MTP)."
+    from .results import mtp_searched
+
+    m = mtp_searched(drafts)
+    per = ", ".join(f"{n} drafts: {v:.2f}" for n, v in m["accepted_tokens_per_step"].items())
+    return (f"MTP speculative decoding searched with {', '.join(map(str, m['draft_tokens_searched']))} draft tokens "
+            f"per step (labels end ` mtpN`): each step verifies 1 + N tokens per request and runs N MTP forwards; "
+            f"tokens/s count the expected accepted tokens per step ({per}), from per-position acceptance rates "
+            f"{', '.join(f'{a:.3f}' for a in m['acceptance_rates'])} ({m['acceptance_source']}).")
 
 
 def _slug(name: str) -> str:

@@ -139,7 +139,7 @@ class HardwarePlan:
         main = self.main_pool
         if self.meets_floor:
             c = main.choice.config
-            out.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch,
+            out.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch, mtp=c.mtp,
                        n_gpus_per_instance=c.n_gpus, instances=self.instances, total_gpus=self.total_gpus,
                        billed_gpus=self.billed_gpus,
                        **{f"{self.unit_name}s": self.units},
@@ -202,6 +202,7 @@ class PlanRequest:
     max_batch: int
     strategies: tuple[str, ...]
     price_file: str
+    mtp: tuple[int, ...] = (0,)   # MTP draft tokens searched (a dimension; 0: none)
 
 
 @dataclass
@@ -222,7 +223,7 @@ class PlanResult:
     def recommendation(self) -> dict:
         """What ``helixsim plan --json`` prints: the overall winner's key numbers and a per-hardware list."""
         w = self.winner
-        keys = ("hardware", "strategy", "layout", "batch", "n_gpus_per_instance", "instances", "total_gpus",
+        keys = ("hardware", "strategy", "layout", "batch", "mtp", "n_gpus_per_instance", "instances", "total_gpus",
                 "tokens_per_s_user", "tokens_per_s_gpu", "cost_per_m_tokens")
         per = [h.summary() for h in self.per_hardware]
         top = {k: None for k in keys}
@@ -235,5 +236,17 @@ class PlanResult:
                 "min_tokens_per_s_user": r.min_tokens_per_s_user,
                 "contexts": [{"context": c.context, "weight": c.weight} for c in r.contexts],
                 "price_file": r.price_file, "per_hardware": per,
-                "robustness": self.robustness.summary() if self.robustness is not None else None}
+                "robustness": self.robustness.summary() if self.robustness is not None else None,
+                **({"mtp": mtp_searched(r.mtp)} if r.mtp != (0,) else {})}
+
+
+def mtp_searched(drafts: tuple[int, ...]) -> dict:
+    """The acceptance model behind a plan that searched MTP draft counts (JSON ``mtp``)."""
+    from ..cost.mtp import mtp_summary
+
+    per = [mtp_summary(n) for n in sorted(drafts)]
+    return {"draft_tokens_searched": sorted(int(n) for n in drafts),
+            "acceptance_rates": per[-1]["acceptance_rates"],
+            "accepted_tokens_per_step": {str(p["draft_tokens"]): p["accepted_tokens_per_step"] for p in per},
+            "acceptance_source": per[-1]["acceptance_source"]}
 

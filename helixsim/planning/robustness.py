@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..api import kernels_for
+from ..cost.mtp import accepted_tokens_per_step, draft_ms
 from ..cost.perturb import PerturbedKernels
 from ..cost.step import BREAKDOWN_KEYS, decode_step
 from ..layout import STRATEGIES, LayoutArrays
@@ -129,11 +130,14 @@ def reprice(rows: pd.DataFrame, model, precision, kernels) -> pd.DataFrame:
     lay = LayoutArrays(strategy=codes, **{c: rows[c].to_numpy(np.int64) for c in WIDTH_COLUMNS},
                        hopb=rows["hopb"].to_numpy(bool))
     batch = rows["batch"].to_numpy(np.int64)
-    parts = decode_step(kernels, model, lay, batch, rows["context"].to_numpy(np.int64), precision)
+    ctx = rows["context"].to_numpy(np.int64)
+    drafts = rows["mtp"].to_numpy(np.int64) if "mtp" in rows else np.zeros(len(rows), np.int64)
+    parts = decode_step(kernels, model, lay, batch, ctx, precision, q_len=1 + drafts)
+    parts["mtp"] = draft_ms(kernels, model, lay, batch, ctx, precision, drafts)   # MTP rows stay MTP rows
     ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
     out = rows.copy()
     out["ttl_ms"] = ttl
-    out["tokens_per_s_user"] = 1000.0 / ttl
+    out["tokens_per_s_user"] = 1000.0 * accepted_tokens_per_step(drafts) / ttl
     out["tokens_per_s_gpu"] = batch * out["tokens_per_s_user"] / rows["n_gpus"].to_numpy(float)
     return out
 

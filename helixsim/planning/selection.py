@@ -66,8 +66,9 @@ class _Planner:
     """Runs searches once per (hardware, context, batch cap) and plans pools from them."""
 
     def __init__(self, model: ModelSpec, strategies: tuple[str, ...], hopb: bool, max_batch: int,
-                 calibration=None):
+                 calibration=None, mtp: tuple[int, ...] = (0,)):
         self.model = model
+        self.mtp = tuple(mtp)
         self.strategies = strategies
         self.hopb = hopb
         self.max_batch = max_batch
@@ -79,7 +80,7 @@ class _Planner:
         key = (hw.name, budget, context, cap, prec)
         if key not in self._cache:
             space = SearchSpace(strategies=self.strategies, max_gpus=budget, hopb=(self.hopb,), max_batch=cap,
-                                contexts=(int(context),))
+                                contexts=(int(context),), mtp=self.mtp)
             t = search(self.model, hw, space, prec, calibration=self.calibration)
             if "label" not in t.columns:
                 t["label"] = pd.Series([], dtype=object)
