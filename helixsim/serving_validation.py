@@ -6,7 +6,9 @@ TTFT). For each row the prefill of one ``isl``-token prompt is priced on the row
 (:mod:`helixsim.cost.prefill`), then:
 
 - aggregated rows (``mode == "agg"``): TPOT = decode step + the other requests' prefills spread
-  over the decode (:func:`helixsim.serving.aggregated_tpot_ms`);
+  over the decode, less the decode work a mixed pass absorbs (:func:`helixsim.serving.aggregated_tpot_ms`);
+  TTFT = the scheduler wait + the own prefill passes (with the running decodes' attention where
+  the row's framework mixes them, :data:`helixsim.serving.SCHEDULERS`);
 - disaggregated rows: TPOT is the decode step; TTFT adds the KV transfer from a prefill
   instance of the decode instance's size (NVLink inside an NVL72 rack, the scale-out NIC
   between 8-GPU boards).
@@ -21,7 +23,9 @@ import pandas as pd
 
 from .errors import SpecError
 from .layout import LayoutArrays
-from .serving import aggregated_tpot_ms, kv_transfer_ms, ttft_ms
+from .prefill import DEFAULT_CHUNK_TOKENS
+from .serving import (absorbed_decode_ms, aggregated_tpot_ms, kv_transfer_ms, launch_setting_wait_iterations,
+                      mixed_pass_extra_ms, prefill_ms_per_token, scheduler_for, scheduler_wait_iterations, ttft_ms)
 
 SERVING_COLUMNS = ("isl", "osl", "mode")
 #: TTFT is compared where queueing behind other prompts is small (validation data README).
@@ -34,19 +38,22 @@ def has_serving_columns(table: pd.DataFrame) -> bool:
 
 
 def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs: dict, ideal: bool = False,
-                        calibration=None) -> dict[str, np.ndarray]:
+                        calibration=None, decode_attention_ms=None) -> dict[str, np.ndarray]:
     """Per row: predicted prefill, TTFT and TPOT (with interference where aggregated), NaN where not modelled.
 
     ``configs`` maps row index -> (model, hardware, layout, precision, backend) from the decode validation;
     each row's prefill is priced with its framework's measured kernels, as its decode step is.
+    ``decode_attention_ms``: per row, the decode step's attention (the part of a decode step that a
+    mixed prefill pass does not absorb); without it nothing is absorbed.
     """
     from .api import kernels_for
-    from .prefill import DEFAULT_CHUNK_TOKENS, evaluate_prefill, prefill_calibration
+    from .prefill import evaluate_prefill, prefill_calibration
     from .specs.registry import load_hardware, load_model
 
     n = len(table)
     prefill = np.full(n, np.nan)
     transfer = np.zeros(n)
+    linear = np.full(n, np.nan)     # the prefill less its attention: what scales with the tokens in a pass
     groups: dict[tuple, list] = {}
     for i, (model, hardware, layout, prec, backend) in configs.items():
         isl = table["isl"].iloc[i]
@@ -65,16 +72,31 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
         except SpecError:
             continue
         prefill[idx] = res["ttft_ms"]
+        linear[idx] = res["ttft_ms"] - res["attention"]
         disagg = (table["mode"].iloc[idx] == "disagg").to_numpy()
         same_rack = lay.n_gpus * 2 <= hw.nvlink_domain_gpus   # prefill + decode instance in one NVLink domain
         transfer[idx] = np.where(disagg, kv_transfer_ms(k, spec, lay, lay.n_gpus, isl, prec, same_rack), 0.0)
     agg = (table["mode"] == "agg").to_numpy()
     per_rank = table["decode_batch"].to_numpy(float)
-    tpot = np.where(agg, aggregated_tpot_ms(decode_tpot_ms, prefill, per_rank, table["osl"].to_numpy(float)),
-                    decode_tpot_ms)
-    iteration = np.where(agg, tpot, 0.0)    # a disaggregated prefill instance runs no decode iterations
+    mixed, overlap = np.zeros(n, bool), np.zeros(n, bool)
+    for i, cfg in configs.items():
+        sched = scheduler_for(cfg[4])
+        mixed[i], overlap[i] = sched.mixed_batches, sched.overlap
+    attn = np.zeros(n) if decode_attention_ms is None else np.nan_to_num(np.asarray(decode_attention_ms, float))
+    chunks = np.ceil(np.maximum(table["isl"].to_numpy(float), 1.0) / DEFAULT_CHUNK_TOKENS)
+    per_token = prefill_ms_per_token(linear, table["isl"].to_numpy(float))
+    absorbed = absorbed_decode_ms(decode_tpot_ms, attn, mixed, per_rank, per_token)
+    tpot = np.where(agg, aggregated_tpot_ms(decode_tpot_ms, prefill, per_rank, table["osl"].to_numpy(float),
+                                            chunks, absorbed), decode_tpot_ms)
+    # disaggregated: the prefill instance runs no decode iterations (nothing mixed, nothing in flight at
+    # concurrency <= 4); the first token reaches the client when the decode instance takes the request
+    # at its next scheduling point, half a decode iteration after the KV arrives on average
+    iteration = tpot
+    wait = np.where(agg, scheduler_wait_iterations(overlap), 0.5)
+    extra = np.where(agg, mixed_pass_extra_ms(attn, per_rank, chunks, mixed, per_token), 0.0)
+    ttft = ttft_ms(prefill, iteration, transfer, wait, extra)
     return {"predicted_prefill_ms": prefill, "predicted_kv_transfer_ms": transfer,
-            "predicted_ttft_ms": ttft_ms(prefill, iteration, transfer), "predicted_tpot_ms": tpot}
+            "predicted_ttft_ms": ttft, "predicted_tpot_ms": tpot}
 
 
 def serving_summary(rows: pd.DataFrame, ape_stats) -> dict:
@@ -92,6 +114,19 @@ def serving_summary(rows: pd.DataFrame, ape_stats) -> dict:
             sel &= rows["concurrency"] <= TTFT_MAX_CONCURRENCY
         ape = 100.0 * (rows["predicted_ttft_ms"] - rows["measured_ttft_ms"]).abs() / rows["measured_ttft_ms"]
         out["ttft"] = {**ape_stats(ape[sel]), "filter": TTFT_FILTER,
+                       "under_predicted_share": float((rows.loc[sel, "predicted_ttft_ms"]
+                                                       < rows.loc[sel, "measured_ttft_ms"]).mean()) if sel.any() else None,
                        "by_model": {k: ape_stats(ape[g.index]) for k, g in rows[sel].groupby(
-                           "model" if "model" in rows else "hf_model_path")}}
+                           "model" if "model" in rows else "hf_model_path")},
+                       **({"by_backend": {k: ape_stats(ape[g.index]) for k, g in rows[sel].groupby("backend")}}
+                          if "backend" in rows else {})}
     return out
+
+
+def ttft_with_launch_settings(rows: pd.DataFrame, backend: str, stream_interval: int, recv_interval: int) -> pd.Series:
+    """Predicted TTFT had ``backend``'s rows run with these launch settings instead of the defaults
+    (a sensitivity, not a fit: :func:`helixsim.serving.launch_setting_wait_iterations` iterations of
+    each row's predicted TPOT added to its predicted TTFT)."""
+    mine = (rows["backend"] == backend).to_numpy()
+    extra = launch_setting_wait_iterations(stream_interval, recv_interval, scheduler_for(backend).streams_first_token)
+    return rows["predicted_ttft_ms"] + np.where(mine, extra * rows["predicted_tpot_ms"].to_numpy(float), 0.0)

@@ -189,6 +189,7 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
     table = read_e2e_table(path)
     predicted = np.full(len(table), np.nan)
     pred_lo, pred_hi = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    decode_attention = np.full(len(table), np.nan)
     reasons = [""] * len(table)
     groups: dict[tuple, list] = {}
     for i, row in table.iterrows():
@@ -213,6 +214,7 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
                 reasons[i] = f"{err.field}: {err.problem}"
             continue
         predicted[idx] = res["ttl_ms"].to_numpy()
+        decode_attention[idx] = res["attention_ms"].to_numpy()
         pred_lo[idx], pred_hi[idx] = res["ttl_ms_lo"].to_numpy(), res["ttl_ms_hi"].to_numpy()
         for i, fits in zip(idx, res["feasible"].to_numpy()):
             if not fits:
@@ -223,7 +225,8 @@ def validate_e2e(path: Path, ideal: bool = False, calibration=None, dp_batch: st
     if sv.has_serving_columns(table):
         out["predicted_decode_tpot_ms"] = predicted
         configs = {m[0]: (key[0], key[1], m[1], key[2], key[3]) for key, members in groups.items() for m in members}
-        for name, values in sv.serving_predictions(table, predicted, configs, ideal, calibration).items():
+        for name, values in sv.serving_predictions(table, predicted, configs, ideal, calibration,
+                                                             decode_attention).items():
             out[name] = values
         added = out["predicted_tpot_ms"].to_numpy() - predicted   # prefill interference moves the interval too
         predicted, pred_lo, pred_hi = predicted + added, pred_lo + added, pred_hi + added

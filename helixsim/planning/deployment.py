@@ -14,8 +14,9 @@ needs ``ceil(rate x prefill_s)`` instances (Little's law; no queueing margin).
 
 **Aggregated.** Every decode configuration of the same search also prefills its own users'
 prompts on its GPUs (a prefill at the same per-GPU sharding: tp over the instance's attention
-GPUs), with TPOT = decode step + (B - 1)/(osl - 1) x prefill and TTFT = prefill + half a
-TPOT (:mod:`helixsim.serving`). The configuration with the most output tokens/s/GPU that meets
+GPUs), with TPOT and TTFT of :mod:`helixsim.serving` under TensorRT-LLM's scheduler (mixed
+prefill/decode passes, overlap scheduling: TTFT = prefill + the running decodes' share of its
+passes + 1.5 iterations of wait). The configuration with the most output tokens/s/GPU that meets
 the floor, the TTFT limit and HBM is taken.
 
 **Costs.** ``cost_per_m_tokens_prefill`` is the prefill pool's dollars per million *input*
@@ -36,7 +37,9 @@ from ..api import kernels_for
 from ..layout import STRATEGIES, LayoutArrays, valid_mask
 from ..prefill import DEFAULT_CHUNK_TOKENS, evaluate_prefill, prefill_calibration
 from ..search import SearchSpace, search
-from ..serving import aggregated_tpot_ms, kv_transfer_ms
+from ..backends import DEFAULT_BACKEND
+from ..serving import (absorbed_decode_ms, aggregated_tpot_ms, kv_transfer_ms, mixed_pass_extra_ms,
+                       prefill_ms_per_token, scheduler_for, scheduler_wait_iterations, ttft_ms)
 from .selection import select
 
 TP, EP = STRATEGIES.index("tp"), STRATEGIES.index("ep")
@@ -165,12 +168,18 @@ def plan_aggregated(model, hw, prec, table, isl: int, osl: int, users: int, floo
     extra = np.zeros(len(uniq), bool)
     sub = LayoutArrays(*(getattr(lay, f)[good] for f in LayoutArrays.__dataclass_fields__))
     r = evaluate_prefill(model, hw, sub, isl, 1, DEFAULT_CHUNK_TOKENS, 1, prec, k, pcal)
-    pf[good], extra[good] = r["ttft_ms"], r["extrapolated"]
+    lin = np.full(len(uniq), np.nan)
+    pf[good], extra[good], lin[good] = r["ttft_ms"], r["extrapolated"], r["ttft_ms"] - r["attention"]
     prefill_ms = pf[inv.ravel()]
     batch = t["batch"].to_numpy(float)
     per_rank = np.ceil(batch / t["dp"].to_numpy(float))
-    tpot = aggregated_tpot_ms(t["ttl_ms"].to_numpy(float), prefill_ms, per_rank, osl)
-    ttft = prefill_ms + 0.5 * tpot
+    # the kernels are TensorRT-LLM's, and so is the scheduler (mixed batches, overlap)
+    sched, decode, attn = scheduler_for(DEFAULT_BACKEND), t["ttl_ms"].to_numpy(float), t["attention_ms"].to_numpy(float)
+    chunks, per_token = math.ceil(isl / DEFAULT_CHUNK_TOKENS), prefill_ms_per_token(lin[inv.ravel()], isl)
+    tpot = aggregated_tpot_ms(decode, prefill_ms, per_rank, osl, chunks,
+                              absorbed_decode_ms(decode, attn, sched.mixed_batches, per_rank, per_token))
+    ttft = ttft_ms(prefill_ms, tpot, 0.0, scheduler_wait_iterations(sched.overlap),
+                   mixed_pass_extra_ms(attn, per_rank, chunks, sched.mixed_batches, per_token))
     tps_user = 1000.0 / tpot
     ok = np.isfinite(tpot) & (tps_user >= floor) & (ttft <= max_ttft_s * 1e3)
     if not ok.any():
