@@ -30,8 +30,6 @@ def run_deployment(plan_file, model, hardware, context, users, floor, max_gpus, 
         for p in written:
             click.echo(f"wrote {p}", err=True)
         return
-    click.echo(dr.summary_line(plan))
-    for hw, cells in dr._rows(plan):
-        click.echo(f"  {hw:<14} " + "  ".join(f"{name}: {c}" for (name, _), c in zip(dr.COLUMNS, cells) if c))
+    click.echo(dr.text(plan))
     for p in written:
         click.echo(f"wrote {p}")

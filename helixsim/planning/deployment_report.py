@@ -119,6 +119,14 @@ def summary_line(plan: DeploymentPlan) -> str:
             f"output tokens (decode), ${o.cost_per_m_output_tokens:.2f}/M output tokens in all.")
 
 
+def text(plan: DeploymentPlan) -> str:
+    """The plain-text report ``helixsim plan --isl/--osl`` prints: the summary line, then one line per option."""
+    lines = [summary_line(plan)]
+    for hw, cells in _rows(plan):
+        lines.append(f"  {hw:<14} " + "  ".join(f"{name}: {c}" for (name, _), c in zip(COLUMNS, cells) if c))
+    return "\n".join(lines)
+
+
 def markdown(plan: DeploymentPlan) -> str:
     head = ["hardware"] + [c for c, _ in COLUMNS] + ["extrapolated"]
     lines = [f"# Deployment plan: {plan.model}, {plan.isl:,} input / {plan.osl:,} output tokens", "",
