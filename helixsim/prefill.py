@@ -28,15 +28,16 @@ PREFILL_STRATEGIES = ("tp", "ep")
 DEFAULT_CHUNK_TOKENS = 8192
 
 
-def prefill_calibration(hw, ideal: bool = False, calibration: str | Path | None = None):
-    """The measured prefill-attention grids of ``hw`` (None under --ideal, --calibration none, or without data)."""
+def prefill_calibration(hw, ideal: bool = False, calibration: str | Path | None = None, backend: str | None = None):
+    """The measured prefill-attention grids of ``hw`` (None under --ideal, --calibration none, or without data);
+    with ``backend``, that framework's own grids where it measured them."""
     if ideal or (calibration is not None and str(calibration) == "none"):
         return None
     from .calibration import prefill as cp
 
     if calibration is not None and Path(str(calibration)).is_dir():
         return cp.load(Path(str(calibration)))
-    return cp.builtin(hw.name if calibration is None else str(calibration))
+    return cp.builtin(hw.name if calibration is None else str(calibration), backend)
 
 
 def check_whole(name: str, value, low: int = 1) -> int:

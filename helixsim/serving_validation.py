@@ -68,7 +68,7 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
         isl = np.array([m[2] for m in members])
         try:
             res = evaluate_prefill(spec, hw, lay, isl, 1, DEFAULT_CHUNK_TOKENS, 1, prec, k,
-                                   prefill_calibration(hw, ideal, calibration))
+                                   prefill_calibration(hw, ideal, calibration, backend))
         except SpecError:
             continue
         prefill[idx] = res["ttft_ms"]

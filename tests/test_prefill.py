@@ -129,3 +129,26 @@ def test_cli_bad_input_one_line_exit_2(args, field):
     assert res.exit_code == 2
     text = res.output.strip()
     assert field in text and len(text.splitlines()) == 1 and text.startswith("error:")
+
+
+def test_each_framework_prefills_with_its_own_measured_attention_kernel():
+    """SGLang's grids come from its own kernels where it measured the family; vLLM measured no MLA
+    prefill kernel, so its MLA prefill borrows TensorRT-LLM's grid; the kernel is the first of the
+    framework's preferred sources that the table holds."""
+    import pandas as pd
+
+    from helixsim.calibration import prefill as cp
+
+    trt, sgl, vll = (cp.builtin("b200-hgx", b) for b in (None, "sglang", "vllm"))
+
+    def same(a, b, family):
+        ga, gb = a.grids[family], b.grids[family]
+        return ga.keys() == gb.keys() and all(ga[k].to_frame().equals(gb[k].to_frame()) for k in ga)
+
+    assert not same(sgl, trt, "context_attention") and not same(sgl, trt, "context_mla")
+    assert same(vll, trt, "context_mla") and not same(vll, trt, "context_attention")
+    rows = pd.DataFrame({"kernel_source": ["triton", "fa3", "fa3"], "latency_ms": [1.0, 2.0, 3.0], "step": 0,
+                         "window_size": 0, "attn_dtype": "bfloat16", "kv_cache_dtype": "bfloat16", "head_dim": 128,
+                         "num_key_value_heads": 8, "batch_size": 1, "num_heads": 32, "isl": 1024})
+    picked = cp.prepare_rows("context_attention", rows, ("trtllm_mha", "fa3", "triton"))
+    assert picked["ms"].tolist() == [2.0, 3.0]

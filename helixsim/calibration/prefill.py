@@ -21,6 +21,10 @@ causal FLOPs, quadratically in the prompt: a long-prompt attention kernel is
 compute-bound and its tiles are already full at 16K (the measured TFLOP/s
 flatten there). Such predictions are flagged ``extrapolated``.
 
+SGLang's and vLLM's own measured prefill kernels (``<system>/sglang/``, ``<system>/vllm/``) give
+their own grids, stored under ``<system>/<framework>/`` (:data:`PREFILL_SOURCES` says which kernel
+each framework runs); a framework without a family's measurements uses TensorRT-LLM's grid.
+
 Regenerate the shipped grids (and their held-out error) with
 
     python -m helixsim.calibration.prefill --data /work/shared/calibration --out hardware/calibration
@@ -45,6 +49,18 @@ DTYPE_NAMES = {"bfloat16": "bf16", "fp8": "fp8"}
 #: which is the only MLA shape the context_mla table measures.
 MLA_QK_DIM, MLA_V_DIM = 192, 128
 FAMILIES = ("context_attention", "context_mla")
+#: framework -> family -> the measured ``kernel_source`` values it runs for prefill attention, preferred
+#: first (the first present in a system's table is used): TensorRT-LLM's own (top-level tables);
+#: SGLang: TensorRT-LLM's MHA kernels through FlashInfer on SM100, FlashAttention-3 on SM90, and
+#: TensorRT-LLM's MLA kernels; vLLM: FlashInfer with TensorRT-LLM prefill kernels on SM100,
+#: FlashAttention-3 on SM90 (vLLM measures MLA only as whole modules, so its MLA prefill borrows
+#: TensorRT-LLM's grid).
+PREFILL_SOURCES = {
+    "trtllm": {"context_attention": ("torch_flow",), "context_mla": ("default",)},
+    "sglang": {"context_attention": ("trtllm_mha", "fa3", "flashinfer", "triton"), "context_mla": ("trtllm_mla",)},
+    "vllm": {"context_attention": ("vllm_flashinfer_trtllmprefill", "vllm_flash_attn_fa3", "vllm_flash_attn_fa4",
+                                   "vllm_triton_attn"), "context_mla": ()},
+}
 HOLDOUT_FRACTION = 0.2
 MANIFEST = "prefill_attention.json"
 
@@ -142,13 +158,18 @@ def fit_grid(isl: np.ndarray, work: np.ndarray, log2_eff: np.ndarray) -> Efficie
     return EfficiencyGrid(knots_isl.astype(float), knots_work, _fill(grid))
 
 
-def prepare_rows(family: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Rows used: full causal attention (window 0), one kernel source, nothing cached; shape columns."""
+def prepare_rows(family: str, df: pd.DataFrame, sources: tuple = ()) -> pd.DataFrame:
+    """Rows used: full causal attention (window 0), one kernel source (the first of ``sources`` the
+    table holds; TensorRT-LLM's by default), nothing cached; shape columns."""
     df = df[df["latency_ms"] > 0]
     if "step" in df:
         df = df[df["step"] == 0]
+    sources = sources or PREFILL_SOURCES["trtllm"][family]
+    if "kernel_source" in df:
+        present = [src for src in sources if (df["kernel_source"] == src).any()]
+        df = df[df["kernel_source"] == present[0]] if present else df.iloc[:0]
     if family == "context_attention":
-        df = df[(df["window_size"] == 0) & (df["kernel_source"] == "torch_flow")]
+        df = df[df["window_size"] == 0]
         out = pd.DataFrame({"attn": df["attn_dtype"], "kv": df["kv_cache_dtype"], "head_dim": df["head_dim"],
                             "qk": df["head_dim"], "v": df["head_dim"], "kv_heads": df["num_key_value_heads"]})
     else:
@@ -251,13 +272,23 @@ def load(directory: Path) -> PrefillCalibration | None:
 _CACHE: dict[str, PrefillCalibration | None] = {}
 
 
-def builtin(hardware_name: str) -> PrefillCalibration | None:
-    """The shipped prefill calibration of a built-in system, or None."""
-    if hardware_name not in _CACHE:
+def builtin(hardware_name: str, backend: str | None = None) -> PrefillCalibration | None:
+    """The shipped prefill calibration of a built-in system, or None; with ``backend`` (sglang, vllm)
+    that framework's grids where it measured the family, TensorRT-LLM's for the rest."""
+    key = f"{hardware_name}/{backend or ''}"
+    if key not in _CACHE:
         from ..specs.registry import data_dir
 
-        _CACHE[hardware_name] = load(data_dir("hardware") / "calibration" / hardware_name)
-    return _CACHE[hardware_name]
+        root = data_dir("hardware") / "calibration" / hardware_name
+        base = load(root)
+        own = load(root / backend) if backend and backend != "trtllm" else None
+        _CACHE[key] = base if own is None or base is None else merged(base, own)
+    return _CACHE[key]
+
+
+def merged(base: PrefillCalibration, own: PrefillCalibration) -> PrefillCalibration:
+    """``own``'s grids per family where it has them, ``base``'s elsewhere (same system and peaks)."""
+    return PrefillCalibration(own.hardware, own.peaks, {**base.grids, **own.grids}, {**base.holdout, **own.holdout})
 
 
 def ape_summary(pred: np.ndarray, meas: np.ndarray) -> dict:
@@ -267,15 +298,17 @@ def ape_summary(pred: np.ndarray, meas: np.ndarray) -> dict:
             "p90_ape": round(float(np.percentile(ape, 90)), 2) if ape.size else None}
 
 
-def build_system(data_dir: Path, hw) -> PrefillCalibration:
+def build_system(data_dir: Path, hw, backend: str = "trtllm") -> PrefillCalibration:
     """Fit the grids on all rows; the held-out error from a fit on a random 80 % (seed 0) tested on the rest."""
     peaks = peaks_of(hw)
     grids, holdout = {}, {}
     for family in FAMILIES:
         path = Path(data_dir) / f"{family}.csv.gz"
-        if not path.is_file():
+        if not path.is_file() or not PREFILL_SOURCES[backend][family]:
             continue
-        rows = prepare_rows(family, pd.read_csv(path))
+        rows = prepare_rows(family, pd.read_csv(path), PREFILL_SOURCES[backend][family])
+        if rows.empty:
+            continue
         test = np.random.default_rng(0).random(len(rows)) < HOLDOUT_FRACTION
         train = rows[~test].reset_index(drop=True)
         held = rows[test].reset_index(drop=True)
@@ -298,11 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     for system, name in SYSTEMS.items():
         if not (args.data / system).is_dir():
             continue
-        cal = build_system(args.data / system, load_hardware_file(data_dir("hardware") / f"{name}.yaml"))
-        save(cal, args.out / name)
-        print(f"{system:9s} -> {args.out / name}: " + ", ".join(
-            f"{fam} held-out median {h['all']['median_ape']} % (isl>=1024: {h['isl_ge_1024']['median_ape']} %)"
-            for fam, h in cal.holdout.items()))
+        hw = load_hardware_file(data_dir("hardware") / f"{name}.yaml")
+        for backend, sub in (("trtllm", ""), ("sglang", "sglang"), ("vllm", "vllm")):
+            cal = build_system(args.data / system / sub, hw, backend)
+            if not cal.grids:
+                continue
+            save(cal, args.out / name / sub)
+            print(f"{system:9s} {backend:6s} -> {args.out / name / sub}: " + ", ".join(
+                f"{fam} held-out median {h['all']['median_ape']} % (isl>=1024: {h['isl_ge_1024']['median_ape']} %)"
+                for fam, h in cal.holdout.items()))
     return 0
 
 
