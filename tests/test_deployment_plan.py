@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from helixsim.cli import main
 from helixsim.planning.deployment_report import plan_deployment
+from helixsim.planning.queueing import erlang_c, instances_for_wait, mdc_mean_wait_s
 
 ARGS = dict(model="llama-3.1-70b", hardware=("h200-hgx",), isl=8192, osl=1024, users=64,
             min_tokens_per_s_user=20.0, max_ttft_s=2.0)
@@ -28,13 +29,19 @@ def test_recommendation_keys_and_limits(result):
     assert rec["cost_per_m_output_tokens"] == min(o["cost_per_m_output_tokens"] for o in opts)
 
 
-def test_disaggregated_pools_by_littles_law(result):
-    """Users in a closed loop send a prompt every TTFT + osl / (tokens/s/user) seconds; the prefill pool
-    needs ceil(rate x prefill seconds) instances, the decode pool ceil(users / batch)."""
+def test_disaggregated_pools_with_queueing_margin(result):
+    """Users in a closed loop send a prompt every TTFT + osl / (tokens/s/user) seconds. The prefill pool
+    is the smallest whose mean M/D/c wait keeps the TTFT under the limit: more than Little's law's
+    ceil(rate x prefill seconds) (at which the queue grows without bound), one fewer would miss the
+    limit; the decode pool is ceil(users / batch)."""
     d = result["per_hardware"][0]["disaggregated"]
-    rate = ARGS["users"] / (d["ttft_s"] + ARGS["osl"] / d["tokens_per_s_user"])
-    assert d["prefill"]["instances"] == math.ceil(rate * d["prefill_s"] - 1e-9)
-    assert d["ttft_s"] == pytest.approx(d["prefill_s"] + d["kv_transfer_s"])
+    ttft0 = d["prefill_s"] + d["kv_transfer_s"]
+    rate = ARGS["users"] / (ttft0 + ARGS["osl"] / d["tokens_per_s_user"])
+    c = d["prefill"]["instances"]
+    assert c > rate * d["prefill_s"]
+    assert d["ttft_s"] == pytest.approx(ttft0 + d["queue_wait_s"]) and d["ttft_s"] <= ARGS["max_ttft_s"]
+    assert float(mdc_mean_wait_s(c, rate, d["prefill_s"])) == pytest.approx(d["queue_wait_s"])
+    assert c == 1 or ttft0 + float(mdc_mean_wait_s(c - 1, rate, d["prefill_s"])) > ARGS["max_ttft_s"]
     # the split prices add up: input tokens at the prefill price plus output tokens at the decode price
     per_request = d["cost_per_m_tokens_prefill"] * ARGS["isl"] + d["cost_per_m_tokens_decode"] * ARGS["osl"]
     assert per_request == pytest.approx(d["cost_per_m_output_tokens"] * ARGS["osl"], rel=1e-9)
@@ -66,3 +73,16 @@ def test_cli_json_and_reports(tmp_path):
     md = (tmp_path / "o" / "report.md").read_text()
     page = (tmp_path / "o" / "report.html").read_text()
     assert "disaggregated" in md and "$/M input (prefill)" in md and "<table>" in page
+
+
+def test_queueing_by_hand():
+    """Textbook values: M/M/2 at offered load 1 (utilisation 0.5) waits with probability 1/3 (Erlang C:
+    B(2, 1) = 0.2, C = 0.2 / (1 - 0.5 x 0.8)); M/D/1 at utilisation 0.5 and a 1 s service waits
+    rho S / (2 (1 - rho)) = 0.5 s (Pollaczek-Khinchine), which Allen-Cunneen reproduces at c = 1."""
+    assert float(erlang_c(2, 1.0)) == pytest.approx(1.0 / 3.0)
+    assert float(mdc_mean_wait_s(1, 0.5, 1.0)) == pytest.approx(0.5)
+    assert float(mdc_mean_wait_s(2, 2.0, 1.0)) == math.inf           # a = c: unstable
+    # M/D/2 at a = 1: 1/2 x 1/3 x 1 / (2 - 1) = 1/6 s; so a 0.2 s budget needs 2 instances, 0.1 s needs 3
+    assert float(mdc_mean_wait_s(2, 1.0, 1.0)) == pytest.approx(1.0 / 6.0)
+    assert instances_for_wait([1.0, 1.0], [1.0, 1.0], [0.2, 0.1]).tolist() == [2, 3]
+    assert int(instances_for_wait(1.0, 1.0, 0.0, headroom=8)) == -1   # no slack: no pool is enough

@@ -8,9 +8,11 @@ tokens/s/user and a TTFT limit, for each hardware system:
 users. The prefill pool runs prefill instances of a tp/ep layout times a context-parallel
 width (:mod:`helixsim.cost.prefill`); among those whose TTFT (prefill + KV transfer to the
 decode instance, :func:`helixsim.serving.kv_transfer_ms`) meets the limit and that fit in HBM,
-the one with the fewest GPU-seconds per prompt is taken. Users run in a closed loop, so
-prompts arrive at ``rate = users / (TTFT + osl / tokens_per_s_user)`` per second and the pool
-needs ``ceil(rate x prefill_s)`` instances (Little's law; no queueing margin).
+the one needing the fewest prefill GPUs is taken. Users run in a closed loop, so prompts arrive
+at ``rate = users / (TTFT + osl / tokens_per_s_user)`` per second; Little's law alone would
+give ``ceil(rate x prefill_s)`` instances, at which the queue grows without bound, so the pool
+is the smallest whose mean M/D/c queue wait (:mod:`helixsim.planning.queueing`) keeps the mean
+TTFT, wait included, under the limit (sized at the rate without the wait, the highest).
 
 **Aggregated.** Every decode configuration of the same search also prefills its own users'
 prompts on its GPUs (a prefill at the same per-GPU sharding: tp over the instance's attention
@@ -40,6 +42,7 @@ from ..search import SearchSpace, search
 from ..backends import DEFAULT_BACKEND
 from ..serving import (absorbed_decode_ms, aggregated_tpot_ms, kv_transfer_ms, mixed_pass_extra_ms,
                        prefill_ms_per_token, scheduler_for, scheduler_wait_iterations, ttft_ms)
+from .queueing import instances_for_wait, mdc_mean_wait_s
 from .selection import select
 
 TP, EP = STRATEGIES.index("tp"), STRATEGIES.index("ep")
@@ -72,6 +75,7 @@ class DeploymentOption:
     cost_per_m_tokens_decode: float    # USD per million output tokens
     cost_per_m_output_tokens: float    # whole deployment, USD per million output tokens
     extrapolated: bool
+    queue_wait_s: float = 0.0          # mean wait for a prefill instance (disaggregated, M/D/c), in ttft_s
 
 
 def prefill_candidates(model, hw, max_gpus: int = MAX_PREFILL_GPUS) -> tuple[LayoutArrays, np.ndarray]:
@@ -121,11 +125,21 @@ def plan_disaggregated(model, hw, prec, table, isl: int, osl: int, users: int, f
     ok = r["feasible"] & (ttft <= max_ttft_s * 1e3)
     if not ok.any():
         return None
-    cost = np.where(ok, n_pf * r["ttft_ms"], np.inf)
+    # prompts per second, closed loop, at the TTFT without queueing (the highest rate: sizes conservatively);
+    # each candidate's pool is the smallest whose mean M/D/c queue wait fits the slack under the limit
+    size_rate = users / (ttft / 1e3 + osl / tps_user)
+    inst = np.where(ok, instances_for_wait(size_rate, r["ttft_ms"] / 1e3, np.maximum(max_ttft_s - ttft / 1e3, 0.0)),
+                    -1)
+    ok = ok & (inst > 0)
+    if not ok.any():
+        return None
+    cost = np.where(ok, n_pf * inst, np.inf)                      # prefill GPUs
     i = int(np.lexsort((ttft, cost))[0])
-    prefill_s, ttft_s = float(r["ttft_ms"][i]) / 1e3, float(ttft[i]) / 1e3
-    rate = users / (ttft_s + osl / tps_user)                      # prompts per second, closed loop
-    p_inst = max(1, math.ceil(rate * prefill_s - 1e-9))
+    prefill_s = float(r["ttft_ms"][i]) / 1e3
+    p_inst = int(inst[i])
+    wait_s = float(mdc_mean_wait_s(p_inst, size_rate[i], prefill_s))
+    ttft_s = float(ttft[i]) / 1e3 + wait_s
+    rate = users / (ttft_s + osl / tps_user)                      # the prompt rate the deployment then runs at
     d_inst = max(1, math.ceil(users / batch))
     p_gpus, d_gpus = p_inst * int(n_pf[i]), d_inst * dec_gpus
     usd_s = price / 3600.0
@@ -134,6 +148,7 @@ def plan_disaggregated(model, hw, prec, table, isl: int, osl: int, users: int, f
         prefill=PoolChoice(_label(lay, i, int(cp[i])), int(n_pf[i]), p_inst, p_gpus),
         decode=PoolChoice(f"{row['strategy']} {row['label']}", dec_gpus, d_inst, d_gpus),
         ttft_s=ttft_s, prefill_s=prefill_s, kv_transfer_s=float(xfer[i]) / 1e3, tokens_per_s_user=tps_user,
+        queue_wait_s=wait_s,
         prefill_gpus=p_gpus, decode_gpus=d_gpus, total_gpus=p_gpus + d_gpus, pd_ratio=_ratio(p_gpus, d_gpus),
         cost_per_m_tokens_prefill=p_gpus * usd_s / (rate * isl) * 1e6,
         cost_per_m_tokens_decode=d_gpus * usd_s / (rate * osl) * 1e6,

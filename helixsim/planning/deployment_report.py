@@ -82,6 +82,7 @@ COLUMNS = [("serving", lambda o: o.kind), ("prefill pool", lambda o: _pool(o.pre
            ("decode pool", lambda o: _pool(o.decode)), ("P:D GPUs", lambda o: o.pd_ratio),
            ("GPUs", lambda o: f"{o.total_gpus:,}"), ("TTFT s", lambda o: f"{o.ttft_s:.2f}"),
            ("KV transfer ms", lambda o: f"{o.kv_transfer_s * 1e3:.1f}"),
+           ("queue wait s", lambda o: f"{o.queue_wait_s:.2f}" if o.prefill is not None else ""),
            ("tok/s/user", lambda o: f"{o.tokens_per_s_user:.1f}"),
            ("$/M input (prefill)", lambda o: f"{o.cost_per_m_tokens_prefill:.3f}"),
            ("$/M output (decode)", lambda o: f"{o.cost_per_m_tokens_decode:.3f}"),
@@ -101,10 +102,12 @@ def _rows(plan: DeploymentPlan) -> list[tuple[str, list[str]]]:
     return rows
 
 
-NOTES = ("Prefill and decode pools are sized for users in a closed loop (Little's law), without queueing "
-         "margin; TTFT includes the KV transfer (disaggregated) or half a decode iteration (aggregated). "
-         "'extrapolated': prefill attention beyond the measured prompt lengths, priced by causal FLOPs at the "
-         "last measured efficiency. Not modelled: queueing, prefix caching, speculative decoding. See docs/prefill.md.")
+NOTES = ("Pools are sized for users in a closed loop; the prefill pool (disaggregated) is the smallest whose mean "
+         "M/D/c queue wait (Allen-Cunneen) keeps the mean TTFT, wait included, under the limit. TTFT includes the "
+         "KV transfer and the queue wait (disaggregated), or the scheduler wait and the running decodes' share of "
+         "the prefill passes (aggregated, TensorRT-LLM's scheduler). 'extrapolated': prefill attention beyond the "
+         "measured prompt lengths, priced by causal FLOPs at the last measured efficiency. Not modelled: queueing "
+         "inside an aggregated instance, TTFT percentiles, prefix caching, speculative decoding. See docs/prefill.md.")
 
 
 def summary_line(plan: DeploymentPlan) -> str:
