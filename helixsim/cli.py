@@ -146,8 +146,11 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
     result = simulate_point(model, hardware, layout, batch, context, prec, ideal=ideal,
                             calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance,
                             two_batch_overlap=two_batch_overlap)
+    from .trained_window import warn_for
+
+    warnings = warn_for(model, [context])
     if as_json:
-        click.echo(json.dumps(result.to_json_dict(), indent=2))
+        click.echo(json.dumps({**result.to_json_dict(), "warnings": warnings}, indent=2))
         return
     click.echo(f"{result.model} on {result.hardware}, {result.strategy} {layout.label()} "
                f"({result.n_gpus} GPUs), batch {result.batch}, context {result.context:,}")
@@ -213,6 +216,10 @@ def sweep(sweep_file, out_dir, calibration, fmt, workers, scheduler) -> None:
     from .sweep import load_sweep, stream_sweep
 
     spec, path = load_sweep(sweep_file)
+    from .trained_window import warn_for
+
+    for m in spec.models:  # relative model paths resolve beside the sweep YAML (load_sweep did)
+        warn_for(m, spec.contexts)
     out, lines = Path(out_dir), []
     with staged_output(out) as stage:  # the whole set appears at the end, or nothing does
         for res, written in stream_sweep(spec, path, stage, fmt, calibration, workers, scheduler,
@@ -465,6 +472,9 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
                 raise SpecError("command line", flag, "required (or give --plan FILE)")
         spec = PlanSpec(**given)
     result = plan_from_spec(spec, source, calibration=calibration)
+    from .trained_window import echo_warnings
+
+    echo_warnings(result.warnings)
     written = []
     if out_dir:
         from .report import write_report
@@ -482,10 +492,13 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
     for h in result.per_hardware:
         if h.meets_floor:
             c = h.main_pool.choice.config
+            cost = "cost unavailable (no price)" if h.cost_per_m_tokens is None else f"${h.cost_per_m_tokens:,.2f}/M tokens"
+            mix = len(h.pools) > 1
             click.echo(f"  {h.hardware:<14} {c.strategy:<6} {c.label:<16} batch {c.batch:<5} x{h.instances:<5} "
-                       f"{h.total_gpus:>6,} GPUs  {h.tokens_per_s_user:7.1f} tok/s/user  {c.tokens_per_s_gpu:8.1f} tok/s/GPU"
-                       f"  ${h.cost_per_m_tokens:,.2f}/M tokens"
-                       + (f"  ({len(h.pools)} context pools; largest shown)" if len(h.pools) > 1 else ""))
+                       f"{h.total_gpus:>6,} GPUs used {h.billed_gpus:>6,} billed  {h.tokens_per_s_user:7.1f} tok/s/user  "
+                       + (f"{h.fleet_tokens_per_s_gpu:8.1f} tok/s/GPU (fleet)" if mix else f"{c.tokens_per_s_gpu:8.1f} tok/s/GPU")
+                       + f"  {cost}"
+                       + (f"  ({len(h.pools)} context pools; layout of the largest shown)" if mix else ""))
         else:
             c = next((p.closest for p in h.pools if not p.meets_floor and p.closest), None)
             click.echo(f"  {h.hardware:<14} misses the floor; closest achievable "

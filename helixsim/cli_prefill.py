@@ -49,8 +49,11 @@ def make_prefill_command(user_errors, precision_options, precision_from) -> clic
         layout = Layout(strategy, kvp=1, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=False)
         r = simulate_prefill(model, hardware, layout, isl, cp=cp, requests=requests, chunk=chunk,
                              precision=precision_from(kw), ideal=ideal, calibration=calibration)
+        from .trained_window import warn_for
+
+        warnings = warn_for(model, [isl])
         if as_json:
-            click.echo(json.dumps(r.to_json_dict(), indent=2))
+            click.echo(json.dumps({**r.to_json_dict(), "warnings": warnings}, indent=2))
             return
         click.echo(f"{r.model} on {r.hardware}, {r.strategy} {layout.label()} x cp{r.cp} ({r.n_gpus} GPUs), "
                    f"{r.requests} x {r.isl:,} tokens, chunks of {r.chunk_tokens:,}")

@@ -43,6 +43,7 @@ import numpy as np
 
 from .api import resolve_hardware, resolve_model
 from .errors import SpecError, closest
+from .trained_window import trained_window_warnings
 from .safe_io import short
 from .layout import STRATEGIES
 from .precision import DTYPES, Precision
@@ -54,7 +55,7 @@ from .planning.inputs import (DEFAULT_GPU_CAP, UNCALIBRATED, ContextShare, PlanS
                               default_price_file, load_plan_file, load_prices)
 from .planning.results import (HardwarePlan, PlanRequest, PlanResult, PoolPlan, RunnerUp,  # noqa: F401
                                SensitivityRow, pool_summary)
-from .planning.selection import _Planner, select, split_users  # noqa: F401
+from .planning.selection import _Planner, select, select_billed, split_users  # noqa: F401
 from .planning.robustness import robustness
 from .planning.sensitivity import SENSITIVITY, _sensitivity_row
 
@@ -148,6 +149,23 @@ def _plan_hardware(planner: _Planner, hw: HardwareSpec, prec: Precision, budget:
 
 
 
+def _refuse_impossible_caps(per_hw: list[HardwarePlan], model: str, max_gpus: int | None) -> None:
+    """A user cap that leaves no configuration fitting in memory on any system is refused (exit 2),
+    naming the flag: nothing can be planned, so no report would help."""
+    empty = [(h, p) for h in per_hw for p in h.pools if p.closest is None and not p.meets_floor]
+    if not empty or len({id(h) for h, _ in empty}) < len(per_hw):
+        return
+    ctx = max(p.context for _, p in empty)
+    widest = max(h.max_gpus_per_instance for h in per_hw)
+    if max_gpus is not None:
+        raise SpecError("command line", "--max-gpus-per-instance",
+                        f"no layout of up to {max_gpus} GPUs fits {model} in memory at context {ctx:,} on "
+                        f"{', '.join(h.hardware for h in per_hw)}; allow more GPUs per instance")
+    raise SpecError("command line", "--hardware",
+                    f"no layout of up to {widest} GPUs (the default budget) fits {model} in memory at context "
+                    f"{ctx:,} on {', '.join(h.hardware for h in per_hw)}; raise --max-gpus-per-instance")
+
+
 def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | HardwareSpec], context,
          users: int, min_tokens_per_s_user: float, max_gpus_per_instance: int | None = None,
          weights: str | None = None, kv_cache: str | None = None,
@@ -185,22 +203,26 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
         price_table, price_src = {str(k): float(v) for k, v in prices.items()}, "(given)"
     else:
         price_table, price_src = load_prices(prices)
-    for hw in hws:
-        if hw.name not in price_table:
-            raise SpecError(price_src, f"usd_per_gpu_hour.{hw.name}",
-                            f"no price for '{hw.name}'; add one (USD per GPU-hour) or pass --price FILE")
+    warnings = [f"no price for {hw.name} in {price_src}: its GPUs and rates are planned, its cost is unavailable "
+                f"(add usd_per_gpu_hour.{hw.name} or pass --price FILE)" for hw in hws if hw.name not in price_table]
     planner = _Planner(m, strategies, hopb, max_batch, calibration, mtp)
     setup = []
     for hw in hws:
         prec = default_precision(hw, weights, kv_cache)
         budget = max_gpus_per_instance or min(hw.nvlink_domain_gpus, DEFAULT_GPU_CAP)
+        if budget > hw.nvlink_domain_gpus:
+            warnings.append(f"--max-gpus-per-instance {budget} exceeds {hw.name}'s NVLink domain of "
+                            f"{hw.nvlink_domain_gpus} GPUs: instances wider than {hw.nvlink_domain_gpus} span "
+                            f"{packaging(hw)[1]}s and their collectives are priced on the scale-out network")
         setup.append((hw, prec, budget, calibration_note(hw.name)))
+    warnings += trained_window_warnings(m, [c.context for c in contexts])
 
     def run(ctxs, u, floor, detail):
-        return [_plan_hardware(planner, hw, prec, budget, ctxs, u, floor, price_table[hw.name], cal, detail)
+        return [_plan_hardware(planner, hw, prec, budget, ctxs, u, floor, price_table.get(hw.name), cal, detail)
                 for hw, prec, budget, cal in setup]
 
     per_hw = run(contexts, int(users), float(min_tokens_per_s_user), True)
+    _refuse_impossible_caps(per_hw, m.name, max_gpus_per_instance)
     request = PlanRequest(model=m.name, hardware=tuple(h.name for h in hws), contexts=contexts, users=int(users),
                           min_tokens_per_s_user=float(min_tokens_per_s_user), max_gpus_per_instance=max_gpus_per_instance,
                           weights=weights, kv_cache=kv_cache, hopb=hopb, max_batch=max_batch, strategies=strategies,
@@ -212,12 +234,14 @@ def plan(model: str | ModelSpec, hardware: str | HardwareSpec | Sequence[str | H
             u = int(math.ceil(users * f.get("users", 1.0)))
             variant = run(ctxs, u, float(min_tokens_per_s_user) * f.get("floor", 1.0), False)
             rows.append(_sensitivity_row(name, change, variant))
-    result = PlanResult(request=request, model=m.name, per_hardware=per_hw, sensitivity=rows, seconds=0.0)
+    result = PlanResult(request=request, model=m.name, per_hardware=per_hw, sensitivity=rows, seconds=0.0,
+                        warnings=warnings)
     if sensitivity and result.winner is not None:  # the verdict's band and the parameters that would flip it
         hw, prec, _, _ = next(s for s in setup if s[0].name == result.winner.hardware)
         pool = result.winner.main_pool
         result.robustness = robustness(pool.table, float(min_tokens_per_s_user), m, hw, prec, calibration,
-                                       hardware_name=hw.name, context=pool.context)
+                                       hardware_name=hw.name, context=pool.context,
+                                       pick=lambda t, f: select_billed(t, f, hw, pool.users))
     result.seconds = time.perf_counter() - start
     return result
 

@@ -97,7 +97,8 @@ class RooflineKernels:
 
         ``tokens`` enter the layer. Each EP rank owns E/EP experts; it serves
         tokens x k / EP expert-token pairs on average and max_rank_load() at the
-        busiest rank. Only experts that receive a token are read; each is a
+        busiest rank. Only experts that receive a token are read (expected count
+        :func:`~helixsim.cost.terms.experts_read_per_rank`, E (1 - (1 - k/E)^B) at EP 1); each is a
         SwiGLU of three H x F_e matrices split TPF ways (paper §2.2, Fig. 4).
         Two grouped GEMM kernels (gate-up, down) plus the router GEMM.
         """
@@ -106,7 +107,7 @@ class RooflineKernels:
         local_experts = num_experts / ep
         mean_pairs = tokens * top_k / ep
         pairs = np.minimum(t.max_rank_load(mean_pairs, ep), tokens * np.minimum(top_k, local_experts))
-        touched = local_experts * (1.0 - (1.0 - 1.0 / local_experts) ** pairs)
+        touched = t.experts_read_per_rank(pairs, num_experts, top_k, ep)
         weights = touched * 3.0 * hidden * inter / np.asarray(tp, float)
         acts = pairs * (2.0 * hidden + 3.0 * inter / np.asarray(tp, float))
         nbytes = weights * self.elem_bytes(weight_dtype) + acts * self.elem_bytes(act_dtype)

@@ -160,6 +160,19 @@ def expected_experts_touched(tokens: ArrayLike, num_experts: int, top_k: int) ->
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** t)
 
 
+def experts_read_per_rank(pairs: ArrayLike, num_experts: int, top_k: int, ep: ArrayLike) -> np.ndarray:
+    """Expected distinct local experts an EP rank reads when it serves ``pairs`` expert-token pairs.
+
+    Those pairs come from B = pairs x EP / k tokens (k pairs per token over EP ranks); a token
+    routes to k distinct experts of E, so an expert is missed by all B tokens with probability
+    (1 - k/E)^B, and the rank holds E/EP of them: (E/EP) (1 - (1 - k/E)^B). At EP = 1 this is
+    :func:`expected_experts_touched` of the B tokens (uniform routing; issue 15's roofline fix).
+    """
+    ep = np.asarray(ep, float)
+    tokens = np.asarray(pairs, float) * ep / top_k
+    return expected_experts_touched(tokens, num_experts, top_k) / ep
+
+
 def max_rank_load(mean_load: ArrayLike, ranks: ArrayLike) -> np.ndarray:
     """Load of the busiest of ``ranks`` ranks when each receives a Poisson-like count of mean ``mean_load``.
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 from ..cost.step import BREAKDOWN_KEYS
@@ -38,13 +40,24 @@ def packaging(hw: HardwareSpec) -> tuple[int, str]:
     return hw.gpus_per_node, "node"
 
 
-def units_needed(hw: HardwareSpec, n_gpus_per_instance: int, instances: int) -> int:
+def units_needed(hw: HardwareSpec, n_gpus_per_instance, instances):
     """Racks (NVL72) or nodes (HGX) to hold ``instances``; an instance never straddles two units
-    when it fits in one, so a 64-GPU instance takes a 72-GPU rack of its own."""
+    when it fits in one, so a 64-GPU instance takes a 72-GPU rack of its own. Scalars or numpy
+    arrays (one entry per configuration)."""
     unit, _ = packaging(hw)
-    if n_gpus_per_instance <= unit:
-        return instances_needed(instances, unit // n_gpus_per_instance)
-    return instances_needed(instances * n_gpus_per_instance, unit)
+    n = np.asarray(n_gpus_per_instance, dtype=np.int64)
+    inst = np.asarray(instances, dtype=np.int64)
+    per_unit = np.maximum(unit // np.maximum(n, 1), 1)
+    units = np.where(n <= unit, -(-inst // per_unit), -(-(inst * n) // unit))
+    return int(units) if units.ndim == 0 else units
+
+
+def billed_gpus_per_row(table: pd.DataFrame, hw: HardwareSpec, users: int) -> np.ndarray:
+    """GPUs billed (whole racks or nodes) to serve ``users`` with each configuration of a search
+    table: ceil(users / batch) instances of n_gpus, packed into units of the system's size."""
+    unit, _ = packaging(hw)
+    inst = -(-int(users) // table["batch"].to_numpy(np.int64))
+    return units_needed(hw, table["n_gpus"].to_numpy(np.int64), inst) * unit
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -95,9 +108,10 @@ class Deployment:
     unit_name: str
     idle_gpus_in_units: int
     billed_gpus: int  # GPUs in the whole racks or nodes the instances occupy (idle ones included)
-    price_per_gpu_hour: float
+    price_per_gpu_hour: Optional[float]
     served_tokens_per_s: float
-    cost_per_m_tokens: float
+    cost_per_m_tokens: Optional[float]  # billed: every GPU of the whole racks or nodes; None without a price
+    cost_per_m_tokens_used: Optional[float]  # the GPUs the instances use only (what renting by the GPU would cost)
     energy_per_token_j: float
     memory_headroom_gb: float
 
@@ -114,16 +128,29 @@ def break_even_price(price_per_gpu_hour: float, cost_per_m_tokens: float, target
     return price_per_gpu_hour * target_cost_per_m_tokens / cost_per_m_tokens
 
 
-def deploy(cfg: Config, hw: HardwareSpec, users: int, price: float) -> Deployment:
+def price_sensitivity(price_per_gpu_hour: float, cost_per_m_tokens: float, change: float = 0.2) -> tuple[float, float]:
+    """Cost per million tokens at the price lowered and raised by ``change`` (default 20 %): the
+    layout and GPUs do not depend on the price, so the cost scales with it."""
+    return cost_per_m_tokens * (1.0 - change), cost_per_m_tokens * (1.0 + change)
+
+
+def deploy(cfg: Config, hw: HardwareSpec, users: int, price: Optional[float]) -> Deployment:
+    """``cfg`` replicated over ceil(users / batch) instances in whole racks or nodes; the cost bills
+    every GPU of those units (idle ones included). ``price`` None: no cost, GPUs and rates only."""
     inst = instances_needed(users, cfg.batch)
     total = inst * cfg.n_gpus
     unit, name = packaging(hw)
     units = units_needed(hw, cfg.n_gpus, inst)
+    billed = billed_gpus(units, unit)
+
+    def cost(gpus):
+        return None if price is None else cost_per_million_tokens(price, gpus, users, cfg.tokens_per_s_user)
+
     return Deployment(
         config=cfg, users=users, instances=inst, total_gpus=total, units=units, unit_name=name,
-        idle_gpus_in_units=units * unit - total, billed_gpus=billed_gpus(units, unit), price_per_gpu_hour=price,
+        idle_gpus_in_units=units * unit - total, billed_gpus=billed, price_per_gpu_hour=price,
         served_tokens_per_s=users * cfg.tokens_per_s_user,
-        cost_per_m_tokens=cost_per_million_tokens(price, total, users, cfg.tokens_per_s_user),
+        cost_per_m_tokens=cost(billed), cost_per_m_tokens_used=cost(total),
         energy_per_token_j=energy_per_token_j(hw.power_w, total, users, cfg.tokens_per_s_user),
         memory_headroom_gb=hw.hbm_capacity_bytes / 1e9 - cfg.memory_per_gpu_gb,
     )

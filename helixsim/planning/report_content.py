@@ -11,7 +11,7 @@ from .inputs import UNCALIBRATED
 from .report_blocks import STRATEGY_NAMES, Bullets, Figure, Heading, Para, Table, _ctx, _n, _usd
 from .report_figures import breakdown_figure, frontier_figure
 from .costing import break_even_price
-from .results import PlanResult, PoolPlan
+from .results import PlanResult, PoolPlan, price_sensitivity_summary
 
 
 # ----------------------------------------------------------------------------------------------- content
@@ -27,6 +27,32 @@ def _context_text(result: PlanResult) -> str:
     return "context mix " + ", ".join(f"{c.context:,} ({100 * c.weight / total:.0f} %)" for c in cs)
 
 
+def _cost_text(h) -> str:
+    """The fleet's billed cost, or why there is none."""
+    if h.cost_per_m_tokens is None:
+        return f"cost unavailable (no price for {h.hardware})"
+    return (f"**{_usd(h.cost_per_m_tokens)} per million output tokens** billing all {h.billed_gpus:,} GPUs "
+            f"at ${h.price_per_gpu_hour:.2f}/GPU-hour ({_usd(h.cost_per_m_tokens_used)} counting only the "
+            f"{h.total_gpus:,} used)")
+
+
+def price_text(result: PlanResult) -> str:
+    """Price sensitivity of the verdict: the winner at -20 %/+20 % price, the price up to which it stays cheapest."""
+    ps = price_sensitivity_summary(result)
+    if ps is None:
+        return ""
+    text = (f"Price sensitivity: at ${ps['price_per_gpu_hour'] * 0.8:.2f}-${ps['price_per_gpu_hour'] * 1.2:.2f}"
+            f"/GPU-hour (\u00b120 %) {ps['hardware']} costs {_usd(ps['cost_per_m_tokens_at_price_minus_20pct'])}-"
+            f"{_usd(ps['cost_per_m_tokens_at_price_plus_20pct'])} per million tokens")
+    if ps["runner_up"] is None:
+        return text + "."
+    up = ps["stays_cheapest_up_to_price_per_gpu_hour"]
+    return (text + f"; it stays the cheapest up to ${up:.2f}/GPU-hour "
+            f"({100 * (up / ps['price_per_gpu_hour'] - 1):+.0f} %), where {ps['runner_up']} at its own price "
+            f"costs the same, and {ps['runner_up']} would match it at "
+            f"${ps['runner_up_break_even_price_per_gpu_hour']:.2f}/GPU-hour.")
+
+
 def recommendation_text(result: PlanResult) -> str:
     r, w = result.request, result.winner
     if w is None:
@@ -35,22 +61,30 @@ def recommendation_text(result: PlanResult) -> str:
     pool = w.main_pool
     c = pool.choice.config
     lines = [f"**Use {w.hardware}**: {w.instances:,} decode instances of **{STRATEGY_NAMES[c.strategy]} "
-             f"{c.label}** ({c.n_gpus} GPUs, batch {c.batch}) = **{w.total_gpus:,} GPUs** in {w.units:,} "
-             f"{w.unit_name}s (holding {w.billed_gpus:,} GPUs), {_n(w.tokens_per_s_user)} tokens/s/user, {_n(c.tokens_per_s_gpu)} tokens/s/GPU, "
-             f"**{_usd(w.cost_per_m_tokens)} per million output tokens** at ${w.price_per_gpu_hour:.2f}/GPU-hour, "
-             f"{_n(w.energy_per_token_j)} J/token."]
+             f"{c.label}** ({c.n_gpus} GPUs, batch {c.batch}) = **{w.total_gpus:,} GPUs used, {w.billed_gpus:,} billed** in "
+             f"{w.units:,} whole {w.unit_name}{'s' if w.units != 1 else ''}, {_n(w.tokens_per_s_user)} tokens/s/user, {_n(c.tokens_per_s_gpu)} tokens/s/GPU, "
+             f"{_cost_text(w)}, {_n(w.energy_per_token_j)} J/token."]
     if len(w.pools) > 1:  # a context mix: the fleet's figures, the largest pool's layout, each labelled
         lines[0] = (lines[0].replace("decode instances of", "decode instances (fleet); the largest pool uses")
                     .replace(f"{_n(c.tokens_per_s_gpu)} tokens/s/GPU",
                              f"{_n(w.fleet_tokens_per_s_gpu)} tokens/s/GPU over the fleet "
                              f"({_n(c.tokens_per_s_gpu)} in the largest pool)"))
+    if w.cost_per_m_tokens is None:
+        lines.append("No system meeting the floor has a price, so they are ranked by billed GPU-seconds per token "
+                     "(the ranking at equal prices).")
     others = [h for h in result.per_hardware if h is not w]
     cheaper = [f"{h.hardware} {_usd(h.cost_per_m_tokens)} ({h.cost_per_m_tokens / w.cost_per_m_tokens:.2f}x; "
                f"as cheap at ${break_even_price(h.price_per_gpu_hour, h.cost_per_m_tokens, w.cost_per_m_tokens):.2f}"
                f"/GPU-hour instead of ${h.price_per_gpu_hour:.2f})"
-               for h in others if h.meets_floor]
+               for h in others if h.meets_floor and h.cost_per_m_tokens is not None and w.cost_per_m_tokens is not None]
     if cheaper:
         lines.append("Other systems: " + "; ".join(cheaper) + ".")
+    unpriced = [h.hardware for h in others if h.meets_floor and h.cost_per_m_tokens is None]
+    if unpriced:
+        lines.append(f"{', '.join(unpriced)} meet{'s' if len(unpriced) == 1 else ''} the floor but "
+                     "cost is unavailable (no price): compare its GPUs below.")
+    if price_text(result):
+        lines.append(price_text(result))
     lines.append(_family_text(pool, tuple(r.strategies)))
     return " ".join(lines)
 
@@ -67,8 +101,8 @@ def _family_text(pool: PoolPlan, strategies: tuple[str, ...] = ("helix", "tp")) 
     other = (f"the best baseline ({o.strategy} {o.label}, batch {o.batch})" if pool.family == "Helix"
              else f"the best Helix layout ({o.label}, batch {o.batch})")
     if f"{pool.family_margin:.2f}" == "1.00":  # e.g. Helix at KVP 1 is the TP layout itself
-        return f"{winner} ties with {other} at this floor (within 0.5 % tokens/s/GPU)."
-    return f"{winner} beats {other} by {pool.family_margin:.2f}x tokens/s/GPU at this floor."
+        return f"{winner} ties with {other} at this floor (within 0.5 % in billed cost per token)."
+    return f"{winner} beats {other} by {pool.family_margin:.2f}x in billed cost per token at this floor."
 
 
 def build_blocks(result: PlanResult) -> list:
@@ -97,7 +131,8 @@ def build_blocks(result: PlanResult) -> list:
     blocks += [Heading("Comparison"), _comparison_table(result)]
     if len(r.contexts) > 1:
         blocks.append(_pools_table(result))
-    blocks.append(Para("Cost per million output tokens = price per GPU-hour \u00d7 total GPUs / "
+    blocks.append(Para("Cost per million output tokens = price per GPU-hour \u00d7 billed GPUs (every GPU of the "
+                       "whole racks or nodes the instances occupy, idle ones included) / "
                        "(users \u00d7 tokens/s/user \u00d7 3600) \u00d7 10\u2076. Energy per token = TDP \u00d7 total GPUs / "
                        "(users \u00d7 tokens/s/user), GPUs only. Headroom = HBM \u2212 memory used per GPU. "
                        f"Prices from `{r.price_file}` (illustrative defaults unless you passed --price)."))
@@ -120,7 +155,7 @@ def build_blocks(result: PlanResult) -> list:
     if len(result.sensitivity) > 1:
         blocks += [Heading("Sensitivity"),
                    Para("Each row re-plans every system with one input changed; cost per million output tokens "
-                        "(total GPUs) per system, and the cheapest system with its layout."),
+                        "(billed GPUs, whole racks / nodes) per system, and the cheapest system with its layout."),
                    _sensitivity_table(result)]
 
     if result.robustness is not None:
@@ -136,8 +171,10 @@ def build_blocks(result: PlanResult) -> list:
               + " (default: the NVLink domain, capped at 64); batches up to min(users, "
               f"{r.max_batch}); HOP-B {'on' if r.hopb else 'off'}; strategies {', '.join(r.strategies)}.",
               "Instances = ceil(users / batch). An instance stays inside one NVLink domain, so racks (NVL72) or "
-              "nodes (HGX) = ceil(instances / instances per unit); the cost counts the GPUs the instances use; renting whole racks or nodes "
-              "would also bill the idle ones ('GPUs in whole racks / nodes'). The break-even price of another system is the price per GPU-hour at which its cost "
+              "nodes (HGX) = ceil(instances / instances per unit); the cost bills every GPU of those whole racks or nodes, "
+              "idle ones included, and the layout and batch chosen are the cheapest under that billing (the "
+              "cost counting used GPUs only is shown beside it). Each pool of a context mix is billed in its own "
+              "units. Energy counts the used GPUs at TDP. The break-even price of another system is the price per GPU-hour at which its cost "
               "per million tokens equals the winner's (cost is proportional to price).",
               "Every user is counted at the configuration's full-batch tokens/s/user; a partly filled last "
               "instance runs no slower. Prefill and queueing are not modelled; " + _mtp_text(r.mtp)]
@@ -189,14 +226,18 @@ def _comparison_table(result: PlanResult) -> Table:
     row("batch per instance", lambda h: str(cfg(h).batch) if cfg(h) else dash)
     row("GPUs per instance", lambda h: str(cfg(h).n_gpus) if cfg(h) else dash)
     row("instances", lambda h: ok(h, lambda: f"{h.instances:,}"))
-    row("total GPUs (used)", lambda h: ok(h, lambda: f"{h.total_gpus:,}"))
-    row("GPUs in whole racks / nodes", lambda h: ok(h, lambda: f"{h.billed_gpus:,}"))
+    row("GPUs used", lambda h: ok(h, lambda: f"{h.total_gpus:,}"))
+    row("GPUs billed (whole racks / nodes)", lambda h: ok(h, lambda: f"{h.billed_gpus:,} ({h.billed_gpus - h.total_gpus:,} idle)"))
     row("racks / nodes", lambda h: ok(h, lambda: f"{h.units:,} {h.unit_name}s ({h.unit_gpus} GPUs each)"))
     row("tokens/s/user", lambda h: _n(h.tokens_per_s_user) if h.meets_floor else
         (f"{_n(cfg(h).tokens_per_s_user)} (max reachable)" if cfg(h) else dash))
     row("tokens/s/GPU", lambda h: _n(cfg(h).tokens_per_s_gpu) if cfg(h) else dash)
-    row("price, $/GPU-hour", lambda h: f"{h.price_per_gpu_hour:.2f}")
-    row("**$ per million output tokens**", lambda h: ok(h, lambda: f"**{_usd(h.cost_per_m_tokens)}**"))
+    row("price, $/GPU-hour", lambda h: "no price" if h.price_per_gpu_hour is None else f"{h.price_per_gpu_hour:.2f}")
+    row("**$ per million output tokens** (billed GPUs)", lambda h: ok(h, lambda: "unavailable (no price)"
+        if h.cost_per_m_tokens is None else f"**{_usd(h.cost_per_m_tokens)}**"))
+    row("$ per million, price \u221220 % / +20 %", lambda h: ok(h, lambda: "\u2014" if h.cost_per_m_tokens is None
+        else f"{_usd(0.8 * h.cost_per_m_tokens)} / {_usd(1.2 * h.cost_per_m_tokens)}"))
+    row("$ per million, used GPUs only", lambda h: ok(h, lambda: _usd(h.cost_per_m_tokens_used)))
     row("energy, J/token", lambda h: ok(h, lambda: _n(h.energy_per_token_j)))
     row("HBM headroom, GB/GPU", lambda h: _n(h.hbm_gb - cfg(h).memory_per_gpu_gb) if cfg(h) else dash)
     row("Helix vs best baseline", lambda h: _family_cell(h.main_pool) if h.meets_floor else dash)
@@ -214,7 +255,7 @@ def _family_cell(p: PoolPlan) -> str:
 
 def _pools_table(result: PlanResult) -> Table:
     headers = ["system", "context", "share of users", "users", "strategy", "layout", "batch", "instances",
-               "GPUs", "tok/s/user", "tok/s/GPU", "$/M tokens"]
+               "GPUs used", "GPUs billed", "tok/s/user", "tok/s/GPU", "$/M tokens"]
     rows = []
     for h in result.per_hardware:
         total = sum(q.weight for q in h.pools)
@@ -223,13 +264,13 @@ def _pools_table(result: PlanResult) -> Table:
             if p.choice:
                 c, d = p.choice.config, p.choice
                 rows.append([h.hardware, f"{p.context:,}", share, f"{p.users:,}", c.strategy, c.label,
-                             str(c.batch), f"{d.instances:,}", f"{d.total_gpus:,}", _n(c.tokens_per_s_user),
+                             str(c.batch), f"{d.instances:,}", f"{d.total_gpus:,}", f"{d.billed_gpus:,}", _n(c.tokens_per_s_user),
                              _n(c.tokens_per_s_gpu), _usd(d.cost_per_m_tokens)])
             else:
                 best = f"closest {_n(p.closest.tokens_per_s_user)} tok/s/user" if p.closest else "nothing fits"
                 rows.append([h.hardware, f"{p.context:,}", share, f"{p.users:,}", "\u2014", best,
-                             "\u2014", "\u2014", "\u2014", "\u2014", "\u2014", "\u2014"])
-    return Table(headers, rows, "Per-context pools")
+                             "\u2014", "\u2014", "\u2014", "\u2014", "\u2014", "\u2014", "\u2014"])
+    return Table(headers, rows, "Per-context pools (each pool billed in its own whole racks / nodes; the fleet is their sum)")
 
 
 def _breakdown_table(result: PlanResult) -> Table:
@@ -277,7 +318,8 @@ def _sensitivity_table(result: PlanResult) -> Table:
         cells = []
         for h in names:
             cost, gpus = s.cost_per_m_tokens.get(h), s.total_gpus.get(h)
-            cells.append("misses floor" if cost is None else f"{_usd(cost)} ({gpus:,})")
+            cells.append("misses floor" if gpus is None else
+                         f"no price ({gpus:,})" if cost is None else f"{_usd(cost)} ({gpus:,})")
         best = f"{s.winner}: {s.winner_strategy} {s.winner_label} b{s.winner_batch}" if s.winner else "none meets the floor"
         rows.append([f"**{s.scenario}**" if s.scenario == "base" else s.scenario, s.change] + cells + [best])
     return Table(headers, rows)

@@ -22,6 +22,7 @@ class RunnerUp:
     losing_term: Optional[str]  # op with the largest excess GPU-ms per token over the winner
     losing_term_excess_gpu_ms: Optional[float]
     cost_per_m_tokens: Optional[float]
+    cost_ratio: Optional[float] = None  # its billed cost per token over the winner's (>= 1)
 
     def reason(self) -> str:
         if self.config is None:
@@ -29,6 +30,9 @@ class RunnerUp:
                 return "no layout fits in memory"
             return f"cannot reach the floor: at most {self.closest.tokens_per_s_user:.1f} tok/s/user ({self.closest.label})"
         if self.losing_term is None:
+            if self.cost_ratio is not None and self.cost_ratio > 1.005:
+                return (f"as many tok/s/GPU or more, but costs {100 * (self.cost_ratio - 1):.0f} % more per token "
+                        "billed in whole racks / nodes (idle GPUs or a partly filled instance)")
             return "ties the winner"
         lower = 100.0 * (1.0 - 1.0 / self.throughput_ratio)
         return (f"{lower:.0f} % fewer tok/s/GPU than the winner; largest excess: {self.losing_term} "
@@ -65,7 +69,7 @@ class HardwarePlan:
     description: str
     precision: dict
     max_gpus_per_instance: int
-    price_per_gpu_hour: float
+    price_per_gpu_hour: Optional[float]  # None: no price given; GPUs and rates are planned, cost is unavailable
     power_w: float
     hbm_gb: float
     unit_gpus: int
@@ -112,10 +116,24 @@ class HardwarePlan:
 
     @property
     def cost_per_m_tokens(self) -> Optional[float]:
-        """Fleet dollars over fleet tokens (pools' costs weighted by their share of the tokens)."""
-        if not self.meets_floor:
+        """Fleet dollars over fleet tokens, billing every GPU of the whole racks or nodes (pools' costs
+        weighted by their share of the tokens); None where the floor is missed or there is no price."""
+        return self._cost(self.billed_gpus)
+
+    @property
+    def cost_per_m_tokens_used(self) -> Optional[float]:
+        """The same counting only the GPUs the instances use (what renting single GPUs would cost)."""
+        return self._cost(self.total_gpus)
+
+    def _cost(self, gpus: Optional[int]) -> Optional[float]:
+        if not self.meets_floor or self.price_per_gpu_hour is None:
             return None
-        return self.price_per_gpu_hour * self.total_gpus / (self.served_tokens_per_s * 3600.0) * 1e6
+        return self.price_per_gpu_hour * gpus / (self.served_tokens_per_s * 3600.0) * 1e6
+
+    @property
+    def billed_gpu_s_per_token(self) -> Optional[float]:
+        """Billed GPU-seconds per output token: the price-free cost (cost = this x price / 3600 x 1e6)."""
+        return self.billed_gpus / self.served_tokens_per_s if self.meets_floor else None
 
     @property
     def fleet_tokens_per_s_gpu(self) -> Optional[float]:
@@ -141,10 +159,11 @@ class HardwarePlan:
             c = main.choice.config
             out.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch, mtp=c.mtp,
                        n_gpus_per_instance=c.n_gpus, instances=self.instances, total_gpus=self.total_gpus,
-                       billed_gpus=self.billed_gpus,
+                       billed_gpus=self.billed_gpus, idle_gpus=self.billed_gpus - self.total_gpus,
                        **{f"{self.unit_name}s": self.units},
                        tokens_per_s_user=self.tokens_per_s_user, tokens_per_s_gpu=c.tokens_per_s_gpu,
                        fleet_tokens_per_s_gpu=self.fleet_tokens_per_s_gpu, cost_per_m_tokens=self.cost_per_m_tokens,
+                       cost_per_m_tokens_used_gpus=self.cost_per_m_tokens_used,
                        energy_per_token_j=self.energy_per_token_j,
                        memory_headroom_gb=min(p.choice.memory_headroom_gb for p in self.pools),
                        breakdown_ms=c.breakdown_ms)
@@ -167,7 +186,7 @@ def pool_summary(p: PoolPlan) -> dict:
     if p.choice:
         c = p.choice.config
         d.update(strategy=c.strategy, layout=c.layout, label=c.label, batch=c.batch, n_gpus_per_instance=c.n_gpus,
-                 instances=p.choice.instances, total_gpus=p.choice.total_gpus,
+                 instances=p.choice.instances, total_gpus=p.choice.total_gpus, billed_gpus=p.choice.billed_gpus,
                  tokens_per_s_user=c.tokens_per_s_user, tokens_per_s_gpu=c.tokens_per_s_gpu,
                  cost_per_m_tokens=p.choice.cost_per_m_tokens)
     elif p.closest:
@@ -176,12 +195,22 @@ def pool_summary(p: PoolPlan) -> dict:
     return d
 
 
+def cheapest(per_hw: list[HardwarePlan]) -> Optional[HardwarePlan]:
+    """The lowest billed cost per million tokens among systems meeting the floor that have a price;
+    where none has a price, the fewest billed GPU-seconds per token (the ranking at equal prices)."""
+    ok = [h for h in per_hw if h.meets_floor]
+    priced = [h for h in ok if h.cost_per_m_tokens is not None]
+    if priced:
+        return min(priced, key=lambda h: h.cost_per_m_tokens)
+    return min(ok, key=lambda h: h.billed_gpu_s_per_token) if ok else None
+
+
 @dataclass(frozen=True)
 class SensitivityRow:
     scenario: str
     change: str
     cost_per_m_tokens: dict  # hardware -> USD per 1e6 tokens, or None where the floor is not met
-    total_gpus: dict  # hardware -> GPUs, or None
+    total_gpus: dict  # hardware -> billed GPUs (whole racks or nodes), or None
     winner: Optional[str]
     winner_strategy: Optional[str]
     winner_label: Optional[str]
@@ -213,12 +242,12 @@ class PlanResult:
     sensitivity: list[SensitivityRow]
     seconds: float
     robustness: Optional[Any] = None  # planning.robustness.Robustness of the winner's main pool
+    warnings: list = field(default_factory=list)  # one-line notes: missing prices, wide instances, trained window
 
     @property
     def winner(self) -> Optional[HardwarePlan]:
-        """The system with the lowest cost per million tokens among those meeting the floor."""
-        ok = [h for h in self.per_hardware if h.meets_floor]
-        return min(ok, key=lambda h: h.cost_per_m_tokens) if ok else None
+        """The system with the lowest (billed) cost per million tokens among those meeting the floor."""
+        return cheapest(self.per_hardware)
 
     def recommendation(self) -> dict:
         """What ``helixsim plan --json`` prints: the overall winner's key numbers and a per-hardware list."""
@@ -237,6 +266,7 @@ class PlanResult:
                 "contexts": [{"context": c.context, "weight": c.weight} for c in r.contexts],
                 "price_file": r.price_file, "per_hardware": per,
                 "robustness": self.robustness.summary() if self.robustness is not None else None,
+                "price_sensitivity": price_sensitivity_summary(self), "warnings": list(self.warnings),
                 **({"mtp": mtp_searched(r.mtp)} if r.mtp != (0,) else {})}
 
 
@@ -250,3 +280,25 @@ def mtp_searched(drafts: tuple[int, ...]) -> dict:
             "accepted_tokens_per_step": {str(p["draft_tokens"]): p["accepted_tokens_per_step"] for p in per},
             "acceptance_source": per[-1]["acceptance_source"]}
 
+
+def price_sensitivity_summary(result: "PlanResult") -> Optional[dict]:
+    """The winner's cost at its price -20 % and +20 %, and the price range over which it stays the
+    cheapest: up to the price where the runner-up system (at its own price) costs the same."""
+    from .costing import break_even_price, price_sensitivity
+
+    w = result.winner
+    if w is None or w.cost_per_m_tokens is None:
+        return None
+    lo, hi = price_sensitivity(w.price_per_gpu_hour, w.cost_per_m_tokens)
+    rivals = [h for h in result.per_hardware if h is not w and h.cost_per_m_tokens is not None]
+    out = {"hardware": w.hardware, "price_per_gpu_hour": w.price_per_gpu_hour,
+           "cost_per_m_tokens_at_price_minus_20pct": lo, "cost_per_m_tokens_at_price_plus_20pct": hi,
+           "runner_up": None, "stays_cheapest_up_to_price_per_gpu_hour": None}
+    if rivals:
+        second = min(rivals, key=lambda h: h.cost_per_m_tokens)
+        out["runner_up"] = second.hardware
+        out["stays_cheapest_up_to_price_per_gpu_hour"] = break_even_price(
+            w.price_per_gpu_hour, w.cost_per_m_tokens, second.cost_per_m_tokens)
+        out["runner_up_break_even_price_per_gpu_hour"] = break_even_price(
+            second.price_per_gpu_hour, second.cost_per_m_tokens, w.cost_per_m_tokens)
+    return out

@@ -35,7 +35,7 @@ from ..cost.step import BREAKDOWN_KEYS, decode_step
 from ..layout import STRATEGIES, LayoutArrays
 from ..pareto import frontier, table_at_end
 from ..specs.registry import load_efficiency
-from .selection import select
+from .selection import select as _select
 
 WIDTH_COLUMNS = ("kvp", "tpa", "dp", "tpf", "ep", "pp")
 BISECT_STEPS = 4
@@ -169,8 +169,10 @@ def _scan(param: Parameter, base_family: Optional[str], family_at: Callable[[flo
 
 
 def robustness(table: pd.DataFrame, floor: float, model, hw, precision, calibration=None,
-               hardware_name: str = "", context: int = 0) -> Robustness:
-    """The verdict for one pool (its search ``table`` and interactivity ``floor``) and what moves it."""
+               hardware_name: str = "", context: int = 0, pick=None) -> Robustness:
+    """The verdict for one pool (its search ``table`` and interactivity ``floor``) and what moves it.
+    ``pick(table, floor)`` chooses a row (default :func:`select`; the planner passes its billed-cost choice)."""
+    select = pick or _select
     chosen = select(table, floor)
     base = family(chosen)
     result = Robustness(hardware=hardware_name, context=context, verdict=verdict_text(chosen),

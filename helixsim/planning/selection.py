@@ -12,7 +12,7 @@ from ..precision import Precision
 from ..search import SearchSpace, frontiers, search
 from ..specs.hardware import HardwareSpec
 from ..specs.model import ModelSpec
-from .costing import Config, deploy
+from .costing import Config, billed_gpus_per_row, deploy
 from .inputs import ContextShare
 from .results import PoolPlan, RunnerUp
 
@@ -45,10 +45,29 @@ def select(table: pd.DataFrame, floor: float) -> Optional[pd.Series]:
     return _best(ok)
 
 
+def billed_gpu_s_per_token(table: pd.DataFrame, hw: HardwareSpec, users: int) -> np.ndarray:
+    """Billed GPU-seconds per output token of each configuration serving ``users``: the GPUs of the
+    whole racks or nodes its ceil(users / batch) instances occupy, over users x tokens/s/user. Cost
+    per token is this times the system's price (one price per system), so the smallest is cheapest."""
+    return billed_gpus_per_row(table, hw, users) / (int(users) * table["tokens_per_s_user"].to_numpy(float))
+
+
+def select_billed(table: pd.DataFrame, floor: float, hw: HardwareSpec, users: int) -> Optional[pd.Series]:
+    """The cheapest configuration serving ``users`` at the floor, billed in whole racks or nodes:
+    least billed GPU-seconds per token among feasible rows with tokens/s/user >= floor; ties: more
+    tokens/s/GPU, more tokens/s/user, fewer GPUs."""
+    ok = table[table["feasible"].to_numpy(bool) & (table["tokens_per_s_user"].to_numpy() >= floor)]
+    if ok.empty:
+        return None
+    order = np.lexsort((ok["n_gpus"].to_numpy(), -ok["tokens_per_s_user"].to_numpy(),
+                        -ok["tokens_per_s_gpu"].to_numpy(), billed_gpu_s_per_token(ok, hw, users)))
+    return ok.iloc[order[0]]
+
+
 def _runner_up(strategy: str, table: pd.DataFrame, floor: float, winner: Config, hw: HardwareSpec,
-               users: int, price: float) -> RunnerUp:
+               users: int, price: Optional[float]) -> RunnerUp:
     sub = table[table["strategy"] == strategy]
-    row = select(sub, floor)
+    row = select_billed(sub, floor, hw, users)
     if row is None:
         far = _fastest(sub[sub["feasible"].to_numpy(bool)])
         return RunnerUp(strategy, None, Config.from_row(far) if far is not None else None, None, None, None, None)
@@ -59,7 +78,14 @@ def _runner_up(strategy: str, table: pd.DataFrame, floor: float, winner: Config,
     lose = excess[term] > 0 and cfg.tokens_per_s_gpu < winner.tokens_per_s_gpu
     return RunnerUp(strategy, cfg, None, winner.tokens_per_s_gpu / cfg.tokens_per_s_gpu,
                     term if lose else None, excess[term] if lose else None,
-                    deploy(cfg, hw, users, price).cost_per_m_tokens)
+                    deploy(cfg, hw, users, price).cost_per_m_tokens, billed_cost_ratio(cfg, winner, hw, users))
+
+
+def billed_cost_ratio(cfg: Config, reference: Config, hw: HardwareSpec, users: int) -> float:
+    """``cfg``'s billed cost per token over ``reference``'s on the same system and users (the price
+    cancels): their billed GPUs over their tokens/s."""
+    a, b = deploy(cfg, hw, users, 1.0), deploy(reference, hw, users, 1.0)
+    return a.cost_per_m_tokens / b.cost_per_m_tokens
 
 
 class _Planner:
@@ -88,9 +114,9 @@ class _Planner:
         return self._cache[key]
 
     def pool(self, hw: HardwareSpec, budget: int, prec: Precision, share: ContextShare, users: int,
-             floor: float, price: float, detail: bool = True) -> PoolPlan:
+             floor: float, price: Optional[float], detail: bool = True) -> PoolPlan:
         table = self.table(hw, budget, share.context, users, prec)
-        row = select(table, floor)
+        row = select_billed(table, floor, hw, users)
         choice = closest = other = None
         margin = None
         family = ""
@@ -103,10 +129,10 @@ class _Planner:
             choice = deploy(cfg, hw, users, price)
             family = "Helix" if cfg.strategy == "helix" else "baseline"
             members = [s for s in self.strategies if s != "helix"] if cfg.strategy == "helix" else ["helix"]
-            o = select(table[table["strategy"].isin(members)], floor)
-            if o is not None:
+            o = select_billed(table[table["strategy"].isin(members)], floor, hw, users)
+            if o is not None:  # the margin in billed cost per token (>= 1: the winner is the cheapest)
                 other = Config.from_row(o)
-                margin = cfg.tokens_per_s_gpu / other.tokens_per_s_gpu
+                margin = billed_cost_ratio(other, cfg, hw, users)
             if detail:
                 runner_ups = [_runner_up(s, table, floor, cfg, hw, users, price)
                               for s in self.strategies if s != cfg.strategy]

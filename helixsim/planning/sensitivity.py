@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .results import HardwarePlan, SensitivityRow
+from .results import HardwarePlan, SensitivityRow, cheapest
 
 SENSITIVITY = (
     ("context x2", "every context doubled", {"context": 2.0}),
@@ -14,12 +14,11 @@ SENSITIVITY = (
 
 
 def _sensitivity_row(name: str, change: str, per_hw: list[HardwarePlan]) -> SensitivityRow:
-    ok = [h for h in per_hw if h.meets_floor]
-    w = min(ok, key=lambda h: h.cost_per_m_tokens) if ok else None
+    w = cheapest(per_hw)
     return SensitivityRow(
         scenario=name, change=change,
         cost_per_m_tokens={h.hardware: h.cost_per_m_tokens for h in per_hw},
-        total_gpus={h.hardware: h.total_gpus for h in per_hw},
+        total_gpus={h.hardware: h.billed_gpus for h in per_hw},
         winner=w.hardware if w else None,
         winner_strategy=w.main_pool.choice.config.strategy if w else None,
         winner_label=w.main_pool.choice.config.label if w else None,

@@ -244,7 +244,8 @@ def _builder(dialect: Dialect) -> Callable[[_Config, str], dict]:
         mtp = c.count("num_nextn_predict_layers", 0) or c.count("mtp_num_hidden_layers", 0)
         spec = {"name": name, "hf_id": top.data.get("_name_or_path") or name, "num_layers": layers,
                 "hidden_size": c.int("hidden_size"), "vocab_size": c.int("vocab_size"),
-                "tie_word_embeddings": tie, "mtp_layers": mtp}
+                "tie_word_embeddings": tie, "mtp_layers": mtp,
+                "max_context_tokens": c.int("max_position_embeddings", None)}
         if _has_any(c, _MLA_KEYS):
             if kinds["full_attention"] != layers:
                 raise c.error("layer_types", "MLA with other layer kinds is not supported")

@@ -139,6 +139,9 @@ class ModelSpec:
     ffn: FFNSpec
     mtp_layers: int = field(default=0, metadata=NONNEG)
     linear_attention: Optional[LinearAttentionSpec] = None
+    #: The context the checkpoint is trained / configured for (HF max_position_embeddings, after any
+    #: rope scaling); None where not published. Longer contexts are simulated with a warning.
+    max_context_tokens: Optional[int] = field(default=None, metadata={"tokens": True, "max": 1 << 40})
 
     # ------------------------------------------------------------ layer mix
     @property
