@@ -140,7 +140,8 @@ def assert_suggests(err: str, typo: str, intended: str, choices) -> None:
 def assert_finite_point(result, hw_capacity_bytes: float) -> None:
     """A successful ``point --json``: every number finite and >= 0, feasibility consistent with memory."""
     code, out, err = result
-    assert code == 0 and err == "", err
+    # nothing on stderr but one-line warnings (a context beyond the model's trained window)
+    assert code == 0 and all(line.startswith("warning: ") for line in err.splitlines()), err
     data = json.loads(out)
     numbers = [data[k] for k in ("ttl_ms", "tokens_per_s_user", "tokens_per_s_gpu", "memory_per_gpu_gb", "max_batch")]
     numbers += list(data["breakdown_ms"].values())
