@@ -216,10 +216,6 @@ def sweep(sweep_file, out_dir, calibration, fmt, workers, scheduler) -> None:
     from .sweep import load_sweep, stream_sweep
 
     spec, path = load_sweep(sweep_file)
-    from .trained_window import warn_for
-
-    for m in spec.models:  # relative model paths resolve beside the sweep YAML (load_sweep did)
-        warn_for(m, spec.contexts)
     out, lines = Path(out_dir), []
     with staged_output(out) as stage:  # the whole set appears at the end, or nothing does
         for res, written in stream_sweep(spec, path, stage, fmt, calibration, workers, scheduler,
@@ -233,6 +229,10 @@ def sweep(sweep_file, out_dir, calibration, fmt, workers, scheduler) -> None:
                                  f"{fr['tokens_per_s_gpu'].max():8.2f} tok/s/GPU")
             lines += [f"  wrote {mapped(p, stage, out)}" for p in written]
     click.echo("\n".join(lines))
+    from .trained_window import warn_for
+
+    for m in spec.models:  # once the run has succeeded (a failed run prints its one error line only)
+        warn_for(m, spec.contexts)
 
 
 @main.command()
@@ -474,13 +474,13 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
     result = plan_from_spec(spec, source, calibration=calibration)
     from .trained_window import echo_warnings
 
-    echo_warnings(result.warnings)
     written = []
     if out_dir:
         from .report import write_report
 
         with staged_output(Path(out_dir)) as stage:
             written = [mapped(p, stage, Path(out_dir)) for p in write_report(result, stage)]
+    echo_warnings(result.warnings)  # once the report is written (a failed run prints its one error line only)
     if as_json:
         click.echo(json.dumps(result.recommendation(), indent=2))
         for p in written:
