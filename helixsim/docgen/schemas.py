@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from ..errors import SpecError
 from . import generator
 
 MEANINGS = {
@@ -33,6 +34,8 @@ MEANINGS = {
         "mtp": "MTP draft tokens per step to search (0: no speculative decoding)",
         "every_batch": "every batch up to the largest that fits, not the 1, 2, 3, 4, 6, 8, ... grid",
         "widths": "layout widths to search (default: powers of two)",
+        "two_batch_overlap": "ep layouts priced without and/or with two-batch overlap (two micro-batches, one's "
+                             "all-to-alls hidden behind the other's compute)",
     },
     "PrecisionSpec": {
         "weights": "weight format (default: fp4 where the GPU has FP4, else fp8)",
@@ -58,6 +61,8 @@ MEANINGS = {
         "max_batch": "largest batch per instance searched",
         "strategies": "parallelism strategies to search",
         "sensitivity": "also re-plan with the context x2 and x0.5, users x2 and the floor +-25 %",
+        "mtp": "MTP draft tokens per step to search (speculative decoding with DeepSeek-R1's published "
+               "acceptance; 0: none)",
     },
     "ContextShare": {
         "context": "KV length of this pool, tokens",
@@ -120,8 +125,8 @@ def schema_table(cls, prefix: str = "") -> str:
     missing = sorted(names - set(meanings))
     stale = sorted(set(meanings) - names)
     if missing or stale:
-        raise ValueError(f"docs/schemas.md: {cls.__name__} keys without a meaning {missing}, meanings of no key {stale}; "
-                         "edit helixsim/docgen/schemas.py")
+        raise SpecError("helixsim/docgen/schemas.py", f"MEANINGS.{cls.__name__}",
+                        f"keys without a meaning {missing}, meanings of no key {stale}: write them for docs/schemas.md")
     rows = ["| key | type | default | limits | meaning |", "|---|---|---|---|---|"]
     for f in fields:
         rows.append(f"| `{prefix}{f.name}` | {_type_name(hints[f.name])} | {_default(f)} | {_limits(f)} | "
