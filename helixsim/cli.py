@@ -445,7 +445,9 @@ def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, 
 
     if out_dir:
         check_out_dir(Path(out_dir))  # an unwritable --out is refused before the planning work
-    if isl is not None or osl is not None or max_ttft_s is not None:
+    from .planning.deployment_spec import is_deployment_file
+
+    if isl is not None or osl is not None or max_ttft_s is not None or (plan_file and is_deployment_file(plan_file)):
         from .planning.deployment_cli import run_deployment
         from .sweep import prepare_out_dir
 

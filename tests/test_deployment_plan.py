@@ -86,3 +86,57 @@ def test_queueing_by_hand():
     assert float(mdc_mean_wait_s(2, 1.0, 1.0)) == pytest.approx(1.0 / 6.0)
     assert instances_for_wait([1.0, 1.0], [1.0, 1.0], [0.2, 0.1]).tolist() == [2, 3]
     assert int(instances_for_wait(1.0, 1.0, 0.0, headroom=8)) == -1   # no slack: no pool is enough
+
+
+def test_length_mix_plan(tmp_path):
+    """A plan YAML with a length mix: one class of any share is the plain --isl/--osl plan; two classes
+    give a disaggregated plan under the TTFT limit (aggregated serving is planned for one class only),
+    the decode layout searched at the decode-time-weighted mean KV length (by hand: shares 3 and 1 of
+    8,192/1,024 and 1,024/1,024: (3 x 1024 x 8704 + 1 x 1024 x 1536) / (4 x 1024) = 6,912 tokens)."""
+    from helixsim.planning.deployment import decode_context
+
+    assert decode_context([(8192, 1024, 3.0), (1024, 1024, 1.0)]) == 6912
+    one = plan_deployment(**{**ARGS, "isl": None, "osl": None}, lengths=[(8192, 1024, 2.5)]).to_json()
+    plain = plan_deployment(**ARGS).to_json()
+    assert one["recommendation"] == plain["recommendation"]
+    path = tmp_path / "mix.yaml"
+    path.write_text("model: llama-3.1-70b\nhardware: [h200-hgx]\nusers: 64\nmin_tokens_per_s_user: 20\n"
+                    "max_ttft_s: 2\nlengths:\n  - {isl: 8192, osl: 1024, share: 3}\n  - {isl: 1024, osl: 1024, share: 1}\n")
+    res = CliRunner().invoke(main, ["plan", "--plan", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [c["isl"] for c in data["request"]["lengths"]] == [8192, 1024]
+    hw = data["per_hardware"][0]
+    assert hw["aggregated"] is None and hw["disaggregated"]["ttft_s"] <= 2.0
+    assert hw["disaggregated"]["queue_wait_s"] >= 0.0
+
+
+@pytest.mark.parametrize("body, field", [
+    ("lengths:\n  - {isl: 8192, osl: 1024, weight: 1}\n", "lengths[0].weight"),
+    ("lengths:\n  - {isl: 8192, osl: 1}\n", "lengths[0].osl"),
+    ("lengths: []\n", "lengths"),
+    ("lengths:\n  - {isl: 8192, osl: 1024, share: -1}\n", "share"),
+    ("lengths:\n  - {isl: 8192, osl: 1024}\nqueue: true\n", "queue"),
+])
+def test_length_mix_yaml_is_strict(tmp_path, body, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: llama-3.1-70b\nhardware: [h200-hgx]\nusers: 8\nmin_tokens_per_s_user: 20\n"
+                    "max_ttft_s: 2\n" + body)
+    res = CliRunner().invoke(main, ["plan", "--plan", str(path)])
+    assert res.exit_code == 2 and field in res.output and str(path) in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_length_mix_refuses_isl_flag(tmp_path):
+    path = tmp_path / "mix.yaml"
+    path.write_text("model: llama-3.1-70b\nhardware: [h200-hgx]\nusers: 8\nmin_tokens_per_s_user: 20\n"
+                    "max_ttft_s: 2\nlengths:\n  - {isl: 8192, osl: 1024}\n")
+    res = CliRunner().invoke(main, ["plan", "--plan", str(path), "--isl", "100"])
+    assert res.exit_code == 2 and "--isl" in res.output
+
+
+def test_mixed_service_times_wait_like_mmc():
+    """Allen-Cunneen with exponential-like spread (service SCV 1) is the M/M/c wait: M/M/2 at a = 1 and a
+    1 s service waits C x S / (c - a) = 1/3 s, twice the deterministic M/D/2 wait (1/6 s)."""
+    assert float(mdc_mean_wait_s(2, 1.0, 1.0, 1.0)) == pytest.approx(1.0 / 3.0)
+    assert int(instances_for_wait(1.0, 1.0, 0.2, service_scv=1.0)) == 3

@@ -105,8 +105,9 @@ def _ratio(p: int, d: int) -> str:
     return f"{p // g}:{d // g}"
 
 
-def plan_disaggregated(model, hw, prec, table, isl: int, osl: int, users: int, floor: float, max_ttft_s: float,
+def plan_disaggregated(model, hw, prec, table, lengths, users: int, floor: float, max_ttft_s: float,
                        price: float, calibration=None) -> DeploymentOption | None:
+    """``lengths``: (isl, osl, share of the users) classes; one class is the plain --isl/--osl plan."""
     row = select(table, floor)
     if row is None:
         return None
@@ -117,29 +118,36 @@ def plan_disaggregated(model, hw, prec, table, isl: int, osl: int, users: int, f
                        np.array([bool(row["hopb"])]))
     dec_gpus, batch, tps_user = int(row["n_gpus"]), int(row["batch"]), float(row["tokens_per_s_user"])
     lay, cp = prefill_candidates(model, hw)
-    r = evaluate_prefill(model, hw, lay, isl, 1, DEFAULT_CHUNK_TOKENS, cp, prec, k, pcal)
-    n_pf = r["n_gpus"]
+    isl = np.array([c[0] for c in lengths], float)[:, None]
+    osl = np.array([c[1] for c in lengths], float)[:, None]
+    share = np.array([c[2] for c in lengths], float)[:, None] / sum(c[2] for c in lengths)
+    per_class = [evaluate_prefill(model, hw, lay, int(n), 1, DEFAULT_CHUNK_TOKENS, cp, prec, k, pcal) for n in isl[:, 0]]
+    n_pf = per_class[0]["n_gpus"]
     same = n_pf + dec_gpus <= hw.nvlink_domain_gpus
-    xfer = kv_transfer_ms(k, model, dec, n_pf, isl, prec, same)
-    ttft = r["ttft_ms"] + xfer
-    ok = r["feasible"] & (ttft <= max_ttft_s * 1e3)
+    pf = np.stack([r["ttft_ms"] for r in per_class]) / 1e3                            # [classes, candidates] s
+    xfer = np.stack([kv_transfer_ms(k, model, dec, n_pf, int(n), prec, same) for n in isl[:, 0]]) / 1e3
+    ttft0 = pf + xfer
+    worst = ttft0.max(axis=0)
+    ok = np.logical_and.reduce([r["feasible"] for r in per_class]) & (worst <= max_ttft_s)
     if not ok.any():
         return None
-    # prompts per second, closed loop, at the TTFT without queueing (the highest rate: sizes conservatively);
-    # each candidate's pool is the smallest whose mean M/D/c queue wait fits the slack under the limit
-    size_rate = users / (ttft / 1e3 + osl / tps_user)
-    inst = np.where(ok, instances_for_wait(size_rate, r["ttft_ms"] / 1e3, np.maximum(max_ttft_s - ttft / 1e3, 0.0)),
-                    -1)
+    # prompts per second per class, closed loop, at the TTFT without queueing (the highest rate: sizes
+    # conservatively); the pool serves the classes' mixture of prefill times first come, first served, and
+    # is the smallest whose mean M/D/c (M/G/c for a mix) queue wait fits the slack under the limit
+    rates = users * share / (ttft0 + osl / tps_user)
+    total = rates.sum(axis=0)
+    mean_s = (rates * pf).sum(axis=0) / total
+    scv = np.maximum((rates * pf ** 2).sum(axis=0) / total / mean_s ** 2 - 1.0, 0.0)
+    inst = np.where(ok, instances_for_wait(total, mean_s, np.maximum(max_ttft_s - worst, 0.0), service_scv=scv), -1)
     ok = ok & (inst > 0)
     if not ok.any():
         return None
     cost = np.where(ok, n_pf * inst, np.inf)                      # prefill GPUs
-    i = int(np.lexsort((ttft, cost))[0])
-    prefill_s = float(r["ttft_ms"][i]) / 1e3
+    i = int(np.lexsort((worst, cost))[0])
     p_inst = int(inst[i])
-    wait_s = float(mdc_mean_wait_s(p_inst, size_rate[i], prefill_s))
-    ttft_s = float(ttft[i]) / 1e3 + wait_s
-    rate = users / (ttft_s + osl / tps_user)                      # the prompt rate the deployment then runs at
+    wait_s = float(mdc_mean_wait_s(p_inst, total[i], mean_s[i], scv[i]))
+    run = users * share[:, 0] / (ttft0[:, i] + wait_s + osl[:, 0] / tps_user)   # the rates the deployment runs at
+    in_rate, out_rate = float((run * isl[:, 0]).sum()), float((run * osl[:, 0]).sum())
     d_inst = max(1, math.ceil(users / batch))
     p_gpus, d_gpus = p_inst * int(n_pf[i]), d_inst * dec_gpus
     usd_s = price / 3600.0
@@ -147,13 +155,13 @@ def plan_disaggregated(model, hw, prec, table, isl: int, osl: int, users: int, f
         kind="disaggregated",
         prefill=PoolChoice(_label(lay, i, int(cp[i])), int(n_pf[i]), p_inst, p_gpus),
         decode=PoolChoice(f"{row['strategy']} {row['label']}", dec_gpus, d_inst, d_gpus),
-        ttft_s=ttft_s, prefill_s=prefill_s, kv_transfer_s=float(xfer[i]) / 1e3, tokens_per_s_user=tps_user,
-        queue_wait_s=wait_s,
+        ttft_s=float(worst[i]) + wait_s, prefill_s=float(mean_s[i]), kv_transfer_s=float(xfer[:, i].max()),
+        tokens_per_s_user=tps_user, queue_wait_s=wait_s,
         prefill_gpus=p_gpus, decode_gpus=d_gpus, total_gpus=p_gpus + d_gpus, pd_ratio=_ratio(p_gpus, d_gpus),
-        cost_per_m_tokens_prefill=p_gpus * usd_s / (rate * isl) * 1e6,
-        cost_per_m_tokens_decode=d_gpus * usd_s / (rate * osl) * 1e6,
-        cost_per_m_output_tokens=(p_gpus + d_gpus) * usd_s / (rate * osl) * 1e6,
-        extrapolated=bool(r["extrapolated"][i]))
+        cost_per_m_tokens_prefill=p_gpus * usd_s / in_rate * 1e6,
+        cost_per_m_tokens_decode=d_gpus * usd_s / out_rate * 1e6,
+        cost_per_m_output_tokens=(p_gpus + d_gpus) * usd_s / out_rate * 1e6,
+        extrapolated=bool(np.logical_or.reduce([r["extrapolated"] for r in per_class])[i]))
 
 
 def plan_aggregated(model, hw, prec, table, isl: int, osl: int, users: int, floor: float, max_ttft_s: float,
@@ -230,13 +238,22 @@ class HardwareDeployment:
         return min(opts, key=lambda o: o.cost_per_m_output_tokens) if opts else None
 
 
-def plan_hardware(model, hw, prec, isl: int, osl: int, users: int, floor: float, max_ttft_s: float, price: float,
+def decode_context(lengths) -> int:
+    """Mean KV length a decoding request sees over a length mix: each class's isl + osl / 2, weighted by
+    the decode time it takes (share x osl)."""
+    w = sum(c[2] * c[1] for c in lengths)
+    return int(round(sum(c[2] * c[1] * (c[0] + c[1] / 2.0) for c in lengths) / w))
+
+
+def plan_hardware(model, hw, prec, lengths, users: int, floor: float, max_ttft_s: float, price: float,
                   max_gpus: int, strategies=STRATEGIES, max_batch: int = 4096, calibration=None) -> HardwareDeployment:
+    """``lengths``: (isl, osl, share) classes. Aggregated serving is planned for a single class only."""
     space = SearchSpace(strategies=tuple(strategies), max_gpus=max_gpus, hopb=(True,),
-                        max_batch=int(min(max_batch, users)), contexts=(int(isl + osl // 2),))
+                        max_batch=int(min(max_batch, users)), contexts=(decode_context(lengths),))
     table = search(model, hw, space, prec, calibration=calibration)
-    args = (model, hw, prec, table, isl, osl, users, floor, max_ttft_s, price, calibration)
-    return HardwareDeployment(hw.name, price, plan_disaggregated(*args), plan_aggregated(*args))
+    rest = (users, floor, max_ttft_s, price, calibration)
+    agg = plan_aggregated(model, hw, prec, table, lengths[0][0], lengths[0][1], *rest) if len(lengths) == 1 else None
+    return HardwareDeployment(hw.name, price, plan_disaggregated(model, hw, prec, table, lengths, *rest), agg)
 
 
 def option_dict(o: DeploymentOption | None) -> dict | None:

@@ -8,12 +8,23 @@ import click
 
 from ..errors import SpecError
 from . import deployment_report as dr
+from . import deployment_spec as ds
 
 
 def run_deployment(plan_file, model, hardware, context, users, floor, max_gpus, weights, kv_cache, price, max_batch,
                    calibration, out, as_json, isl, osl, max_ttft_s) -> None:
+    lengths = None
     if plan_file:
-        raise SpecError("command line", "--plan", "whole-deployment planning (--isl/--osl) takes flags only for now")
+        if isl is not None or osl is not None:
+            raise SpecError("command line", "--isl", "with --plan the lengths come from the file's 'lengths'")
+        spec = ds.load_deployment_file(plan_file)
+        lengths = [(c.isl, c.osl, c.share) for c in spec.lengths]
+        model, hardware = model or spec.model, tuple(hardware) or spec.hardware
+        users, floor = users if users is not None else spec.users, floor if floor is not None else spec.min_tokens_per_s_user
+        max_ttft_s = max_ttft_s if max_ttft_s is not None else spec.max_ttft_s
+        weights, kv_cache, price = weights or spec.weights, kv_cache or spec.kv_cache, price or spec.price
+        max_gpus, max_batch = max_gpus or spec.max_gpus_per_instance, max_batch or spec.max_batch
+        isl = osl = 0     # stand-ins: the classes carry the lengths
     if context is not None:
         raise SpecError("command line", "--context", "--context is decode-only planning; with --isl/--osl leave it out")
     for value, flag in ((model, "--model"), (tuple(hardware) or None, "--hardware"), (users, "--users"),
@@ -23,7 +34,7 @@ def run_deployment(plan_file, model, hardware, context, users, floor, max_gpus, 
             raise SpecError("command line", flag, "required for whole-deployment planning (--isl/--osl)")
     plan = dr.plan_deployment(model, tuple(hardware), isl, osl, users, floor, max_ttft_s, prices=price,
                               weights=weights, kv_cache=kv_cache, max_gpus_per_instance=max_gpus,
-                              max_batch=max_batch or 4096, calibration=calibration)
+                              max_batch=max_batch or 4096, calibration=calibration, lengths=lengths)
     written = dr.write(plan, out) if out is not None else []
     if as_json:
         click.echo(json.dumps(plan.to_json(), indent=2))

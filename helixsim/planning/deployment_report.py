@@ -25,6 +25,9 @@ class DeploymentPlan:
     max_ttft_s: float
     price_file: str
     per_hardware: list[HardwareDeployment]
+    #: (isl, osl, share) classes of a length mix (one class: the plain --isl/--osl plan; isl/osl above
+    #: are then the share-weighted means)
+    lengths: tuple = ()
 
     def best(self) -> tuple[HardwareDeployment, object] | None:
         cands = [(h, h.best) for h in self.per_hardware if h.best is not None]
@@ -38,7 +41,9 @@ class DeploymentPlan:
             rec = {"hardware": h.hardware, "serving": o.kind, **{k: v for k, v in option_dict(o).items() if k != "kind"}}
         return {"request": {"model": self.model, "isl": self.isl, "osl": self.osl, "users": self.users,
                             "min_tokens_per_s_user": self.min_tokens_per_s_user, "max_ttft_s": self.max_ttft_s,
-                            "prices": self.price_file},
+                            "prices": self.price_file,
+                            **({"lengths": [{"isl": c[0], "osl": c[1], "share": c[2]} for c in self.lengths]}
+                               if len(self.lengths) > 1 else {})},
                 "recommendation": rec,
                 "per_hardware": [{"hardware": h.hardware, "price_per_gpu_hour": h.price_per_gpu_hour,
                                   "disaggregated": option_dict(h.disaggregated),
@@ -56,12 +61,17 @@ def _check(isl, osl, users, floor, max_ttft_s) -> None:
             raise SpecError("command line", name, f"must be a number > 0, got {v!r}")
 
 
-def plan_deployment(model, hardware, isl: int, osl: int, users: int, min_tokens_per_s_user: float,
+def plan_deployment(model, hardware, isl: int | None, osl: int | None, users: int, min_tokens_per_s_user: float,
                     max_ttft_s: float, prices=None, weights=None, kv_cache=None, max_gpus_per_instance=None,
-                    max_batch: int = 4096, strategies=STRATEGIES, calibration=None) -> DeploymentPlan:
+                    max_batch: int = 4096, strategies=STRATEGIES, calibration=None, lengths=None) -> DeploymentPlan:
+    """One (isl, osl), or a length mix ``lengths`` of (isl, osl, share) classes (then isl/osl are not given)."""
     from ..api import resolve_hardware, resolve_model
 
-    _check(isl, osl, users, min_tokens_per_s_user, max_ttft_s)
+    classes = tuple((int(a), int(b), float(w)) for a, b, w in lengths) if lengths else ((isl, osl, 1.0),)
+    for a, b, _ in classes:
+        _check(a, b, users, min_tokens_per_s_user, max_ttft_s)
+    total = sum(w for _, _, w in classes)
+    isl, osl = (round(sum(a * w for a, _, w in classes) / total), round(sum(b * w for _, b, w in classes) / total))
     m = resolve_model(model)
     hws = [resolve_hardware(h) for h in hardware]
     if not hws:
@@ -73,9 +83,9 @@ def plan_deployment(model, hardware, isl: int, osl: int, users: int, min_tokens_
             raise SpecError(src, f"usd_per_gpu_hour.{hw.name}", f"no price for '{hw.name}'")
         prec = default_precision(hw, weights, kv_cache)
         budget = max_gpus_per_instance or min(hw.nvlink_domain_gpus, DEFAULT_GPU_CAP)
-        out.append(plan_hardware(m, hw, prec, isl, osl, users, float(min_tokens_per_s_user), float(max_ttft_s),
+        out.append(plan_hardware(m, hw, prec, classes, users, float(min_tokens_per_s_user), float(max_ttft_s),
                                  table[hw.name], budget, strategies, max_batch, calibration))
-    return DeploymentPlan(m.name, isl, osl, users, float(min_tokens_per_s_user), float(max_ttft_s), src, out)
+    return DeploymentPlan(m.name, isl, osl, users, float(min_tokens_per_s_user), float(max_ttft_s), src, out, classes)
 
 
 COLUMNS = [("serving", lambda o: o.kind), ("prefill pool", lambda o: _pool(o.prefill)),
@@ -102,7 +112,9 @@ def _rows(plan: DeploymentPlan) -> list[tuple[str, list[str]]]:
     return rows
 
 
-NOTES = ("Pools are sized for users in a closed loop; the prefill pool (disaggregated) is the smallest whose mean "
+NOTES = ("Pools are sized for users in a closed loop (a length mix: disaggregated only, the decode layout chosen at "
+         "the decode-time-weighted mean KV length, the prefill queue serving the classes' mixture of prefill times); "
+         "the prefill pool (disaggregated) is the smallest whose mean "
          "M/D/c queue wait (Allen-Cunneen) keeps the mean TTFT, wait included, under the limit. TTFT includes the "
          "KV transfer and the queue wait (disaggregated), or the scheduler wait and the running decodes' share of "
          "the prefill passes (aggregated, TensorRT-LLM's scheduler). 'extrapolated': prefill attention beyond the "
@@ -110,10 +122,19 @@ NOTES = ("Pools are sized for users in a closed loop; the prefill pool (disaggre
          "inside an aggregated instance, TTFT percentiles, prefix caching, speculative decoding. See docs/prefill.md.")
 
 
+def lengths_text(plan: DeploymentPlan) -> str:
+    """'8,192 input / 1,024 output tokens', or the classes of a length mix with their shares."""
+    if len(plan.lengths) > 1:
+        total = sum(c[2] for c in plan.lengths)
+        return "length mix " + ", ".join(f"{c[0]:,}/{c[1]:,} ({100 * c[2] / total:.0f} %)" for c in plan.lengths) \
+            + " input/output tokens"
+    return f"{plan.isl:,} input / {plan.osl:,} output tokens"
+
+
 def summary_line(plan: DeploymentPlan) -> str:
     best = plan.best()
     if best is None:
-        return (f"No configuration serves {plan.users} users of {plan.model} at {plan.isl:,} in / {plan.osl:,} out "
+        return (f"No configuration serves {plan.users} users of {plan.model} at {lengths_text(plan)} "
                 f"with >= {plan.min_tokens_per_s_user:g} tok/s/user and TTFT <= {plan.max_ttft_s:g} s.")
     h, o = best
     return (f"Recommended: {o.kind} serving on {h.hardware}: {o.prefill_gpus:,} prefill + {o.decode_gpus:,} decode "
@@ -132,7 +153,7 @@ def text(plan: DeploymentPlan) -> str:
 
 def markdown(plan: DeploymentPlan) -> str:
     head = ["hardware"] + [c for c, _ in COLUMNS] + ["extrapolated"]
-    lines = [f"# Deployment plan: {plan.model}, {plan.isl:,} input / {plan.osl:,} output tokens", "",
+    lines = [f"# Deployment plan: {plan.model}, {lengths_text(plan)}", "",
              f"{plan.users:,} users, >= {plan.min_tokens_per_s_user:g} tokens/s/user, TTFT <= {plan.max_ttft_s:g} s; "
              f"prices: {plan.price_file}.", "", f"**{summary_line(plan)}**", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -147,7 +168,7 @@ def html_report(plan: DeploymentPlan) -> str:
     return ("<!doctype html><html><head><meta charset='utf-8'><title>helixsim deployment plan</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
-            f"<h1>Deployment plan: {html.escape(plan.model)}, {plan.isl:,} input / {plan.osl:,} output tokens</h1>"
+            f"<h1>Deployment plan: {html.escape(plan.model)}, {html.escape(lengths_text(plan))}</h1>"
             f"<p>{plan.users:,} users, &ge; {plan.min_tokens_per_s_user:g} tokens/s/user, TTFT &le; "
             f"{plan.max_ttft_s:g} s; prices: {html.escape(plan.price_file)}.</p>"
             f"<p><b>{html.escape(summary_line(plan))}</b></p><table><tr>"

@@ -38,22 +38,24 @@ def erlang_c(c, a) -> np.ndarray:
     return np.where(rho < 1.0, b / (1.0 - rho * (1.0 - b)), 1.0)
 
 
-def mdc_mean_wait_s(c, rate, service_s) -> np.ndarray:
-    """Mean queue wait of an M/D/c pool (Allen-Cunneen, module docstring); infinite at a >= c."""
+def mdc_mean_wait_s(c, rate, service_s, service_scv=SERVICE_SCV) -> np.ndarray:
+    """Mean queue wait of an M/D/c pool (Allen-Cunneen, module docstring); infinite at a >= c.
+    ``service_scv``: the service times' squared coefficient of variation (0: one prompt length;
+    a length mix has a spread of prefill times)."""
     c = np.asarray(c, float)
     a = np.asarray(rate, float) * np.asarray(service_s, float)
-    wait = (ARRIVAL_SCV + SERVICE_SCV) / 2.0 * erlang_c(c.astype(np.int64), a) * np.asarray(service_s, float) \
+    wait = (ARRIVAL_SCV + np.asarray(service_scv, float)) / 2.0 * erlang_c(c.astype(np.int64), a) * np.asarray(service_s, float) \
         / np.maximum(c - a, 1e-300)
     return np.where(c > a, wait, np.inf)
 
 
-def instances_for_wait(rate, service_s, max_wait_s, headroom: int = 4096) -> np.ndarray:
+def instances_for_wait(rate, service_s, max_wait_s, headroom: int = 4096, service_scv=SERVICE_SCV) -> np.ndarray:
     """Smallest pool (instances) whose mean M/D/c wait is at most ``max_wait_s``, per configuration;
     -1 where even ceil(a) + ``headroom`` instances do not get there (no slack under the limit).
 
     Vectorised over configurations; the loop runs over pool sizes (the Erlang-B recursion)."""
-    rate, service_s, max_wait_s = np.broadcast_arrays(np.asarray(rate, float), np.asarray(service_s, float),
-                                                      np.asarray(max_wait_s, float))
+    rate, service_s, max_wait_s, scv = np.broadcast_arrays(np.asarray(rate, float), np.asarray(service_s, float),
+                                                           np.asarray(max_wait_s, float), np.asarray(service_scv, float))
     a = rate * service_s
     out = np.full(a.shape, -1, np.int64)
     b = np.ones(a.shape)
@@ -61,7 +63,7 @@ def instances_for_wait(rate, service_s, max_wait_s, headroom: int = 4096) -> np.
     for c in range(1, top + 1):
         b = a * b / (c + a * b)
         rho = a / c
-        wait = np.where(rho < 1.0, (ARRIVAL_SCV + SERVICE_SCV) / 2.0 * b / (1.0 - rho * (1.0 - b)) * service_s
+        wait = np.where(rho < 1.0, (ARRIVAL_SCV + scv) / 2.0 * b / (1.0 - rho * (1.0 - b)) * service_s
                         / np.maximum(c - a, 1e-300), np.inf)
         hit = (out < 0) & (wait <= max_wait_s)
         out[hit] = c
