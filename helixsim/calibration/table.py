@@ -353,8 +353,9 @@ class SweepTable:
         t_knots = np.full((m, k), np.nan)
         for c in np.unique(combo):
             sel = np.nonzero(combo == c)[0]
-            if self.mode == "efficiency":
-                roof_k = np.column_stack([roof_fn(np.full(len(sel), kv), first[sel]) for kv in self.knots])
+            if self.mode == "efficiency":   # the roofline at every knot of every query, in one call
+                roof_k = np.asarray(roof_fn(np.tile(self.knots, len(sel)), np.repeat(first[sel], k)),
+                                    float).reshape(len(sel), k)
             else:
                 roof_k = np.ones((len(sel), k))
             sids, wts = self._corners(group.subs[c], num_q[sel])
