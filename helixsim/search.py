@@ -277,9 +277,13 @@ def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -> pd.Categorical:
     """Blog-style point labels, ``KVP x TP x DP = TPF x EP [ppN] bB``, one category per distinct label:
-    row i is layout ``layouts[index[i]]`` at ``batch[i]``."""
-    names = np.array([Layout("tp", *w).label() for w in
-                      zip(*(getattr(layouts, f).tolist() for f in ("kvp", "tpa", "dp", "tpf", "ep", "pp")))] or [""],
+    row i is layout ``layouts[index[i]]`` at ``batch[i]``. A Helix layout with kvp = 1 shards no KV: its
+    attention is TP's (Helix's FFN), and its label names it so, ``tp* 1xTPx1=TPFxEP bB`` (as the key
+    of the faceted frontier plots does, :func:`helixsim.facets.real_strategy`)."""
+    helix = STRATEGIES.index("helix")
+    names = np.array([("tp* " if code == helix and w[0] == 1 else "") + Layout("tp", *w).label()
+                      for code, *w in zip(*(getattr(layouts, f).tolist()
+                                            for f in ("strategy", "kvp", "tpa", "dp", "tpf", "ep", "pp")))] or [""],
                      dtype=object)
     index = np.asarray(index, dtype=np.int64)
     batch = np.asarray(batch, dtype=np.int64)

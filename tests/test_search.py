@@ -60,6 +60,20 @@ def test_search_rows_match_single_point_simulation(table):
         assert r.memory_per_gpu_gb == pytest.approx(row["memory_per_gpu_gb"], rel=1e-12)
 
 
+def test_labels_name_the_layout_and_helix_without_kv_sharding_as_tp():
+    """``KVPxTPxDP=TPFxEP bB``; a Helix layout with kvp = 1 runs TP attention and its label says ``tp*``."""
+    space = SearchSpace(max_gpus=8, pp=(1, 2), hopb=(True,), max_batch=8, contexts=(131_072,))
+    table = search(load_model("llama-3.1-70b"), GB200, space, Precision(kv_cache="fp8"))
+    for _, row in table.sample(60, random_state=0).iterrows():
+        layout = f"{row.kvp}x{row.tpa}x{row.dp}={row.tpf}x{row.ep}" + (f" pp{row.pp}" if row.pp > 1 else "")
+        prefix = "tp* " if row.strategy == "helix" and row.kvp == 1 else ""
+        assert str(row.label) == f"{prefix}{layout} b{row.batch}"
+    helix1 = table[(table.strategy == "helix") & (table.kvp == 1)]
+    assert len(helix1) and helix1["label"].astype(str).str.startswith("tp* ").all()
+    assert not table[table.strategy != "helix"]["label"].astype(str).str.startswith("tp*").any()
+    assert not table[table.kvp > 1]["label"].astype(str).str.startswith("tp*").any()
+
+
 def test_search_keeps_batches_that_fit_and_the_capacity_edge(table):
     assert table["feasible"].all()
     assert (table["batch"] <= table["max_batch"]).all()

@@ -81,6 +81,8 @@ def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """(first, inverse) of the distinct rows of equal-length ``columns``: one row of each group and each
     row's group (the queries of a table that differ only along its axis share their knot latencies)."""
+    if n <= 1:   # one query (a single point): nothing to group
+        return np.arange(n), np.zeros(n, dtype=np.intp)
     key = np.zeros(n, dtype=np.int64)
     space = 1
     for col in columns:

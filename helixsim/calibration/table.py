@@ -205,6 +205,7 @@ class SweepTable:
         n = len(self.values)
         cat_keys = list(zip(*(self._cols[c].tolist() for c in self.cat))) if self.cat else [()] * n
         self._cat_rows: dict[tuple, list[int]] = {}
+        self._values_cache: dict[tuple, np.ndarray] = {}
         for i, key in enumerate(cat_keys):
             self._cat_rows.setdefault(_norm_key(key), []).append(i)
 
@@ -235,8 +236,12 @@ class SweepTable:
         return _norm_key(tuple(cat)) in self._cat_rows
 
     def column_values(self, cat: Sequence, column: str) -> np.ndarray:
-        rows = self._cat_rows.get(_norm_key(tuple(cat)), [])
-        return np.unique(self._cols[column][rows])
+        key = (_norm_key(tuple(cat)), column)
+        if key not in self._values_cache:
+            values = np.unique(self._cols[column][self._cat_rows.get(key[0], [])])
+            values.setflags(write=False)
+            self._values_cache[key] = values
+        return self._values_cache[key]
 
     def axis_range(self, cat: Sequence) -> tuple[float, float]:
         """Smallest and largest axis value covered by any sweep of ``cat``."""
@@ -371,8 +376,8 @@ class SweepTable:
         xk = self._xk
         lt = np.log2(t_knots)
         if k > 1:
-            j = np.clip(np.searchsorted(xk, lx, side="right") - 1, 0, k - 2)
-            f = np.clip((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0, 1.0)
+            j = _clip(np.searchsorted(xk, lx, side="right") - 1, 0, k - 2)
+            f = _clip((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0, 1.0)
             out = 2.0 ** (lt[inv, j] * (1.0 - f) + lt[inv, j + 1] * f)
         else:
             out = t_knots[inv, 0].copy()
@@ -425,11 +430,11 @@ class SweepTable:
         lo, fr, single = [], [], []
         for j in range(d):
             u = sub.luniq[j]
-            qj = np.clip(q[:, j], u[0], u[-1])
+            qj = _clip(q[:, j], u[0], u[-1])
             if len(u) == 1:
                 lo.append(np.zeros(m, dtype=int)); fr.append(np.zeros(m)); single.append(True)
                 continue
-            i = np.clip(np.searchsorted(u, qj, side="right") - 1, 0, len(u) - 2)
+            i = _clip(np.searchsorted(u, qj, side="right") - 1, 0, len(u) - 2)
             lo.append(i); fr.append((qj - u[i]) / (u[i + 1] - u[i])); single.append(False)
         sids, wts = [], []
         for bits in itertools.product((0, 1), repeat=d):
@@ -493,6 +498,11 @@ class SweepTable:
         return {"family": self.family, "cat": list(self.cat), "near": list(self.near), "num": list(self.num),
                 "axis": self.axis, "knots": [float(k) for k in self.knots], "mode": self.mode, "upper": self.upper,
                 "floor_ms": {"|".join(str(v) for v in k): float(f"{f:.6g}") for k, f in self.floors.items()}}
+
+
+def _clip(a, lo, hi):
+    """np.clip without its per-call overhead (the same values; a query of one point makes thousands of calls)."""
+    return np.minimum(np.maximum(a, lo), hi)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
