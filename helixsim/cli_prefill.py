@@ -11,6 +11,7 @@ import json
 
 import click
 
+from .backends import BACKENDS
 from .layout import STRATEGIES, Layout
 
 OPTIONS = [
@@ -29,6 +30,8 @@ OPTIONS = [
     click.option("--isl", type=int, required=True, help="prompt (input) length, tokens"),
     click.option("--requests", type=int, default=1, show_default=True, help="prompts prefilled together"),
     click.option("--chunk", type=int, default=None, help="tokens per forward pass (chunked prefill) [default: 8192]"),
+    click.option("--backend", type=click.Choice(BACKENDS), default="trtllm", show_default=True,
+                 help="serving framework whose measured kernels (GEMM, MoE, prefill attention) price the prefill"),
     click.option("--ideal", is_flag=True, help="textbook roofline: peaks, no efficiencies, floors or overheads"),
     click.option("--calibration", type=click.Path(dir_okay=True), default=None, help="calibration to use"),
     click.option("--json", "as_json", is_flag=True, help="print one JSON object"),
@@ -38,7 +41,7 @@ OPTIONS = [
 def make_prefill_command(user_errors, precision_options, precision_from) -> click.Command:
     """The ``prefill`` command with the CLI's error handling and precision options."""
 
-    def prefill(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, cp, isl, requests, chunk, ideal,
+    def prefill(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, cp, isl, requests, chunk, backend, ideal,
                 calibration, as_json, **kw) -> None:
         """Time to first token: prefill of --isl tokens, op by op, with memory per GPU."""
         from .errors import SpecError
@@ -48,7 +51,8 @@ def make_prefill_command(user_errors, precision_options, precision_from) -> clic
             raise SpecError("command line", "--kvp", "prefill shards the sequence with --cp; --kvp must be 1")
         layout = Layout(strategy, kvp=1, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=False)
         r = simulate_prefill(model, hardware, layout, isl, cp=cp, requests=requests, chunk=chunk,
-                             precision=precision_from(kw), ideal=ideal, calibration=calibration)
+                             precision=precision_from(kw, backend), ideal=ideal, calibration=calibration,
+                             backend=backend)
         from .trained_window import warn_for
 
         warnings = warn_for(model, [isl])

@@ -62,6 +62,7 @@ class PrefillResult:
 
     model: str
     hardware: str
+    backend: str
     strategy: str
     layout: dict
     cp: int
@@ -105,8 +106,9 @@ def evaluate_prefill(model, hw, layouts: LayoutArrays, isl, requests, chunk, cp,
 
 def simulate_prefill(model, hardware, layout: Layout, isl: int, cp: int = 1, requests: int = 1,
                      chunk: int | None = None, precision: Precision | None = None, ideal: bool = False,
-                     calibration: str | Path | None = None) -> PrefillResult:
-    """Prefill ``requests`` prompts of ``isl`` tokens together on one configuration."""
+                     calibration: str | Path | None = None, backend: str = "trtllm") -> PrefillResult:
+    """Prefill ``requests`` prompts of ``isl`` tokens together on one configuration, priced with
+    ``backend``'s measured kernels (TensorRT-LLM's where the framework did not measure one)."""
     m, hw = resolve_model(model), resolve_hardware(hardware)
     prec = precision or Precision()
     check_prefill_layout(layout, m, cp)
@@ -116,15 +118,15 @@ def simulate_prefill(model, hardware, layout: Layout, isl: int, cp: int = 1, req
     if isl // chunk > 1 << 16:
         raise SpecError("command line", "--chunk", f"{isl // chunk:,} chunks of {chunk} tokens is too many; "
                         "use a larger --chunk")
-    k = kernels_for(hw, ideal, calibration)
-    pcal = prefill_calibration(hw, ideal, calibration)
+    k = kernels_for(hw, ideal, calibration, backend)
+    pcal = prefill_calibration(hw, ideal, calibration, backend)
     r = evaluate_prefill(m, hw, LayoutArrays.from_layout(layout), isl, requests, chunk, cp, prec, k, pcal)
     notes = []
     if bool(r["extrapolated"][0]):
         notes.append("prefill attention beyond the measured prompt lengths (or without measured kernels): "
                      "time grows with the causal FLOPs at the last measured efficiency")
     return PrefillResult(
-        model=m.name, hardware=hw.name, strategy=layout.strategy, layout=layout.as_dict(), cp=int(cp),
+        model=m.name, hardware=hw.name, backend=backend, strategy=layout.strategy, layout=layout.as_dict(), cp=int(cp),
         n_gpus=int(r["n_gpus"][0]), isl=isl, requests=requests, chunk_tokens=min(chunk, isl),
         ttft_ms=float(r["ttft_ms"][0]), tokens_per_s_gpu=float(r["tokens_per_s_gpu"][0]),
         memory_per_gpu_gb=float(r["memory_per_gpu_bytes"][0]) / 1e9, feasible=bool(r["feasible"][0]),

@@ -152,3 +152,20 @@ def test_each_framework_prefills_with_its_own_measured_attention_kernel():
                          "num_key_value_heads": 8, "batch_size": 1, "num_heads": 32, "isl": 1024})
     picked = cp.prepare_rows("context_attention", rows, ("trtllm_mha", "fa3", "triton"))
     assert picked["ms"].tolist() == [2.0, 3.0]
+
+
+def test_prefill_backend_flag_prices_with_the_frameworks_kernels():
+    """--backend picks the framework's measured kernels and its default KV format (vLLM: BF16); the
+    JSON says which framework priced it; the same layout differs between frameworks."""
+    out = {}
+    for backend in ("trtllm", "vllm"):
+        res = CliRunner().invoke(main, ["prefill", "--model", "llama-3.1-70b", "--hardware", "h200-hgx",
+                                        "--strategy", "tp", "--tpa", "4", "--tpf", "4", "--isl", "8192",
+                                        "--weights", "fp8", "--backend", backend, "--json"])
+        assert res.exit_code == 0, res.output
+        out[backend] = json.loads(res.output)
+    assert out["vllm"]["backend"] == "vllm" and out["vllm"]["precision"]["kv_cache"] == "bf16"
+    assert out["vllm"]["breakdown_ms"]["attention"] != out["trtllm"]["breakdown_ms"]["attention"]
+    res = CliRunner().invoke(main, ["prefill", "--model", "llama-3.1-70b", "--hardware", "h200-hgx", "--strategy",
+                                    "tp", "--isl", "1024", "--backend", "tensorrt"])
+    assert res.exit_code == 2
