@@ -150,8 +150,9 @@ RULES: list[Rule] = [
      lambda a, m: _divides(a.tpa, m.attention.num_kv_heads) | _divides(m.attention.num_kv_heads, a.tpa)),
     ("kvp", "helix's all-to-all splits each GPU's query heads kvp ways: kvp must divide num_q_heads / tpa",
      lambda a, m: ~_is("helix", a) | _divides(a.kvp, m.attention.num_q_heads // np.maximum(a.tpa, 1))),
-    ("ep", "ep must divide the number of routed experts (1 for a dense model)",
-     lambda a, m: _divides(a.ep, _experts(m))),
+    ("ep", "ep cannot exceed the number of routed experts (1 for a dense model); where it does not divide "
+     "them, redundant expert slots fill ceil(E / ep) per rank (helixsim.cost.wideep)",
+     lambda a, m: a.ep <= _experts(m)),
     ("tpf", "tpf must divide the FFN width (expert width for MoE)",
      lambda a, m: _divides(a.tpf, m.ffn.moe.expert_intermediate_size if m.ffn.moe else m.ffn.intermediate_size)),
     ("pp", "pp cannot exceed the number of layers",

@@ -7,6 +7,7 @@ from helixsim.api import simulate_point
 from helixsim.cost.wideep import two_batch_overlap_step
 from helixsim.layout import Layout
 from helixsim.precision import Precision
+from helixsim.specs.registry import load_hardware, load_model
 
 
 def test_two_batch_overlap_by_hand():
@@ -85,3 +86,65 @@ def test_sweep_refuses_bad_two_batch_overlap(tmp_path):
     path.write_text("name: b\ndescription: b\nmodels: [deepseek-r1]\nhardware: b200-hgx\ncontexts: [4096]\nmtp: [-1]\n")
     with pytest.raises(SpecError, match=r"mtp\[0\]"):
         load_sweep(str(path))
+
+
+# ------------------------------------------------------------------ redundant slots, dispatch payload, EPLB
+def test_expert_slots_let_ep_48_serve_256_experts():
+    from helixsim.cost.memory import ffn_weight_bytes
+    from helixsim.cost.wideep import expert_slots
+    from helixsim.errors import SpecError
+    from helixsim.layout import LayoutArrays, check_layout
+
+    # 256 experts on 48 ranks: ceil(256 / 48) = 6 slots per rank, 288 in all (32 redundant, as SGLang's
+    # --ep-num-redundant-experts 32); 32 ranks divide 256: no redundant slot
+    assert expert_slots(256, 48) == 288 and expert_slots(256, 72) == 288 and expert_slots(256, 32) == 256
+    model = load_model("deepseek-r1")
+    lay = check_layout(Layout("ep", tpa=1, dp=48, tpf=1, ep=48), model)
+    with pytest.raises(SpecError, match="--ep"):
+        check_layout(Layout("ep", tpa=1, dp=512, tpf=1, ep=512), model)     # more ranks than experts
+    routed = ffn_weight_bytes(model, LayoutArrays.from_layout(lay), expert_bytes=1.0, dense_bytes=0.0)
+    # by hand: 58 MoE layers x 6 slots x 3 x 7168 x 2048 (DeepSeek-V3 config: hidden 7168,
+    # moe_intermediate_size 2048, 61 layers of which the first 3 dense)
+    assert float(np.ravel(routed)[0]) == 58 * 6 * 3 * 7168 * 2048
+
+
+def test_redundant_slot_read_and_dispatch_payload():
+    from helixsim.api import kernels_for
+    from helixsim.cost.wideep import dispatch_payload_dtype, redundant_slot_read_ms
+
+    model = load_model("deepseek-r1")
+    gb200, h200 = load_hardware("gb200-nvl72"), load_hardware("h200-hgx")
+    k = kernels_for(gb200)
+    fp4 = Precision(weights="fp4", kv_cache="fp8")
+    # one rank holds 6 slots where 256 / 48 = 5.33 experts would do: 2/3 of an expert's FP4 weights more,
+    # at 0.5625 B per element (4-bit values + an FP8 scale per 16)
+    extra = redundant_slot_read_ms(k, model, np.array([1, 1]), np.array([48, 32]), fp4)
+    assert extra[0] == pytest.approx(float(k.memory_op_ms(np.array(2 / 3 * 3 * 7168 * 2048 * 0.5625))), rel=1e-9)
+    assert extra[1] == 0.0
+    # DeepEP: FP8 dispatch, BF16 combine; NVFP4 dispatch for FP4 experts on Blackwell; Hopper runs FP4 weight-only
+    assert dispatch_payload_dtype(gb200, fp4) == "fp4"
+    assert dispatch_payload_dtype(gb200, Precision(weights="fp8", kv_cache="fp8")) == "fp8"
+    assert dispatch_payload_dtype(h200, Precision(weights="fp4", kv_cache="fp8")) == "bf16"
+    assert dispatch_payload_dtype(gb200, Precision(weights="bf16", kv_cache="bf16")) == "bf16"
+
+
+def test_wide_ep_moe_kernel_and_eplb_against_measured_rows():
+    """TensorRT-LLM's wide-EP MoE kernel (wideep_moe) prices an EP 32 layer; with EPLB routing it is faster.
+    Golden values: the measured rows of wideep_moe.csv.gz (gb200, nvfp4, 256 experts, EP 32, 2,048 tokens):
+    0.1336 ms under power law 1.01 and 0.0892 ms after EPLB (aiconfigurator-core 0.12.0 tables)."""
+    from helixsim.api import kernels_for
+
+    k = kernels_for(load_hardware("gb200-nvl72"))
+    shape = {"num_tokens": 2048, "hidden_size": 7168, "inter_size": 2048, "topk": 8, "num_experts": 256,
+             "moe_tp_size": 1, "moe_ep_size": 32}
+    fixed = {"moe_dtype": "nvfp4", "gated": True}
+    skew = float(k._query("moe", ("nvfp4", "wideep_compute_cutlass", "power_law_1.01"), shape, fixed))
+    eplb = float(k._query("moe", ("nvfp4", "wideep_compute_cutlass", "power_law_1.01_eplb"), shape, fixed))
+    # the EPLB rows are noisy (0.096, 0.089, 0.117 ms at 1,536, 2,048, 3,072 tokens): the smooth fit may sit 20 % off
+    assert skew == pytest.approx(0.1336, rel=0.08) and eplb == pytest.approx(0.0892, rel=0.2)
+    before = float(k.moe_ms(2048, 7168, 2048, 8, 256, 1, 32, "fp4"))
+    fp8 = float(k.moe_ms(2048, 7168, 2048, 8, 256, 1, 32, "fp8"))
+    k.moe_distribution = "power_law_1.01_eplb"
+    assert float(k.moe_ms(2048, 7168, 2048, 8, 256, 1, 32, "fp4")) < before
+    # FP8 experts have no EPLB measurement on GB200: they keep power law 1.01 (not the balanced rows)
+    assert float(k.moe_ms(2048, 7168, 2048, 8, 256, 1, 32, "fp8")) == fp8

@@ -58,7 +58,18 @@ def read_family(data_dir: Path, family: str, spec_name: str | None = None) -> pd
 
 #: tables whose rows are further kernels of a family, in its columns: SGLang's wide-EP decode MoE
 #: (DeepEP + DeepGEMM masked grouped GEMM, kernel_source "deepepmoe") is one more fused-MoE kernel
-FAMILY_EXTRA_ROWS: dict[str, tuple[str, ...]] = {"moe": ("wideep_generation_moe",)}
+#: and TensorRT-LLM's wide-EP MoE compute (``wideep_moe``, kernel_source "wideep_compute_cutlass", measured
+#: up to EP 256 with rank 0's routed load under each ``distribution``, ``*_eplb`` after EPLB) another
+FAMILY_EXTRA_ROWS: dict[str, tuple[str, ...]] = {"moe": ("wideep_generation_moe", "wideep_moe")}
+
+
+def _same_slots(df: pd.DataFrame) -> pd.DataFrame:
+    """wideep_moe rows with redundant expert slots (288 for 256 experts) measure another shape: dropped; so are
+    its columns the other MoE tables lack (rank 0's token count etc.), so every row keys the same columns."""
+    if "num_slots" not in df or "num_experts" not in df:
+        return df
+    extra = ["moe_kernel", "dp_num_tokens", "rank0_num_tokens", "num_slots", "simulation_mode"]
+    return df[df["num_slots"] == df["num_experts"]].drop(columns=extra, errors="ignore").reset_index(drop=True)
 
 
 def read_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
@@ -69,7 +80,7 @@ def read_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
     frames = {}
     for name in FAMILIES:
         parts = [read_family(data_dir, n, name) for n in (name, *FAMILY_EXTRA_ROWS.get(name, ()))]
-        parts = [df for df in parts if df is not None and len(df)]
+        parts = [_same_slots(df) for df in parts if df is not None and len(df)]
         if parts:
             frames[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     if not frames:

@@ -24,7 +24,8 @@ measured latency. Choices made where the data offer several kernels:
   or block-scaled), among those measured at the asked TP x EP width for the
   nearest measured shape when any is (a width held at a measured edge keeps
   that edge's efficiency, which is optimistic for narrow TP splits), routed with
-  ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing),
+  ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing; ``power_law_1.01_eplb``
+  after expert load balancing, measured for TensorRT-LLM's wide-EP kernel, the others keeping 1.01),
   plus the router GEMM [tokens, hidden] x [hidden, experts] in BF16.
 - all_reduce: the faster of the TensorRT-LLM custom kernels and NCCL; other
   collectives: NCCL. Payloads are priced with the 2-byte tables.
@@ -393,8 +394,8 @@ class CalibratedKernels:
         near = [np.full(tp_b.shape, float(v)) for v in (hidden, inter, top_k, num_experts)]
         for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
             dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]
-            dist = self.moe_distribution if self.moe_distribution in dists else (
-                "balanced" if "balanced" in dists else dists[0])
+            base = self.moe_distribution.removesuffix("_eplb")   # EPLB measured only for the wide-EP kernel
+            dist = next((d for d in (self.moe_distribution, base, "balanced") if d in dists), dists[0])
             cat = (dtype, kernel, dist)
             t = self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
                                          "topk": top_k, "num_experts": num_experts, "moe_tp_size": tp,

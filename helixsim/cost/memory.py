@@ -17,6 +17,7 @@ from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
 from .step import EP, HELIX, is_medha
+from .wideep import expert_slots
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,13 @@ def ffn_weight_bytes(model: ModelSpec, a: LayoutArrays, expert_bytes: float = 1.
                         dense_bytes: float = 1.0) -> np.ndarray:
     """FFN weight bytes per GPU summed over layers (elements when both byte widths are 1): dense at
     TP = tpf x ep; experts E/ep per rank split tpf ways; shared experts at TP = tpf x ep (under ep:
-    per DP group, split tpa ways); the router in the dense format."""
+    per DP group, split tpa ways); the router in the dense format. Where ep does not divide E, each rank
+    holds ceil(E / ep) expert slots (redundant copies, helixsim.cost.wideep.expert_slots)."""
     n_ffn = a.tpf * a.ep
     total = model.dense_layers * model.dense_ffn_params() / n_ffn * dense_bytes
     m = model.ffn.moe
     if m:
-        routed = (m.num_experts / a.ep) * model.expert_params() / a.tpf * expert_bytes
+        routed = (expert_slots(m.num_experts, a.ep) / a.ep) * model.expert_params() / a.tpf * expert_bytes
         shared_tp = np.where(a.strategy == EP, a.tpa, n_ffn)
         shared = model.shared_expert_params() / shared_tp * dense_bytes
         total = total + model.moe_layers * (routed + shared + model.router_params() * dense_bytes)

@@ -20,6 +20,7 @@ from ..precision import STAT_BYTES_PER_HEAD, Precision
 from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
+from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
 BREAKDOWN_KEYS: tuple[str, ...] = ("qkv_proj", "attention", "attn_comm", "o_proj", "ffn", "ffn_comm",
                                    "lm_head", "pp_comm", "overhead", "mtp")
@@ -196,7 +197,7 @@ def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> 
     """
     m = model.ffn.moe
     routed = k.moe_ms(s.micro_batch, model.hidden_size, m.expert_intermediate_size, m.experts_per_token,
-                      m.num_experts, tpf, ep, prec.weights)
+                      m.num_experts, tpf, ep, prec.weights) + redundant_slot_read_ms(k, model, tpf, ep, prec)
     if not m.shared_experts:
         return routed
     width = m.shared_width
@@ -220,7 +221,9 @@ def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) ->
     msg = s.micro_batch * model.hidden_size * act
     helix = k.collective_ms("all_reduce", tpf, msg) + k.collective_ms("all_gather", ep, ep * msg)
     flat = k.collective_ms("all_reduce", s.n_ffn, msg)
-    dispatch = (k.moe_dispatch_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations)
+    # dispatch in the experts' input format (FP8/FP4 with scales), combine in BF16 (helixsim.cost.wideep)
+    dispatch = (k.moe_dispatch_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep,
+                                  dispatch_payload_dtype(k.hw, prec))
                 + k.moe_combine_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations))
     # under ep, a tpf > 1 expert group first gathers its members' tokens and scatters the results back
     group = s.attn_batch * tpf * model.hidden_size * act

@@ -1,4 +1,5 @@
-"""Wide expert parallelism as engines run it: two-batch overlap (TBO).
+"""Wide expert parallelism as engines run it: two-batch overlap (TBO), the dispatch payload's
+format, and redundant expert slots.
 
 SGLang (``--enable-two-batch-overlap``) and TensorRT-LLM's wide-EP path split a DP-attention /
 expert-parallel decode step into two micro-batches and run one's DeepEP dispatch/combine while the
@@ -65,3 +66,47 @@ def apply_two_batch_overlap(parts: dict, k, model, layouts, batch, context, prec
     shape = np.shape(parts["qkv_proj"])
     half = {key: np.broadcast_to(np.asarray(v, float), shape) for key, v in half.items()}
     return two_batch_overlap_step(parts, half, model.num_layers, np.broadcast_to(applies, shape))
+
+
+# ------------------------------------------------------------------ dispatch payload and expert slots
+
+def dispatch_payload_dtype(hw, prec) -> str:
+    """Format of the MoE dispatch payload: the expert GEMM's input format, quantized before sending.
+
+    DeepEP's low-latency kernels dispatch in FP8 (with per-128-channel scales) and combine in BF16
+    (DeepEP README, https://github.com/deepseek-ai/DeepEP, "low-latency kernels ... FP8 dispatching
+    and BF16 combining"); SGLang fuses NVFP4 quantization into DeepEP's dispatch for NVFP4 experts,
+    "halving the required network traffic" (LMSYS blog, GB200 NVL72 part II, 2025); TensorRT-LLM's
+    wide-EP all-to-all dispatches NVFP4 tokens with their scale factors (TensorRT-LLM tech blog 14,
+    "Fuse several AlltoAll kernels"). So: FP4 experts on a GPU with FP4 tensor cores dispatch FP4,
+    FP8 experts dispatch FP8, anything else (BF16 experts, FP4 weight-only on Hopper) the activations.
+    The combine stays in the activations' format (BF16): TensorRT-LLM's NVFP4 combine is opt-in.
+    """
+    if prec.weights == "fp4" and hw.dense_tflops.fp4 is not None:
+        return "fp4"
+    if prec.weights == "fp8":
+        return "fp8"
+    return prec.activations
+
+
+def expert_slots(num_experts: int, ep) -> np.ndarray:
+    """Expert slots of an EP group: ceil(E / ep) per rank, the slots beyond E holding redundant
+    copies of hot experts (EPLB: DeepSeek's EPLB, https://github.com/deepseek-ai/EPLB; SGLang's
+    ``--ep-num-redundant-experts``; TensorRT-LLM's MoE load balancer ``num_slots``, tech blog 4).
+    That is what lets EP 48 or 72 serve 256 experts (288 slots: 6 or 4 per rank)."""
+    ep = np.maximum(np.asarray(ep), 1)
+    return -(-num_experts // ep) * ep
+
+
+def redundant_slot_read_ms(k, model, tpf, ep, prec) -> np.ndarray:
+    """Weight read of the redundant slots on one rank per MoE layer (ms): (ceil(E/ep) - E/ep) experts'
+    weights at HBM bandwidth, split tpf ways. The MoE kernel is priced for E/ep experts per rank with the
+    same expanded tokens; a redundant copy moves no extra tokens but its weights are read when touched,
+    which at wide-EP batches they are (an upper bound at small batch). 0 where ep divides E."""
+    m = model.ffn.moe
+    if m is None:
+        return np.zeros(np.shape(ep))
+    ep = np.maximum(np.asarray(ep), 1)
+    extra = expert_slots(m.num_experts, ep) / ep - m.num_experts / ep
+    nbytes = extra * model.expert_params() * k.elem_bytes(prec.weights) / np.maximum(np.asarray(tpf), 1)
+    return np.where(extra > 0, k.memory_op_ms(nbytes), 0.0)
