@@ -58,6 +58,7 @@ def _point(lay, batch: int, context: int, prec, backend: str, eplb: bool):
     row = evaluate(resolve_model("deepseek-r1"), hw, LayoutArrays.from_layout(lay), batch, context, prec,
                    kernels=k).iloc[0]
     return SimpleNamespace(ttl_ms=float(row["ttl_ms"]), tokens_per_s_gpu=float(row["tokens_per_s_gpu"]),
+                           extrapolated=float(row["extrapolated_fraction"]),
                            breakdown_ms={key: float(row[f"{key}_ms"]) for key in BREAKDOWN_KEYS})
 
 
@@ -77,7 +78,8 @@ def sglang_gb200_rows() -> list[Row]:
                         f"batch {s['batch_per_rank']}/GPU, ~2K context; helixsim with {backend} kernels"
                         + (", routing after EPLB" if eplb else ""),
                         f"[LMSYS GB200 part II]({s['url']})", s["measured_tps_gpu"], r.tokens_per_s_gpu,
-                        f"largest op: {top} ({100 * r.breakdown_ms[top] / r.ttl_ms:.0f} % of {r.ttl_ms:.0f} ms)"))
+                        f"largest op: {top} ({100 * r.breakdown_ms[top] / r.ttl_ms:.0f} % of {r.ttl_ms:.0f} ms); "
+                        f"{100 * r.extrapolated:.0f} % of the step priced beyond measured shapes"))
     return rows
 
 
