@@ -140,3 +140,16 @@ def test_mixed_service_times_wait_like_mmc():
     1 s service waits C x S / (c - a) = 1/3 s, twice the deterministic M/D/2 wait (1/6 s)."""
     assert float(mdc_mean_wait_s(2, 1.0, 1.0, 1.0)) == pytest.approx(1.0 / 3.0)
     assert int(instances_for_wait(1.0, 1.0, 0.2, service_scv=1.0)) == 3
+
+
+def test_absurd_prompt_length_is_refused(tmp_path):
+    """A prompt of 2^40 tokens would be priced in 134M chunks: a one-line error instead (flag and YAML)."""
+    res = CliRunner().invoke(main, ["plan", "--model", "llama-3.1-70b", "--hardware", "h200-hgx", "--isl",
+                                    str(1 << 40), "--osl", "1024", "--users", "8", "--min-tokens-per-s-user", "20",
+                                    "--max-ttft-s", "2"])
+    assert res.exit_code == 2 and "--isl" in res.output and len(res.output.strip().splitlines()) == 1
+    path = tmp_path / "huge.yaml"
+    path.write_text("model: llama-3.1-70b\nhardware: [h200-hgx]\nusers: 8\nmin_tokens_per_s_user: 20\n"
+                    f"max_ttft_s: 2\nlengths:\n  - {{isl: {1 << 40}, osl: 1024}}\n")
+    res = CliRunner().invoke(main, ["plan", "--plan", str(path)])
+    assert res.exit_code == 2 and "lengths[0].isl" in res.output and str(path) in res.output

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..layout import STRATEGIES
+from ..prefill import DEFAULT_CHUNK_TOKENS
 from .deployment import HardwareDeployment, option_dict, plan_hardware
 from .inputs import DEFAULT_GPU_CAP, default_precision, load_prices
 
@@ -50,12 +51,19 @@ class DeploymentPlan:
                                   "aggregated": option_dict(h.aggregated)} for h in self.per_hardware]}
 
 
+#: Longest prompt planned: every prefill candidate is priced chunk by chunk, so the chunk count bounds the work.
+MAX_PLAN_ISL = 1 << 27
+
+
 def _check(isl, osl, users, floor, max_ttft_s) -> None:
     for name, v in (("--isl", isl), ("--osl", osl), ("--users", users)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise SpecError("command line", name, f"must be a whole number >= 1, got {v!r}")
     if osl < 2:
         raise SpecError("command line", "--osl", f"must be >= 2 (one prefill token plus decode), got {osl}")
+    if isl > MAX_PLAN_ISL:
+        raise SpecError("command line", "--isl", f"must be <= {MAX_PLAN_ISL:,} tokens "
+                        f"({MAX_PLAN_ISL // DEFAULT_CHUNK_TOKENS:,} prefill chunks), got {isl:,}")
     for name, v in (("--min-tokens-per-s-user", floor), ("--max-ttft-s", max_ttft_s)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise SpecError("command line", name, f"must be a number > 0, got {v!r}")

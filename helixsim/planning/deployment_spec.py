@@ -24,6 +24,7 @@ from typing import Mapping, Optional
 from ..errors import SpecError, closest
 from ..precision import DTYPES
 from ..specs._schema import TOKENS, from_mapping, read_yaml
+from .deployment_report import MAX_PLAN_ISL
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def load_deployment_file(path: str | Path) -> DeploymentSpec:
     for i, c in enumerate(spec.lengths):
         if c.osl < 2:
             raise SpecError(src, f"lengths[{i}].osl", f"must be >= 2 (one prefill token plus decode), got {c.osl}")
+        if c.isl > MAX_PLAN_ISL:
+            raise SpecError(src, f"lengths[{i}].isl", f"must be <= {MAX_PLAN_ISL:,} tokens, got {c.isl:,}")
     for name in ("weights", "kv_cache"):
         value = getattr(spec, name)
         if value is not None and value not in DTYPES:
