@@ -213,6 +213,7 @@ class PointResult:
     backend: dict = field(default_factory=dict)
     mtp: dict = field(default_factory=dict)
     two_batch_overlap: bool = False
+    eplb: bool = False
 
     def to_json_dict(self) -> dict:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -232,9 +233,10 @@ def infeasible_reason(row: Mapping, hw: HardwareSpec) -> str | None:
 def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout: Layout, batch: int,
                    context: int, precision: Precision | None = None, ideal: bool = False,
                    calibration: str | Path | None = None, backend: str = "trtllm", mtp: int = 0,
-                   acceptance=None, two_batch_overlap: bool = False) -> PointResult:
+                   acceptance=None, two_batch_overlap: bool = False, eplb: bool = False) -> PointResult:
     """Simulate one decode step of one configuration (kernels of serving framework ``backend``;
-    ``mtp`` draft tokens of speculative decoding with per-position ``acceptance`` rates)."""
+    ``mtp`` draft tokens of speculative decoding with per-position ``acceptance`` rates; ``eplb``: the MoE
+    routed as after expert load balancing, :data:`helixsim.cost.wideep.EPLB_ROUTING`)."""
     from .cost.mtp import DEFAULT_ACCEPTANCE, check_acceptance, mtp_summary
 
     m, hw = resolve_model(model), resolve_hardware(hardware)
@@ -249,6 +251,10 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
         if value > MAX_MAGNITUDE:  # beyond this the int64 arithmetic of the cost model would overflow
             raise SpecError("command line", name, f"must be <= {MAX_MAGNITUDE:g}, got {value!r}")
     k = kernels_for(hw, ideal, calibration, backend)
+    if eplb:
+        from .cost.wideep import use_eplb_routing
+
+        use_eplb_routing(k)
     if hasattr(k, "reset_log"):
         k.reset_log()
     # the columns of evaluate() without its DataFrame: one point need not import pandas
@@ -271,6 +277,7 @@ def simulate_point(model: str | ModelSpec, hardware: str | HardwareSpec, layout:
         backend=backend_summary(backend, k),
         mtp=mtp_summary(mtp, acceptance),
         two_batch_overlap=bool(two_batch_overlap),
+        eplb=bool(eplb),
     )
 
 

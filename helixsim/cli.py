@@ -131,11 +131,13 @@ def precision_from(kw: dict, backend: str = "trtllm", hw=None) -> Precision:
               help="comma-separated per-position acceptance rates [default: DeepSeek-R1's, helixsim/cost/mtp.py]")
 @click.option("--two-batch-overlap", is_flag=True,
               help="ep layouts: two micro-batches, one's all-to-alls hidden behind the other's compute")
+@click.option("--eplb", is_flag=True,
+              help="MoE routed as after expert load balancing (measured for TensorRT-LLM's wide-EP kernel)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @precision_options
 @user_errors
 def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, no_hopb, ideal, calibration,
-          backend, mtp, mtp_acceptance, two_batch_overlap, as_json, **kw) -> None:
+          backend, mtp, mtp_acceptance, two_batch_overlap, eplb, as_json, **kw) -> None:
     """Simulate one decode step of one configuration."""
     from .api import simulate_point
 
@@ -145,7 +147,7 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
     prec = precision_from(kw, backend, load_hardware(hardware))
     result = simulate_point(model, hardware, layout, batch, context, prec, ideal=ideal,
                             calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance,
-                            two_batch_overlap=two_batch_overlap)
+                            two_batch_overlap=two_batch_overlap, eplb=eplb)
     from .trained_window import warn_for
 
     warnings = warn_for(model, [context])

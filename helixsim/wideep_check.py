@@ -49,12 +49,13 @@ def _point(lay, batch: int, context: int, prec, backend: str, eplb: bool):
 
     from .api import evaluate, kernels_for, resolve_hardware, resolve_model
     from .cost.step import BREAKDOWN_KEYS
+    from .cost.wideep import use_eplb_routing
     from .layout import LayoutArrays
 
     hw = resolve_hardware("gb200-nvl72")
     k = kernels_for(hw, backend=backend)
     if eplb:
-        k.moe_distribution = "power_law_1.01_eplb"
+        use_eplb_routing(k)
     row = evaluate(resolve_model("deepseek-r1"), hw, LayoutArrays.from_layout(lay), batch, context, prec,
                    kernels=k).iloc[0]
     return SimpleNamespace(ttl_ms=float(row["ttl_ms"]), tokens_per_s_gpu=float(row["tokens_per_s_gpu"]),

@@ -148,3 +148,24 @@ def test_wide_ep_moe_kernel_and_eplb_against_measured_rows():
     assert float(k.moe_ms(2048, 7168, 2048, 8, 256, 1, 32, "fp4")) < before
     # FP8 experts have no EPLB measurement on GB200: they keep power law 1.01 (not the balanced rows)
     assert float(k.moe_ms(2048, 7168, 2048, 8, 256, 1, 32, "fp8")) == fp8
+
+
+def test_point_eplb_routes_the_wide_ep_moe_as_balanced():
+    """--eplb prices TensorRT-LLM's wide-EP MoE with its measured after-EPLB rows: a DeepSeek-R1 EP 32 step at
+    64 requests per GPU spends less in the MoE, the rest of the step unchanged, and the JSON says so."""
+    import json
+    import subprocess
+    import sys
+
+    lay = Layout("ep", tpa=1, dp=32, tpf=1, ep=32)
+    prec = Precision(weights="fp4", kv_cache="fp8")
+    off = simulate_point("deepseek-r1", "gb200-nvl72", lay, batch=2048, context=4096, precision=prec)
+    on = simulate_point("deepseek-r1", "gb200-nvl72", lay, batch=2048, context=4096, precision=prec, eplb=True)
+    assert on.eplb and not off.eplb
+    assert on.breakdown_ms["ffn"] < off.breakdown_ms["ffn"]
+    assert on.breakdown_ms["attention"] == off.breakdown_ms["attention"]
+    run = subprocess.run([sys.executable, "-m", "helixsim.cli", "point", "--model", "deepseek-r1", "--hardware",
+                          "gb200-nvl72", "--strategy", "ep", "--dp", "32", "--tpa", "1", "--batch", "2048",
+                          "--context", "4096", "--weights", "fp4", "--kv-cache", "fp8", "--eplb", "--json"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and json.loads(run.stdout)["eplb"] is True

@@ -70,6 +70,18 @@ def apply_two_batch_overlap(parts: dict, k, model, layouts, batch, context, prec
 
 # ------------------------------------------------------------------ dispatch payload and expert slots
 
+#: MoE routing after expert-parallel load balancing: the ``*_eplb`` rows of TensorRT-LLM's measured wide-EP
+#: MoE kernel (``wideep_moe``: rank 0's routed load after EPLB's replication and placement, DeepSeek's EPLB,
+#: https://github.com/deepseek-ai/EPLB); kernels measured without EPLB keep ``power_law_1.01``.
+EPLB_ROUTING = "power_law_1.01_eplb"
+
+
+def use_eplb_routing(k):
+    """``k`` pricing the MoE as routed after EPLB (where the kernel model has a routing to choose)."""
+    if hasattr(k, "moe_distribution"):
+        k.moe_distribution = EPLB_ROUTING
+    return k
+
 def dispatch_payload_dtype(hw, prec) -> str:
     """Format of the MoE dispatch payload: the expert GEMM's input format, quantized before sending.
 
