@@ -27,9 +27,18 @@ def _result():
 def serving_validation() -> str:
     from ..cli import _error_table
 
-    summary = _result().summary
+    from ..validation import ape_stats
+
+    res = _result()
+    summary, rows = res.summary, res.rows
     abridged = {key: summary[key] for key in ("overall", "by_tier", "ttft") if key in summary}
-    return "```\n" + _error_table(abridged) + "\n```"
+    # the same rows without the prefill-interference term (the decode step alone)
+    ape = 100.0 * (rows["predicted_decode_tpot_ms"] - rows["measured_tpot_ms"]).abs() / rows["measured_tpot_ms"]
+    tier = rows["tier"].astype(str)
+    alone = {f"decode-only: tier {t[0]}": ape_stats(ape[(tier == t) & ape.notna()]) for t in sorted(tier.unique())
+             if t[:2] in ("B_", "C_", "D_")}
+    alone["decode-only: tiers C+D"] = ape_stats(ape[tier.str[:2].isin(["C_", "D_"]) & ape.notna()])
+    return "```\n" + _error_table(abridged) + "\n" + "\n".join(_error_table(alone).splitlines()[1:]) + "\n```"
 
 
 @generator("serving-ttft")
