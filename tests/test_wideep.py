@@ -169,3 +169,19 @@ def test_point_eplb_routes_the_wide_ep_moe_as_balanced():
                           "--context", "4096", "--weights", "fp4", "--kv-cache", "fp8", "--eplb", "--json"],
                          capture_output=True, text=True)
     assert run.returncode == 0 and json.loads(run.stdout)["eplb"] is True
+
+
+def test_rebuilding_the_tables_keeps_the_notice_paragraphs_of_other_commands(tmp_path):
+    """python -m helixsim.calibration.build rewrites NOTICE; the notes other commands appended (prefill grids,
+    raw rows kept, the wide-EP kernel) stay, and a fresh folder gets the source notice and helixsim's changes."""
+    from pathlib import Path
+
+    from helixsim.calibration.build import OUR_CHANGES, notice_text
+
+    shipped = (Path(__file__).resolve().parents[1] / "hardware" / "calibration" / "NOTICE").read_text()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "NOTICE").write_text(shipped.split(OUR_CHANGES)[0])   # the source's own notice
+    assert notice_text(data, shipped) == shipped
+    fresh = notice_text(data)
+    assert fresh.endswith(OUR_CHANGES) and "issue 12" not in fresh

@@ -40,11 +40,14 @@ kernels are fitted the same way into <hardware>/sglang/ and <hardware>/vllm/. Re
 """
 
 
-def notice_text(data_root: Path) -> str:
-    """The data's NOTICE (verbatim when present at ``data_root/NOTICE``) followed by helixsim's changes."""
+def notice_text(data_root: Path, previous: str = "") -> str:
+    """The data's NOTICE (verbatim when present at ``data_root/NOTICE``) followed by helixsim's changes, and
+    the notes other commands added after them in the ``previous`` NOTICE (prefill grids, raw rows kept):
+    rebuilding the tables must not drop what those files owe the source."""
     source = data_root / "NOTICE"
     text = source.read_text(encoding="utf-8") if source.is_file() else SOURCE_NOTICE
-    return text.rstrip("\n") + "\n\n" + OUR_CHANGES
+    later = previous.split(OUR_CHANGES, 1)[1] if OUR_CHANGES in previous else ""
+    return text.rstrip("\n") + "\n\n" + OUR_CHANGES + later
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.hardware_dir is None:
         args.hardware_dir = data_dir("hardware")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "NOTICE").write_text(notice_text(args.data), encoding="utf-8")
+    notice = args.out / "NOTICE"
+    previous = notice.read_text(encoding="utf-8") if notice.is_file() else ""
+    notice.write_text(notice_text(args.data, previous), encoding="utf-8")
     for system in args.systems:
         name = SYSTEMS[system]
         start = time.time()
