@@ -332,6 +332,8 @@ def validate(e2e_file, kernels_dir, hardware, ideal, calibration, dp_batch, as_j
 
     if bool(e2e_file) == bool(kernels_dir):
         raise SpecError("command line", "--e2e/--kernels", "give exactly one of --e2e FILE or --kernels DIR")
+    if out_file and not Path(out_file).parent.is_dir():  # refused before the predictions, not after
+        raise SpecError(short(out_file, 200), "--out", "its folder does not exist")
     if e2e_file:
         from .validation import validate_e2e
 
@@ -574,11 +576,14 @@ main.add_command(make_prefill_command(user_errors, precision_options, precision_
 
 @main.command()
 @click.option("--check", is_flag=True, help="only report what differs from the code (exit 1 if anything does)")
-def docs(check) -> None:
-    """Regenerate every generated block of README.md and docs/ and their figures (helixsim.docgen)."""
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="repository whose README.md and docs/ to regenerate [default: this checkout]")
+@user_errors
+def docs(check, root) -> None:
+    """Regenerate every generated part of README.md and docs/ and their figures (helixsim.docgen)."""
     from .docgen import main as docgen_main
 
-    sys.exit(docgen_main(["--check"] if check else []))
+    sys.exit(docgen_main((["--check"] if check else []) + (["--root", root] if root else [])))
 
 
 def _on_sigterm(signum, frame):

@@ -209,3 +209,27 @@ def _raise_cell(cell: str, source: str, where: str, integer: bool, minimum, min_
     if maximum is not None and v > maximum:
         raise SpecError(source, where, f"must be <= {maximum:g}, got '{short(cell)}'")
     raise SpecError(source, where, f"must be {'>' if min_open else '>='} {minimum:g}, got '{short(cell)}'")
+
+
+class _DuplicateKey(Exception):  # not a ValueError: it passes through json.loads and its callers' handlers
+    pass
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def loads_json(text: str, source: str):
+    """``json.loads`` that refuses a key given twice in one object (JSON would keep only the last,
+    silently), as the strict YAML loader does; other JSON errors are left to the caller."""
+    import json
+
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as err:
+        raise SpecError(source, short(err.args[0], 200), "duplicate key (JSON keeps only the last; give it once)") from None

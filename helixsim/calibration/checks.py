@@ -16,7 +16,7 @@ from pathlib import Path
 from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from ..errors import SpecError
-from ..safe_io import check_regular_file, numeric_column, read_csv_table, read_input_text, short
+from ..safe_io import check_regular_file, loads_json, numeric_column, read_csv_table, read_input_text, short
 from .families import FamilySpec
 
 #: Largest size or latency accepted in a kernel table. The shipped tables reach 5.4e8 (a 512 MiB
@@ -74,7 +74,9 @@ def read_manifest(folder: Path) -> dict:
     src = short(folder / "calibration.json", 200)
     text = read_input_text(folder / "calibration.json", src, MAX_MANIFEST_BYTES)
     try:
-        manifest = json.loads(text)
+        manifest = loads_json(text, src)
+    except SpecError:
+        raise
     except (ValueError, RecursionError) as err:
         raise SpecError(src, "", f"malformed JSON ({short(err, 80)})") from None
     if not isinstance(manifest, dict):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SpecError
+from ..safe_io import read_input_text
 
 
 def find_root() -> Path:
@@ -103,8 +104,11 @@ def load_all() -> None:
 
 
 def doc_files(root: Path = ROOT) -> list[Path]:
-    files = [root / "README.md"] + sorted((root / "docs").rglob("*.md"))
-    return [f for f in files if f.is_file()]
+    """README.md and every Markdown file under docs/ (a README.md that is not a regular file is
+    returned too, so that reading it names it)."""
+    readme = root / "README.md"
+    files = [readme] if readme.exists() or readme.is_symlink() else []
+    return files + [f for f in sorted((root / "docs").rglob("*.md")) if f.is_file()]
 
 
 def rounded(value):
@@ -149,7 +153,7 @@ def regenerate(root: Path = ROOT, check: bool = False, names: tuple[str, ...] = 
     load_all()
     changed, cache = [], {}
     for path in doc_files(root):
-        old = path.read_text(encoding="utf-8")
+        old = read_input_text(path, str(path))
         new = render_file(old, str(path.relative_to(root)), cache)
         if new != old:
             differing = [m.group("name") for m in BLOCK.finditer(old)
@@ -162,6 +166,8 @@ def regenerate(root: Path = ROOT, check: bool = False, names: tuple[str, ...] = 
             continue
         image = root / fig.path
         stored = image.with_suffix(".json")
+        if root != ROOT and not (image.exists() or stored.exists()):
+            continue  # another tree (helixsim docs --root) gets only the figures it already has
         numbers = figure_numbers(fig)
         old = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else None
         if old != numbers or not image.is_file():
@@ -179,11 +185,18 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m helixsim.docgen", description="regenerate README.md and docs/")
     ap.add_argument("--check", action="store_true", help="only report what differs (exit 1 if anything does)")
+    ap.add_argument("--root", type=Path, default=None, help="repository root [default: this checkout]")
     args = ap.parse_args(argv)
-    if not (ROOT / "README.md").is_file():
-        print("error: no README.md beside the package: run from a source checkout", file=sys.stderr)
-        return 2
-    changed = regenerate(check=args.check)
+    root = args.root or ROOT
+    if not root.is_dir():
+        raise SpecError("--root", "", f"'{root}' is not a folder")
+    readme = root / "README.md"
+    if not (readme.exists() or readme.is_symlink()):
+        if args.root is None:
+            print("error: no README.md beside the package: run from a source checkout", file=sys.stderr)
+            return 2
+        raise SpecError("--root", "", f"no README.md in '{root}'")
+    changed = regenerate(root, check=args.check)
     for line in changed:
         print(("differs: " if args.check else "rewrote: ") + line)
     return 1 if (args.check and changed) else 0

@@ -16,11 +16,11 @@ from . import ROOT, generator
 INFERENCEMAX_SGLANG = {"stream_interval": 10, "recv_interval": 10}
 
 
-@lru_cache(maxsize=1)
 def _result():
-    from ..validation import validate_e2e
+    """The serving file's run, shared with the README's validation table (cached there)."""
+    from .validation_docs import SERVING, e2e
 
-    return validate_e2e(ROOT / "validation" / "silicon_serving_dev.csv")
+    return e2e(SERVING)
 
 
 @generator("serving-validation")

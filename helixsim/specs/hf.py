@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import SpecError, closest
-from ..safe_io import read_input_text, short
+from ..safe_io import loads_json, read_input_text, short
 from ._schema import from_mapping
 from .model import ModelSpec, check_model
 from .strict_yaml import MAX_YAML_BYTES
@@ -291,7 +291,7 @@ def load_hf_config(path: Path) -> ModelSpec:
     source = short(path, 200)
     text = read_input_text(path, source, MAX_YAML_BYTES)  # a regular file of bounded size, UTF-8
     try:
-        data = json.loads(text)
+        data = loads_json(text, source)
     except json.JSONDecodeError as err:
         raise SpecError(source, "", f"malformed JSON at line {err.lineno}") from None
     except (ValueError, RecursionError) as err:  # a 4300-digit integer, [[[...]]] nested 100,000 deep
