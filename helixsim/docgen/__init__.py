@@ -166,8 +166,8 @@ def regenerate(root: Path = ROOT, check: bool = False, names: tuple[str, ...] = 
             continue
         image = root / fig.path
         stored = image.with_suffix(".json")
-        if root != ROOT and not (image.exists() or stored.exists()):
-            continue  # another tree (helixsim docs --root) gets only the figures it already has
+        if root != ROOT and not image.parent.is_dir():
+            continue  # another tree (helixsim docs --root) without the image's folder has no such figure
         numbers = figure_numbers(fig)
         old = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else None
         if old != numbers or not image.is_file():
