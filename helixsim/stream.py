@@ -276,9 +276,16 @@ class FrontierReducer:
             keys.append(pd.factorize(column("hardware"))[0])
         sort = np.lexsort(keys)   # stable, the last key first: as a mergesort by (hardware, context, ...)
         del keys
-        rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        del parts   # the pieces go before the sorted copy is made
-        rows = rows.take(sort).reset_index(drop=True)
+        # column by column, each dropped from the pieces once it is in the sorted table: the frontier
+        # is held about once, not twice
+        out = {}
+        for c in list(parts[0].columns):
+            out[c] = pd.concat([p[c] for p in parts], ignore_index=True).take(sort).reset_index(drop=True)
+            for p in parts:
+                del p[c]
+        del parts
+        rows = pd.DataFrame(out, copy=False)
+        del out
         self._parts, self._keys, self._table = [rows], [self._facet_key(rows)], rows
         return rows
 
