@@ -286,7 +286,8 @@ class FrontierReducer:
         del parts
         rows = pd.DataFrame(out, copy=False)
         del out
-        self._parts, self._keys, self._table = [rows], [self._facet_key(rows)], rows
+        # a later add() merges into a shallow copy: the columns table() drops then are not the caller's
+        self._parts, self._keys, self._table = [rows.copy(deep=False)], [self._facet_key(rows)], rows
         return rows
 
     def facets(self) -> "Facets":

@@ -176,3 +176,23 @@ def test_kernel_shapes_priced_once_per_kernel_object():
     assert len(memo.keys) == priced + 2 * len(np.unique(n))
     np.testing.assert_array_equal(again[:200], first)
     np.testing.assert_array_equal(again, kernels_for(hw).gemm_ms(m2, n, 7168, "fp4"))
+
+
+def test_frontier_reducer_merges_after_its_table_was_taken():
+    """table() of the running frontier, then another chunk: the first table is left as it was (the
+    second system's rows take none of its rows away), and the second equals reducing both at once."""
+    from helixsim.stream import FrontierReducer
+
+    whole = search(load_model("llama-3.1-70b"), load_hardware("h200-hgx"), SPACE, PREC)
+    a = whole.assign(hardware="h200-hgx")
+    b = whole.assign(hardware="h200-hgx copy")
+    once = FrontierReducer()
+    once.add(pd.concat([a, b], ignore_index=True))
+    r = FrontierReducer()
+    r.add(a)
+    first = r.table()
+    snapshot = first.copy()
+    r.add(b)
+    second = r.table()
+    pd.testing.assert_frame_equal(first, snapshot)
+    pd.testing.assert_frame_equal(second, once.table())
