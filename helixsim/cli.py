@@ -16,7 +16,7 @@ import click
 from . import __version__
 from .backends import BACKENDS
 from .errors import SpecError
-from .layout import STRATEGIES, Layout
+from .layout import STRATEGIES, Layout, infer_ffn_widths
 from .precision import DTYPES, Precision, default_weights
 from .safe_io import short
 from .specs.registry import builtin_names, load_hardware, load_model
@@ -169,19 +169,6 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
         click.echo(f"    {key:<10} {value:10.4f} ms  {share:5.1f} %  {result.kernel_model.get(key, '')}")
 
 
-def infer_ffn_widths(strategy: str, n_attention: int, tpf: int | None, ep: int | None) -> tuple[int, int]:
-    """The FFN widths a user left out, from the layout rule tpf x ep = kvp x tpa x dp (the attention
-    GPUs run the FFN too): ``--strategy tp --tpa 8`` means tpf 8. Neither given: all of it on tpf
-    (strategy ep: all of it on ep). A width that does not divide is left for check_layout to refuse."""
-    if tpf is None and ep is None:
-        return (1, n_attention) if strategy == "ep" else (n_attention, 1)
-    if tpf is None:
-        return (n_attention // ep if ep and n_attention % ep == 0 else 1), ep
-    if ep is None:
-        return tpf, (n_attention // tpf if tpf and n_attention % tpf == 0 else 1)
-    return tpf, ep
-
-
 class _Progress:
     """A progress bar on stderr once a sweep has ``threshold`` steps or more (quiet otherwise)."""
 
@@ -243,7 +230,8 @@ def sweep(sweep_file, out_dir, calibration, fmt, workers, scheduler) -> None:
 @click.option("--preset", type=click.Choice(["paper", "blog"]), default="paper", show_default=True,
               help="paper Figure 1 (GQA, FP4) or TensorRT-LLM blog Figure 1 (MLA, FP8); ignored with --model")
 @click.option("--batch", type=click.IntRange(min=1, max=10**15), default=8, show_default=True)
-@click.option("--context", type=click.IntRange(min=1, max=10**15), default=1_000_000, show_default=True)
+@click.option("--context", type=TOKENS, default=1_000_000, show_default=True,
+              help="KV length per request, tokens (131072, 128k, 128Ki, 1M)")
 @click.option("--bytes-param", type=click.FloatRange(min=0, min_open=True, max=64), default=0.5, show_default=True,
               help="bytes per weight and KV element (with --model)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
@@ -429,9 +417,9 @@ def draft_counts(text: str) -> tuple[int, ...]:
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="write report.md and a self-contained report.html here")
 @click.option("--json", "as_json", is_flag=True, help="print the recommendation as JSON")
-@click.option("--isl", type=int, default=None,
+@click.option("--isl", type=TOKENS, default=None,
               help="input (prompt) tokens: plan the whole deployment, prefill and decode pools (with --osl)")
-@click.option("--osl", type=int, default=None, help="output tokens per request (with --isl)")
+@click.option("--osl", type=TOKENS, default=None, help="output tokens per request, e.g. 8192 or 8k (with --isl)")
 @click.option("--max-ttft-s", type=float, default=None, help="time-to-first-token limit, seconds (with --isl)")
 @user_errors
 def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance, weights,

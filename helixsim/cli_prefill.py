@@ -12,7 +12,8 @@ import json
 import click
 
 from .backends import BACKENDS
-from .layout import STRATEGIES, Layout
+from .layout import STRATEGIES, Layout, infer_ffn_widths
+from .units import TOKENS
 
 OPTIONS = [
     click.option("--model", required=True, help="built-in name, model YAML or Hugging Face config.json"),
@@ -22,14 +23,16 @@ OPTIONS = [
     click.option("--kvp", type=int, default=1, show_default=True, help="must be 1 for prefill (use --cp)"),
     click.option("--tpa", type=int, default=1, show_default=True, help="attention tensor-parallel width"),
     click.option("--dp", type=int, default=1, show_default=True, help="attention data-parallel width (strategy ep)"),
-    click.option("--tpf", type=int, default=1, show_default=True, help="FFN tensor-parallel width"),
-    click.option("--ep", type=int, default=1, show_default=True, help="expert-parallel width"),
+    click.option("--tpf", type=int, default=None,
+                 help="FFN tensor-parallel width [default: from the strategy's rule tpf x ep = tpa x dp]"),
+    click.option("--ep", type=int, default=None,
+                 help="expert-parallel width [default: from the strategy's rule tpf x ep = tpa x dp]"),
     click.option("--pp", type=int, default=1, show_default=True, help="pipeline stages"),
     click.option("--cp", type=int, default=1, show_default=True,
                  help="context-parallel width: the prompt split in cp sequence shards (ring attention, pass-KV)"),
-    click.option("--isl", type=int, required=True, help="prompt (input) length, tokens"),
+    click.option("--isl", type=TOKENS, required=True, help="prompt (input) length, tokens (8192, 128k, 1M)"),
     click.option("--requests", type=int, default=1, show_default=True, help="prompts prefilled together"),
-    click.option("--chunk", type=int, default=None, help="tokens per forward pass (chunked prefill) [default: 8192]"),
+    click.option("--chunk", type=TOKENS, default=None, help="tokens per forward pass (chunked prefill) [default: 8192]"),
     click.option("--backend", type=click.Choice(BACKENDS), default="trtllm", show_default=True,
                  help="serving framework whose measured kernels (GEMM, MoE, prefill attention) price the prefill"),
     click.option("--ideal", is_flag=True, help="textbook roofline: peaks, no efficiencies, floors or overheads"),
@@ -49,6 +52,7 @@ def make_prefill_command(user_errors, precision_options, precision_from) -> clic
 
         if kvp != 1:
             raise SpecError("command line", "--kvp", "prefill shards the sequence with --cp; --kvp must be 1")
+        tpf, ep = infer_ffn_widths(strategy, tpa * dp, tpf, ep)
         layout = Layout(strategy, kvp=1, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=False)
         r = simulate_prefill(model, hardware, layout, isl, cp=cp, requests=requests, chunk=chunk,
                              precision=precision_from(kw, backend), ideal=ideal, calibration=calibration,

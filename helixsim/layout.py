@@ -185,3 +185,16 @@ def check_layout(layout: Layout, model: ModelSpec, source: str = "layout") -> La
         if not bool(rule(arrays, model)[0]):
             raise SpecError(source, f"--{field}", f"{message} (model {model.name}, layout {layout.label()})")
     return layout
+
+
+def infer_ffn_widths(strategy: str, n_attention: int, tpf: int | None, ep: int | None) -> tuple[int, int]:
+    """The FFN widths a user left out, from the layout rule tpf x ep = kvp x tpa x dp (the attention
+    GPUs run the FFN too): ``--strategy tp --tpa 8`` means tpf 8. Neither given: all of it on tpf
+    (strategy ep: all of it on ep). A width that does not divide is left for check_layout to refuse."""
+    if tpf is None and ep is None:
+        return (1, n_attention) if strategy == "ep" else (n_attention, 1)
+    if tpf is None:
+        return (n_attention // ep if ep and n_attention % ep == 0 else 1), ep
+    if ep is None:
+        return tpf, (n_attention // tpf if tpf and n_attention % tpf == 0 else 1)
+    return tpf, ep

@@ -51,6 +51,36 @@ def test_redundant_ffn_width_is_inferred_from_the_layout_rule(capsys):
     assert implicit == explicit and implicit["layout"]["tpf"] == 8
 
 
+def prefill_json(capsys, *args) -> dict:
+    code, out, err = cli(capsys, ["prefill", "--model", "llama-3.1-70b", "--hardware", "h200-hgx", "--json", *args])
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_prefill_takes_token_units_and_infers_the_ffn_width(capsys):
+    """--isl 8Ki is 8192 tokens and --chunk 2k is 2000; --strategy tp --tpa 8 means --tpf 8 in prefill
+    as in point (the same layout rule), so the short and the spelled-out commands price the same."""
+    short = prefill_json(capsys, "--strategy", "tp", "--tpa", "8", "--isl", "8Ki", "--chunk", "2k")
+    full = prefill_json(capsys, "--strategy", "tp", "--tpa", "8", "--tpf", "8", "--ep", "1",
+                        "--isl", "8192", "--chunk", "2000")
+    assert short == full and short["ttft_ms"] > 0
+
+
+def test_whole_deployment_plan_takes_token_units(capsys):
+    """--isl 1M --osl 8k equals --isl 1000000 --osl 8000 (SI suffixes, as --context); a request holding
+    1,008,000 tokens of KV exceeds DeepSeek-R1's trained window (163,840 tokens, its config.json), which
+    the JSON states as a warning rather than a refusal."""
+    base = ["plan", "--model", "deepseek-r1", "--hardware", "gb200-nvl72", "--users", "64",
+            "--min-tokens-per-s-user", "20", "--max-ttft-s", "600", "--json"]
+    runs = []
+    for isl, osl in (("1M", "8k"), ("1000000", "8000")):
+        code, out, err = cli(capsys, base + ["--isl", isl, "--osl", osl])
+        assert code == 0, err
+        runs.append(json.loads(out))
+    assert runs[0] == runs[1]
+    assert any("163,840" in w for w in runs[0]["warnings"])
+
+
 def test_point_and_plan_share_defaults_and_agree(capsys):
     """The layout plan chooses, priced by point with no precision flags, gives plan's tokens/s/user:
     both default to FP4 weights on a GPU with FP4 tensor cores (B200) and say so."""

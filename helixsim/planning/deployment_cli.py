@@ -36,8 +36,15 @@ def run_deployment(plan_file, model, hardware, context, users, floor, max_gpus, 
                               weights=weights, kv_cache=kv_cache, max_gpus_per_instance=max_gpus,
                               max_batch=max_batch or 4096, calibration=calibration, lengths=lengths)
     written = dr.write(plan, out) if out is not None else []
+    from ..trained_window import warn_for
+
+    # a request's KV reaches its prompt plus its output: that is the context the model must hold
+    longest = [i + o for i, o, _ in lengths] if lengths else [isl + osl]
+    warnings = warn_for(model, longest)     # printed once the plan has succeeded
     if as_json:
-        click.echo(json.dumps(plan.to_json(), indent=2))
+        doc = plan.to_json()
+        doc["warnings"] = list(doc.get("warnings", [])) + warnings
+        click.echo(json.dumps(doc, indent=2))
         for p in written:
             click.echo(f"wrote {p}", err=True)
         return
