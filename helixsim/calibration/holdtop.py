@@ -95,21 +95,40 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(["family", "system"], sort=False)[["predicted_ms", "measured_ms"]].apply(stats).reset_index()
 
 
-def markdown(rows: pd.DataFrame) -> str:
+def summary_document(rows: pd.DataFrame) -> dict:
+    """The figures of the hold-top check as stored beside the calibrations (``holdtop.json``), so the docs
+    can show them without the measured data."""
     table = summary(rows)
+    every = rows[rows["family"].isin(ATTENTION)]
+    ape = 100.0 * np.abs(every["predicted_ms"] / every["measured_ms"] - 1.0)
+    return {"what": "hold the top out: each family fitted up to a value of its axis, APE (percent) of the measured "
+                    "rows above it (docs/calibration.md)",
+            "command": "python -m helixsim.calibration.holdtop --data <calibration data> --write-summary",
+            "rows": [{"family": r.family, "column": HELD[r.family][0], "fit_max": HELD[r.family][1],
+                      "system": r.system, "n": int(r.n), "median_ape": float(r.median_ape),
+                      "p90_ape": float(r.p90_ape), "median_bias_pct": float(r.median_bias_pct)}
+                     for r in table.itertuples(index=False)],
+            "attention": {"n": int(len(every)), "median_ape": float(ape.median()),
+                          "p90_ape": float(np.percentile(ape, 90)), "per_doubling": per_doubling_error(rows)}}
+
+
+def markdown(doc: dict) -> str:
+    """The docs' table of a :func:`summary_document`."""
     lines = ["| family | fitted up to | system | rows predicted | median APE | p90 APE | median bias |",
              "|---|---|---|---:|---:|---:|---:|"]
-    for r in table.itertuples(index=False):
-        column, fit_max = HELD[r.family]
-        lines.append(f"| {r.family} | {column} {fit_max:,.0f} | {r.system} | {int(r.n)} | {r.median_ape:.1f} % | "
-                     f"{r.p90_ape:.1f} % | {r.median_bias_pct:+.1f} % |")
-    every = rows[rows["family"].isin(ATTENTION)]
-    every = every.assign(ape=100.0 * np.abs(every["predicted_ms"] / every["measured_ms"] - 1.0))
+    for r in doc["rows"]:
+        lines.append(f"| {r['family']} | {r['column']} {r['fit_max']:,.0f} | {r['system']} | {r['n']} | "
+                     f"{r['median_ape']:.1f} % | {r['p90_ape']:.1f} % | {r['median_bias_pct']:+.1f} % |")
+    a = doc["attention"]
     lines.append("")
-    lines.append(f"All {len(every)} held-out decode-attention rows: median APE {every['ape'].median():.1f} %, "
-                 f"p90 {np.percentile(every['ape'], 90):.1f} %; 80th percentile of |ln(measured / predicted)| per "
-                 f"doubling carried: {per_doubling_error(rows):.4f}.")
+    lines.append(f"All {a['n']} held-out decode-attention rows: median APE {a['median_ape']:.1f} %, "
+                 f"p90 {a['p90_ape']:.1f} %; 80th percentile of |ln(measured / predicted)| per "
+                 f"doubling carried: {a['per_doubling']:.4f}.")
     return "\n".join(lines)
+
+
+#: where ``--write-summary`` stores the figures (beside the per-system calibrations)
+SUMMARY_FILE = "holdtop.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", nargs="*", default=None, help="data system names (default: all)")
     ap.add_argument("--families", nargs="*", default=list(HELD), choices=list(HELD),
                     help="families to check (default: all of them)")
+    ap.add_argument("--write-summary", action="store_true",
+                    help=f"store the figures as hardware/calibration/{SUMMARY_FILE} (shown by helixsim docs)")
     args = ap.parse_args(argv)
-    print(markdown(holdtop_report(args.data, args.systems, tuple(args.families))))
+    doc = summary_document(holdtop_report(args.data, args.systems, tuple(args.families)))
+    if args.write_summary:
+        import json
+
+        from ..specs.registry import data_dir
+
+        (data_dir("hardware") / "calibration" / SUMMARY_FILE).write_text(json.dumps(doc, indent=1) + "\n",
+                                                                         encoding="utf-8")
+    print(markdown(doc))
     return 0
 
 

@@ -62,3 +62,14 @@ def calibration_holdout() -> str:
 @generator("calibration-holdout-tails")
 def calibration_holdout_tails() -> str:
     return _holdout_table(lambda st: f"{st['mean_ape']:.2f} / {st['p90_ape']:.1f}")
+
+
+@generator("calibration-holdtop")
+def calibration_holdtop() -> str:
+    """The hold-the-top-out table, from ``hardware/calibration/holdtop.json`` (``python -m
+    helixsim.calibration.holdtop --data <calibration data> --write-summary`` writes it)."""
+    from ..calibration.holdtop import SUMMARY_FILE, markdown
+    from ..specs.registry import data_dir
+
+    path = data_dir("hardware") / "calibration" / SUMMARY_FILE
+    return markdown(json.loads(path.read_text(encoding="utf-8")))
