@@ -37,8 +37,9 @@ def calibration_domain() -> str:
     return domain_markdown(cals)
 
 
-def _holdout_table(cell) -> str:
-    """One row per family, one column per system, each cell ``cell(figures)`` or – where unmeasured."""
+def shipped_holdouts() -> dict[str, dict]:
+    """Per system, the held-out kernel error per family stored beside its calibration (``holdout.json``;
+    TensorRT-LLM's kernels), for the systems that ship one."""
     from ..calibration.stored import builtin_calibration_path
 
     reports = {}
@@ -46,6 +47,12 @@ def _holdout_table(cell) -> str:
         path = builtin_calibration_path(name)
         if path is not None and (path / "holdout.json").is_file():
             reports[name] = json.loads((path / "holdout.json").read_text(encoding="utf-8"))["families"]
+    return reports
+
+
+def _holdout_table(cell) -> str:
+    """One row per family, one column per system, each cell ``cell(figures)`` or – where unmeasured."""
+    reports = shipped_holdouts()
     families = sorted({f for rep in reports.values() for f in rep})
     lines = ["| family | " + " | ".join(reports) + " |", "|---|" + "---:|" * len(reports)]
     for fam in families:

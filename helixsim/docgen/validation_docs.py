@@ -8,7 +8,6 @@ held-out error the calibration build shipped (``hardware/calibration/<system>/ho
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,15 +27,9 @@ def e2e(relative: Path, calibration: str | None = None):
 
 def holdout_range() -> tuple[float, float]:
     """Smallest and largest held-out median error (%) over every family and system shipped (TensorRT-LLM kernels)."""
-    from ..calibration.fit import builtin_calibration_path
-    from ..fidelity import SYSTEMS
+    from .calibration_docs import shipped_holdouts
 
-    medians = []
-    for hw in SYSTEMS:
-        root = builtin_calibration_path(hw)
-        f = root / "holdout.json" if root else None
-        if f is not None and f.is_file():
-            medians += [st["median_ape"] for st in json.loads(f.read_text())["families"].values() if st.get("n")]
+    medians = [st["median_ape"] for families in shipped_holdouts().values() for st in families.values() if st.get("n")]
     return min(medians), max(medians)
 
 
