@@ -1,6 +1,6 @@
 """Single points: a warm ``simulate_point`` and a cold ``helixsim point`` (not a test; run by hand).
 
-    python benchmarks/bench_point.py [--json] [--repeat N]
+    python benchmarks/bench_point.py [--json] [--repeat N] [--write-docs]
 
 - ``warm_ms``: median CPU milliseconds of ``simulate_point`` (DeepSeek-R1 on GB200 NVL72, Helix
   16 x 1 = 2 x 8, batch 32, 1M tokens, FP4, calibrated kernels) in a process that has already
@@ -8,11 +8,20 @@
   kernel shape is looked up from an earlier call.
 - ``cold_s``: CPU seconds (user + system) and wall seconds of ``python -m helixsim.cli point``
   with the same arguments in a fresh interpreter, median of ``--repeat`` runs.
+- ``warm_vectorised_ms``: the same warm point with the single-point fast path switched off
+  (:func:`helixsim.calibration.point.vectorised`), the vectorised sweep code on arrays of length one.
+
+``--json`` also prints the figures under the names of issue 14's criteria: ``warm_simulate_point_ms``
+(target < 2) and ``cold_point_s`` (CPU seconds, target < 0.5). ``--write-docs`` writes the figures into
+the ``measured:bench-point`` block of docs/bench.md (a timing, so not part of ``helixsim docs``).
 """
 
 import argparse
+import contextlib
 import json
 import os
+import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -24,18 +33,21 @@ ARGS = ["--model", "deepseek-r1", "--hardware", "gb200-nvl72", "--strategy", "he
         "--tpf", "2", "--ep", "8", "--batch", "32", "--context", "1000000", "--weights", "fp4", "--kv-cache", "fp4"]
 
 
-def warm(repeat: int) -> float:
+def warm(repeat: int, fast: bool = True, first_batch: int = 2) -> float:
     from helixsim.api import simulate_point
+    from helixsim.calibration.point import vectorised
     from helixsim.layout import Layout
     from helixsim.precision import Precision
 
     lay, prec = Layout("helix", kvp=16, tpf=2, ep=8), Precision(weights="fp4", kv_cache="fp4")
-    simulate_point("deepseek-r1", "gb200-nvl72", lay, batch=1, context=1_000_000, precision=prec)
-    times = []
-    for i in range(repeat):
-        start = time.process_time()
-        simulate_point("deepseek-r1", "gb200-nvl72", lay, batch=2 + i, context=1_000_000, precision=prec)
-        times.append(time.process_time() - start)
+    with contextlib.nullcontext() if fast else vectorised():
+        simulate_point("deepseek-r1", "gb200-nvl72", lay, batch=1, context=1_000_000, precision=prec)
+        times = []
+        for i in range(repeat):
+            start = time.process_time()
+            simulate_point("deepseek-r1", "gb200-nvl72", lay, batch=first_batch + i, context=1_000_000,
+                           precision=prec)
+            times.append(time.process_time() - start)
     return 1e3 * statistics.median(times)
 
 
@@ -58,10 +70,34 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--write-docs", action="store_true", help="write the figures into docs/bench.md")
     args = ap.parse_args()
     cpu, wall = cold(args.repeat)
-    out = {"warm_ms": round(warm(max(args.repeat, 20)), 2), "cold_cpu_s": round(cpu, 3), "cold_wall_s": round(wall, 3)}
-    print(json.dumps(out) if args.json else "\n".join(f"{k:>12}: {v}" for k, v in out.items()))
+    n = max(args.repeat, 20)
+    # the vectorised reference prices batches the fast path has not seen (no shape is shared)
+    out = {"warm_ms": round(warm(n), 2), "warm_vectorised_ms": round(warm(n, fast=False, first_batch=2 + n), 2),
+           "cold_cpu_s": round(cpu, 3), "cold_wall_s": round(wall, 3)}
+    out["warm_simulate_point_ms"], out["cold_point_s"] = out["warm_ms"], out["cold_cpu_s"]
+    print(json.dumps(out) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in out.items()))
+    if args.write_docs:
+        write_docs(out, n, args.repeat)
+
+
+def write_docs(out: dict, n_warm: int, n_cold: int) -> None:
+    """Replace the ``measured:bench-point`` block of docs/bench.md with these figures."""
+    doc = Path(__file__).resolve().parent.parent / "docs" / "bench.md"
+    body = (f"| warm `simulate_point` (CPU ms, median of {n_warm}) | {out['warm_ms']} | < 2 |\n"
+            f"| the same, vectorised path only (CPU ms) | {out['warm_vectorised_ms']} | |\n"
+            f"| cold `helixsim point` (CPU s, median of {n_cold}) | {out['cold_cpu_s']} | < 0.5 |\n"
+            f"| cold `helixsim point` (wall s) | {out['cold_wall_s']} | |\n\n"
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({os.cpu_count()} cores, shared), "
+            f"Python {platform.python_version()}.\n")
+    block = re.compile(r"(<!-- measured:bench-point -->\n\| what \| figure \| target \|\n\|---\|---:\|---:\|\n)"
+                       r".*?(<!-- /measured:bench-point -->)", re.S)
+    text = doc.read_text(encoding="utf-8")
+    if not block.search(text):
+        raise SystemExit("docs/bench.md has no measured:bench-point block")
+    doc.write_text(block.sub(lambda m: m.group(1) + body + m.group(2), text), encoding="utf-8")
 
 
 if __name__ == "__main__":

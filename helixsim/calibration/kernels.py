@@ -49,6 +49,7 @@ import numpy as np
 from ..cost.kernels import RooflineKernels
 from . import roofline as rf
 from .extrapolate import predict_family
+from . import point as _point
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
 from .stored import Calibration, CollectiveModel
 
@@ -96,6 +97,13 @@ def _groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     first = np.zeros(len(uniq_key), dtype=np.intp)
     first[inverse[::-1]] = np.arange(n)[::-1]
     return first, inverse
+
+
+def _size(shape: tuple) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 class _ShapeMemo:
@@ -295,6 +303,10 @@ class CalibratedKernels:
         """Calibrated latency (ms), broadcast over ``cols``; NaN where not covered or not positive."""
         table = self._table(family)
         spec = FAMILIES[family]
+        if _point.ENABLED and all(np.size(v) == 1 for v in cols.values()):   # one query: calibration.point
+            one = np.broadcast_shapes(*(np.shape(v) for v in cols.values())) if shape is None else shape
+            if _size(one) == 1:
+                return np.full(one, _point.query_one(table, spec, cat, cols, const, self._p))
         names = list(cols)
         arrays = np.broadcast_arrays(*[np.asarray(cols[c], float) for c in names])
         shape = arrays[0].shape if shape is None else shape

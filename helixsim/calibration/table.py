@@ -350,28 +350,8 @@ class SweepTable:
         if group is None or n == 0:
             return out
         first, inv = rep if rep is not None else (np.arange(n), np.arange(n))
-        m = len(first)
-        num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
-                 else np.zeros((m, 0)))
-        combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
+        t_knots = self.knot_latencies(group, near, num, first, roof_fn)
         k = len(self.knots)
-        t_knots = np.full((m, k), np.nan)
-        for c in np.unique(combo):
-            sel = np.nonzero(combo == c)[0]
-            if self.mode == "efficiency":   # the roofline at every knot of every query, in one call
-                roof_k = np.asarray(roof_fn(np.tile(self.knots, len(sel)), np.repeat(first[sel], k)),
-                                    float).reshape(len(sel), k)
-            else:
-                roof_k = np.ones((len(sel), k))
-            sids, wts = self._corners(group.subs[c], num_q[sel])
-            acc = np.zeros((len(sel), k))
-            for col in range(sids.shape[1]):
-                ok = sids[:, col] >= 0
-                if ok.any():
-                    acc[ok] += wts[ok, col][:, None] * self.knot_values(sids[ok, col], roof_k[ok])
-            t_knots[sel] = roof_k * 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
-        # non-decreasing along the axis: a knot above a later one is lowered to it
-        t_knots = np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
         lx = np.log2(np.maximum(x, 1e-300))
         xk = self._xk
         lt = np.log2(t_knots)
@@ -394,6 +374,33 @@ class SweepTable:
         if floor is not None:
             out = np.maximum(out, floor)
         return out
+
+    def knot_latencies(self, group: _Group, near: Sequence[np.ndarray], num: Sequence[np.ndarray], first: np.ndarray,
+                       roof_fn: RoofFn | None) -> np.ndarray:
+        """Latencies (ms) at every knot, (len(first), n_knots), of queries ``first`` (the axis aside), made
+        non-decreasing along the axis (:meth:`predict`; ``roof_fn`` as there)."""
+        m = len(first)
+        num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
+                 else np.zeros((m, 0)))
+        combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
+        k = len(self.knots)
+        t_knots = np.full((m, k), np.nan)
+        for c in np.unique(combo):
+            sel = np.nonzero(combo == c)[0]
+            if self.mode == "efficiency":   # the roofline at every knot of every query, in one call
+                roof_k = np.asarray(roof_fn(np.tile(self.knots, len(sel)), np.repeat(first[sel], k)),
+                                    float).reshape(len(sel), k)
+            else:
+                roof_k = np.ones((len(sel), k))
+            sids, wts = self._corners(group.subs[c], num_q[sel])
+            acc = np.zeros((len(sel), k))
+            for col in range(sids.shape[1]):
+                ok = sids[:, col] >= 0
+                if ok.any():
+                    acc[ok] += wts[ok, col][:, None] * self.knot_values(sids[ok, col], roof_k[ok])
+            t_knots[sel] = roof_k * 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
+        # non-decreasing along the axis: a knot above a later one is lowered to it
+        return np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
 
     def _nearest_combo(self, group: _Group, near: Sequence[np.ndarray], n: int) -> np.ndarray:
         """Index of the nearest measured ``near`` combination (log2 distance) for each of n queries."""

@@ -1,0 +1,114 @@
+"""The single-point fast path (helixsim.calibration.point and helixsim.fastpoint) prices exactly what
+the vectorised path prices.
+
+Reference: the same ``simulate_point`` with every fast path switched off
+(``helixsim.calibration.point.vectorised()``), i.e. the vectorised sweep code on arrays of length one.
+Every number of the result (step time, interval, breakdown, memory, throughput) must agree to 1e-12
+relative; strings and flags exactly. The cases cover MLA, GQA, sliding-window, DSA and linear-attention
+models, dense and MoE FFNs, every strategy, pipeline stages, HOP-B on and off, the five systems, the
+three serving frameworks, calibrated, roofline and ideal kernel models, MTP, two-batch overlap, EPLB,
+batches from one to beyond what fits and contexts inside and beyond the measured KV lengths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from helixsim.api import simulate_point
+from helixsim.calibration import point
+from helixsim.errors import SpecError
+from helixsim.layout import Layout
+from helixsim.precision import Precision
+
+FP4 = Precision(weights="fp4", kv_cache="fp4")
+FP8 = Precision(weights="fp8", kv_cache="fp8")
+BF16 = Precision(weights="bf16", kv_cache="bf16")
+
+# (model, hardware, layout, precision, extra simulate_point arguments)
+CASES = [
+    ("deepseek-r1", "gb200-nvl72", Layout("helix", kvp=16, tpf=2, ep=8), FP4, {}),
+    ("deepseek-r1", "gb200-nvl72", Layout("helix", kvp=8, tpf=1, ep=8, hopb=False), FP4, {"mtp": 3}),
+    ("deepseek-r1", "gb200-nvl72", Layout("ep", dp=32, ep=32), FP4, {"two_batch_overlap": True, "eplb": True}),
+    ("deepseek-r1", "gb300-nvl72", Layout("medha-ep", kvp=4, tpa=1, tpf=1, ep=4), FP4, {}),
+    ("deepseek-r1", "b200-hgx", Layout("ep", dp=8, ep=8), FP8, {"backend": "sglang", "mtp": 1}),
+    ("deepseek-r1", "h200-hgx", Layout("tp", tpa=8, tpf=1, ep=8), FP8, {"backend": "vllm"}),
+    ("deepseek-r1", "gb200-nvl72", Layout("tp", tpa=4, tpf=4, pp=2), FP8, {}),
+    ("llama-3.1-405b", "gb200-nvl72", Layout("helix", kvp=8, tpa=8, tpf=64), Precision(kv_cache="fp8"), {}),
+    ("llama-3.1-405b", "h100-hgx", Layout("tp", tpa=8, tpf=8), FP8, {"backend": "sglang"}),
+    ("llama-3.1-70b", "b200-hgx", Layout("medha", kvp=4, tpa=2, tpf=2), BF16, {"backend": "vllm"}),
+    ("qwen3-235b-a22b", "gb200-nvl72", Layout("helix", kvp=2, tpa=4, tpf=1, ep=8), FP8, {}),
+    ("gpt-oss-120b", "h200-hgx", Layout("ep", dp=4, ep=4), FP4, {"backend": "vllm"}),
+    ("deepseek-v3.2", "gb200-nvl72", Layout("helix", kvp=8, tpf=1, ep=8), FP8, {}),
+    ("qwen3.5-397b-a17b", "gb300-nvl72", Layout("helix", kvp=4, tpa=2, tpf=1, ep=8), FP8, {}),
+    ("mixtral-8x22b", "b200-hgx", Layout("tp", tpa=8, tpf=1, ep=8), FP8, {"mtp": 2}),
+]
+BATCHES = (1, 6, 64, 1024)
+CONTEXTS = (1_000, 300_000, 4_000_000)
+KERNELS = ({}, {"calibration": "none"}, {"ideal": True})
+
+
+def _flat(d: dict, prefix: str = ""):
+    for key, value in d.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def _points() -> list[dict]:
+    out = []
+    for model, hw, layout, prec, extra in CASES:
+        for i, (batch, context) in enumerate((b, c) for b in BATCHES for c in CONTEXTS):
+            kernels = KERNELS[i % len(KERNELS)] if i % 4 == 3 else {}   # mostly calibrated (the slow path)
+            try:
+                r = simulate_point(model, hw, layout, batch=batch, context=context, precision=prec,
+                                   **extra, **kernels)
+            except SpecError as err:   # a case the model refuses (e.g. a layout too wide) is not a point
+                out.append(("refused", str(err)))
+                continue
+            out.append(dict(_flat(r.to_json_dict())))
+    return out
+
+
+@pytest.fixture(scope="module")
+def both():
+    with point.vectorised():
+        reference = _points()
+    return reference, _points()
+
+
+def test_fast_point_equals_vectorised_path(both):
+    reference, fast = both
+    assert len(reference) == len(fast) == len(CASES) * len(BATCHES) * len(CONTEXTS)
+    priced = [r for r in reference if isinstance(r, dict)]
+    assert len(priced) >= 0.9 * len(reference)    # the cases are real points, not refusals
+    compared = 0
+    for ref, got in zip(reference, fast):
+        if not isinstance(ref, dict):
+            assert got == ref
+            continue
+        assert got.keys() == ref.keys()
+        for key, want in ref.items():
+            have = got[key]
+            if isinstance(want, float):
+                if math.isnan(want):
+                    assert math.isnan(have), key
+                else:
+                    assert have == pytest.approx(want, rel=1e-12, abs=1e-300), (key, ref["model"], ref["batch"])
+                compared += 1
+            else:
+                assert have == want, key
+    assert compared > 3000
+
+
+def test_the_cases_reach_the_calibrated_tables_and_beyond(both):
+    """The comparison is not vacuous: calibrated points, roofline points, extrapolated points, infeasible ones."""
+    reference, _ = both
+    priced = [r for r in reference if isinstance(r, dict)]
+    models = {r["kernel_model.attention"] for r in priced}
+    assert any(m.startswith("calibration:") for m in models) and "roofline" in models and "ideal" in models
+    assert any(r["extrapolated_fraction"] > 0 for r in priced)
+    assert any(not r["feasible"] for r in priced) and any(r["feasible"] for r in priced)
+    assert {r["backend.name"] for r in priced} == {"trtllm", "sglang", "vllm"}
