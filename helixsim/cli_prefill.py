@@ -65,7 +65,8 @@ def make_prefill_command(user_errors, precision_options, precision_from) -> clic
             return
         click.echo(f"{r.model} on {r.hardware}, {r.strategy} {layout.label()} x cp{r.cp} ({r.n_gpus} GPUs), "
                    f"{r.requests} x {r.isl:,} tokens, chunks of {r.chunk_tokens:,}")
-        click.echo(f"  TTFT {r.ttft_ms:.2f} ms   {r.tokens_per_s_gpu:,.0f} prompt tok/s/GPU   "
+        click.echo(f"  TTFT {r.ttft_ms:.2f} ms (80 % interval {r.ttft_ms_lo:.2f}-{r.ttft_ms_hi:.2f})   "
+                   f"{r.tokens_per_s_gpu:,.0f} prompt tok/s/GPU   "
                    f"memory {r.memory_per_gpu_gb:.1f} GB/GPU" + ("" if r.feasible else "   DOES NOT FIT"))
         for key, value in r.breakdown_ms.items():
             share = 100.0 * value / r.ttft_ms if r.ttft_ms else 0.0

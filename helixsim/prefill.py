@@ -77,6 +77,8 @@ class PrefillResult:
     extrapolated: bool
     breakdown_ms: dict = field(default_factory=dict)
     precision: dict = field(default_factory=dict)
+    ttft_ms_lo: float = float("nan")    # 80 % interval, with the serving stack's request path (ttft_interval.py)
+    ttft_ms_hi: float = float("nan")
     notes: list = field(default_factory=list)
 
     def to_json_dict(self) -> dict:
@@ -121,7 +123,16 @@ def simulate_prefill(model, hardware, layout: Layout, isl: int, cp: int = 1, req
     k = kernels_for(hw, ideal, calibration, backend)
     pcal = prefill_calibration(hw, ideal, calibration, backend)
     r = evaluate_prefill(m, hw, LayoutArrays.from_layout(layout), isl, requests, chunk, cp, prec, k, pcal)
+    from .ttft_interval import attention_doublings, prefill_attention_top_isl, ttft_interval_ms
+
+    ext_attention = r["attention"] * r["extrapolated"]
+    lo, hi = ttft_interval_ms(r["ttft_ms"], ext_attention,
+                              attention_doublings(isl, prefill_attention_top_isl(k, pcal, m, prec)), backend, ideal)
     notes = []
+    if not ideal:
+        notes.append("ttft_ms is the GPU work before the first token; ttft_ms_lo/hi (80 % interval) add the "
+                     f"kernel spread and {backend}'s request path through the serving stack (HTTP, tokenising, "
+                     "scheduling, streaming), measured as TTFT - prediction on short-prompt runs, not modelled")
     if bool(r["extrapolated"][0]):
         notes.append("prefill attention beyond the measured prompt lengths (or without measured kernels): "
                      "time grows with the causal FLOPs at the last measured efficiency")
@@ -132,6 +143,7 @@ def simulate_prefill(model, hardware, layout: Layout, isl: int, cp: int = 1, req
         memory_per_gpu_gb=float(r["memory_per_gpu_bytes"][0]) / 1e9, feasible=bool(r["feasible"][0]),
         extrapolated=bool(r["extrapolated"][0]),
         breakdown_ms={key: float(r[key][0]) for key in PREFILL_KEYS},
+        ttft_ms_lo=float(lo[0]), ttft_ms_hi=float(hi[0]),
         precision={"weights": prec.weights, "kv_cache": prec.kv_cache, "activations": prec.activations,
                    "attention_math": prec.attention_math_dtype},
         notes=notes)

@@ -24,6 +24,7 @@ import pandas as pd
 from .errors import SpecError
 from .layout import LayoutArrays
 from .prefill import DEFAULT_CHUNK_TOKENS
+from .ttft_interval import attention_doublings, prefill_attention_top_isl, ttft_interval_ms, ttft_interval_stats
 from .serving import (absorbed_decode_ms, aggregated_tpot_ms, kv_transfer_ms, launch_setting_wait_iterations,
                       mixed_pass_extra_ms, prefill_ms_per_token, scheduler_for, scheduler_wait_iterations, ttft_ms)
 
@@ -54,6 +55,8 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
     prefill = np.full(n, np.nan)
     transfer = np.zeros(n)
     linear = np.full(n, np.nan)     # the prefill less its attention: what scales with the tokens in a pass
+    extrapolated_attention = np.zeros(n)   # prefill attention priced beyond the measured prompt lengths
+    doublings = np.zeros(n)
     groups: dict[tuple, list] = {}
     for i, (model, hardware, layout, prec, backend) in configs.items():
         isl = table["isl"].iloc[i]
@@ -66,12 +69,14 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
         lay = LayoutArrays(*(np.concatenate([getattr(LayoutArrays.from_layout(m[1]), f) for m in members])
                              for f in LayoutArrays.__dataclass_fields__))
         isl = np.array([m[2] for m in members])
+        pcal = prefill_calibration(hw, ideal, calibration, backend)
         try:
-            res = evaluate_prefill(spec, hw, lay, isl, 1, DEFAULT_CHUNK_TOKENS, 1, prec, k,
-                                   prefill_calibration(hw, ideal, calibration, backend))
+            res = evaluate_prefill(spec, hw, lay, isl, 1, DEFAULT_CHUNK_TOKENS, 1, prec, k, pcal)
         except SpecError:
             continue
         prefill[idx] = res["ttft_ms"]
+        extrapolated_attention[idx] = np.where(res["extrapolated"], res["attention"], 0.0)
+        doublings[idx] = attention_doublings(isl, prefill_attention_top_isl(k, pcal, spec, prec))
         linear[idx] = res["ttft_ms"] - res["attention"]
         disagg = (table["mode"].iloc[idx] == "disagg").to_numpy()
         same_rack = lay.n_gpus * 2 <= hw.nvlink_domain_gpus   # prefill + decode instance in one NVLink domain
@@ -95,8 +100,14 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
     wait = np.where(agg, scheduler_wait_iterations(overlap), 0.5)
     extra = np.where(agg, mixed_pass_extra_ms(attn, per_rank, chunks, mixed, per_token), 0.0)
     ttft = ttft_ms(prefill, iteration, transfer, wait, extra)
+    ttft_lo, ttft_hi = np.full(n, np.nan), np.full(n, np.nan)
+    for backend in {cfg[4] for cfg in configs.values()}:
+        rows = np.array([i for i, cfg in configs.items() if cfg[4] == backend])
+        ttft_lo[rows], ttft_hi[rows] = ttft_interval_ms(ttft[rows], extrapolated_attention[rows], doublings[rows],
+                                                        backend, ideal)
     return {"predicted_prefill_ms": prefill, "predicted_kv_transfer_ms": transfer,
-            "predicted_ttft_ms": ttft, "predicted_tpot_ms": tpot}
+            "predicted_ttft_ms": ttft, "predicted_ttft_ms_lo": ttft_lo, "predicted_ttft_ms_hi": ttft_hi,
+            "predicted_tpot_ms": tpot}
 
 
 def serving_summary(rows: pd.DataFrame, ape_stats) -> dict:
@@ -116,6 +127,7 @@ def serving_summary(rows: pd.DataFrame, ape_stats) -> dict:
         out["ttft"] = {**ape_stats(ape[sel]), "filter": TTFT_FILTER,
                        "under_predicted_share": float((rows.loc[sel, "predicted_ttft_ms"]
                                                        < rows.loc[sel, "measured_ttft_ms"]).mean()) if sel.any() else None,
+                       **ttft_interval_stats(rows[sel]),
                        "by_model": {k: ape_stats(ape[g.index]) for k, g in rows[sel].groupby(
                            "model" if "model" in rows else "hf_model_path")},
                        **({"by_backend": {k: ape_stats(ape[g.index]) for k, g in rows[sel].groupby("backend")}}

@@ -64,6 +64,13 @@ def serving_ttft() -> str:
     residual = (rows["measured_ttft_ms"] - rows["predicted_ttft_ms"])[sel]
     by = residual.groupby(rows.loc[sel, "backend"]).median()
     parts = ", ".join(f"{k} {v:.0f} ms" for k, v in by.items())
+    from ..ttft_interval import shipped_request_path_rule
+
+    q = shipped_request_path_rule().quantiles_ms
+    terms = ", ".join(f"{k} +{max(v[1], 0.0):.0f} ms" for k, v in sorted(q.items()))
     return ("```\n" + _error_table(table) + "\n```\n\n"
             f"Predicted below the measured TTFT on {under:.0f} % of these rows; median residual "
-            f"(measured - predicted) by framework: {parts}.")
+            f"(measured - predicted) by framework: {parts}. The 80 % TTFT interval's request-path term "
+            f"(90th percentile of that residual) is {terms}; the interval holds "
+            f"{100 * t['interval_coverage']:.0f} % of these runs ({100 * t['interval_coverage_cv']:.0f} % "
+            "cross-validated over five folds).")

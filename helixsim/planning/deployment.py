@@ -43,6 +43,7 @@ from ..backends import DEFAULT_BACKEND
 from ..serving import (absorbed_decode_ms, aggregated_tpot_ms, kv_transfer_ms, mixed_pass_extra_ms,
                        prefill_ms_per_token, scheduler_for, scheduler_wait_iterations, ttft_ms)
 from .queueing import instances_for_wait, mdc_mean_wait_s
+from ..ttft_interval import attention_doublings, prefill_attention_top_isl, ttft_interval_ms
 from .selection import select
 
 TP, EP = STRATEGIES.index("tp"), STRATEGIES.index("ep")
@@ -76,6 +77,18 @@ class DeploymentOption:
     cost_per_m_output_tokens: float    # whole deployment, USD per million output tokens
     extrapolated: bool
     queue_wait_s: float = 0.0          # mean wait for a prefill instance (disaggregated, M/D/c), in ttft_s
+    ttft_s_lo: float = float("nan")    # 80 % interval of ttft_s, with the request path (helixsim/ttft_interval.py)
+    ttft_s_hi: float = float("nan")
+
+
+def ttft_interval_s(ttft_s: float, attention_ms: float, extrapolated: bool, isl: int, k, pcal, model,
+                    prec) -> tuple[float, float]:
+    """80 % interval of a planned TTFT (s): :func:`helixsim.ttft_interval.ttft_interval_ms` for the framework
+    the planner prices (TensorRT-LLM), the prefill attention widened where it left the measured lengths."""
+    d = attention_doublings(isl, prefill_attention_top_isl(k, pcal, model, prec))
+    lo, hi = ttft_interval_ms(np.array([ttft_s * 1e3]), np.array([attention_ms if extrapolated else 0.0]),
+                              np.atleast_1d(d), DEFAULT_BACKEND)
+    return float(lo[0]) / 1e3, float(hi[0]) / 1e3
 
 
 def prefill_candidates(model, hw, max_gpus: int = MAX_PREFILL_GPUS) -> tuple[LayoutArrays, np.ndarray]:
@@ -151,8 +164,11 @@ def plan_disaggregated(model, hw, prec, table, lengths, users: int, floor: float
     d_inst = max(1, math.ceil(users / batch))
     p_gpus, d_gpus = p_inst * int(n_pf[i]), d_inst * dec_gpus
     usd_s = price / 3600.0
+    j = int(np.argmax(ttft0[:, i]))    # the class whose prompt sets the TTFT
+    lo, hi = ttft_interval_s(float(worst[i]) + wait_s, float(per_class[j]["attention"][i]),
+                             bool(per_class[j]["extrapolated"][i]), int(isl[j, 0]), k, pcal, model, prec)
     return DeploymentOption(
-        kind="disaggregated",
+        kind="disaggregated", ttft_s_lo=lo, ttft_s_hi=hi,
         prefill=PoolChoice(_label(lay, i, int(cp[i])), int(n_pf[i]), p_inst, p_gpus),
         decode=PoolChoice(f"{row['strategy']} {row['label']}", dec_gpus, d_inst, d_gpus),
         ttft_s=float(worst[i]) + wait_s, prefill_s=float(mean_s[i]), kv_transfer_s=float(xfer[:, i].max()),
@@ -192,7 +208,9 @@ def plan_aggregated(model, hw, prec, table, isl: int, osl: int, users: int, floo
     sub = LayoutArrays(*(getattr(lay, f)[good] for f in LayoutArrays.__dataclass_fields__))
     r = evaluate_prefill(model, hw, sub, isl, 1, DEFAULT_CHUNK_TOKENS, 1, prec, k, pcal)
     lin = np.full(len(uniq), np.nan)
+    attn_pf = np.full(len(uniq), np.nan)
     pf[good], extra[good], lin[good] = r["ttft_ms"], r["extrapolated"], r["ttft_ms"] - r["attention"]
+    attn_pf[good] = r["attention"]
     prefill_ms = pf[inv.ravel()]
     batch = t["batch"].to_numpy(float)
     per_rank = np.ceil(batch / t["dp"].to_numpy(float))
@@ -216,8 +234,10 @@ def plan_aggregated(model, hw, prec, table, isl: int, osl: int, users: int, floo
     rate = users / (ttft[i] / 1e3 + osl / tps_user[i])
     share = 1.0 - float(t["ttl_ms"].iloc[i]) / float(tpot[i])   # time share of iterations spent prefilling
     usd_s = price / 3600.0
+    lo, hi = ttft_interval_s(float(ttft[i]) / 1e3, float(attn_pf[inv.ravel()][i]), bool(extra[inv.ravel()][i]), isl,
+                             k, pcal, model, prec)
     return DeploymentOption(
-        kind="aggregated", prefill=None, decode=PoolChoice(f"{row['strategy']} {row['label']}", n, inst, gpus),
+        kind="aggregated", prefill=None, ttft_s_lo=lo, ttft_s_hi=hi, decode=PoolChoice(f"{row['strategy']} {row['label']}", n, inst, gpus),
         ttft_s=float(ttft[i]) / 1e3, prefill_s=float(prefill_ms[i]) / 1e3, kv_transfer_s=0.0,
         tokens_per_s_user=float(tps_user[i]), prefill_gpus=0, decode_gpus=gpus, total_gpus=gpus, pd_ratio="shared",
         cost_per_m_tokens_prefill=gpus * share * usd_s / (rate * isl) * 1e6,

@@ -98,7 +98,7 @@ def plan_deployment(model, hardware, isl: int | None, osl: int | None, users: in
 
 COLUMNS = [("serving", lambda o: o.kind), ("prefill pool", lambda o: _pool(o.prefill)),
            ("decode pool", lambda o: _pool(o.decode)), ("P:D GPUs", lambda o: o.pd_ratio),
-           ("GPUs", lambda o: f"{o.total_gpus:,}"), ("TTFT s", lambda o: f"{o.ttft_s:.2f}"),
+           ("GPUs", lambda o: f"{o.total_gpus:,}"), ("TTFT s", lambda o: f"{o.ttft_s:.2f} ({o.ttft_s_lo:.1f}-{o.ttft_s_hi:.1f})"),
            ("KV transfer ms", lambda o: f"{o.kv_transfer_s * 1e3:.1f}"),
            ("queue wait s", lambda o: f"{o.queue_wait_s:.2f}" if o.prefill is not None else ""),
            ("tok/s/user", lambda o: f"{o.tokens_per_s_user:.1f}"),
@@ -146,7 +146,8 @@ def summary_line(plan: DeploymentPlan) -> str:
                 f"with >= {plan.min_tokens_per_s_user:g} tok/s/user and TTFT <= {plan.max_ttft_s:g} s.")
     h, o = best
     return (f"Recommended: {o.kind} serving on {h.hardware}: {o.prefill_gpus:,} prefill + {o.decode_gpus:,} decode "
-            f"GPUs, TTFT {o.ttft_s:.1f} s, {o.tokens_per_s_user:.1f} tok/s/user, "
+            f"GPUs, TTFT {o.ttft_s:.1f} s (80 % interval {o.ttft_s_lo:.1f}-{o.ttft_s_hi:.1f} s), "
+            f"{o.tokens_per_s_user:.1f} tok/s/user, "
             f"${o.cost_per_m_tokens_prefill:.3f}/M input tokens (prefill), ${o.cost_per_m_tokens_decode:.3f}/M "
             f"output tokens (decode), ${o.cost_per_m_output_tokens:.2f}/M output tokens in all.")
 
