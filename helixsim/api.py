@@ -123,7 +123,7 @@ def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, 
 def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,
               kernels=None, mtp=0, acceptance=None, rows=None,
               two_batch_overlap: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    from .uncertainty import interval_columns, model_name, step_provenance
+    from .uncertainty import interval_columns, model_name, ordered_sum, step_provenance
     from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
     k = kernels if kernels is not None else kernels_for(hw)
@@ -140,7 +140,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         from .cost.wideep import apply_two_batch_overlap
 
         parts = apply_two_batch_overlap(parts, k, model, layouts, batch, context, precision, q_len=1 + mtp)
-    ttl = sum(parts[key] for key in BREAKDOWN_KEYS)
+    ttl = np.broadcast_to(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)   # sum() without its temporaries
     interval = interval_columns(ttl, prov, model_name(k))
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
     max_b = np.broadcast_to(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)

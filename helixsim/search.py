@@ -65,12 +65,14 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     w = np.array(sorted(set(space.widths)), dtype=np.int64) if space.widths else powers_of_two(budget)
     w = w[(w >= 1) & (w <= budget)]
     strategies = np.array([STRATEGIES.index(s) for s in space.strategies])
-    grids = np.meshgrid(strategies, w, w, w, w, w, np.array(space.pp), np.array(space.hopb), indexing="ij")
-    cols = [g.ravel() for g in grids]
+    axes = (strategies, w, w, w, w, w, np.array(space.pp), np.array(space.hopb))
+    # the GPU budget first, on the broadcast grid (it drops most candidates), then the layout rules on the
+    # rest: the same layouts in the same (row-major) order as every mask on every candidate
+    n = LayoutArrays(*np.meshgrid(*axes, indexing="ij", sparse=True)).n_gpus
+    within = np.broadcast_to((n <= budget) & (n >= space.min_gpus), tuple(len(x) for x in axes))
+    cols = [x[i] for x, i in zip(axes, np.nonzero(within))]
     arrays = LayoutArrays(*cols)
     ok = valid_mask(arrays, model)
-    n = arrays.n_gpus
-    ok &= (n <= budget) & (n >= space.min_gpus)
     # one canonical row per layout: a strategy's unused widths stay at 1
     ok &= (arrays.strategy != STRATEGIES.index("helix")) | (arrays.dp == 1)
     if not model.ffn.moe:

@@ -127,6 +127,37 @@ class _Replay:
         return getattr(self._k, name)
 
 
+def compact(a: np.ndarray) -> np.ndarray:
+    """``a`` without its broadcast axes (length 1 where a view repeats one value): the same elements,
+    so arithmetic on it gives each cell the value it would have given on the whole array."""
+    a = np.asarray(a)
+    if not any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):
+        return a
+    return a[tuple(slice(0, 1) if st == 0 and n > 1 else slice(None) for st, n in zip(a.strides, a.shape))]
+
+
+def ordered_sum(values) -> np.ndarray:
+    """``sum(values)``, left to right from 0, with the same value in every cell, but each partial sum kept
+    on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated."""
+    acc = None
+    for v in values:
+        v = compact(v)
+        if acc is None:
+            acc = 0 + v
+        elif acc.shape == np.broadcast_shapes(acc.shape, v.shape) and acc.dtype == np.result_type(acc, v):
+            np.add(acc, v, out=acc)
+        else:
+            acc = acc + v
+    return np.asarray(0 if acc is None else acc)
+
+
+def _weighting(stacked: np.ndarray, i: int, ndim: int) -> np.ndarray:
+    """Weighting ``i`` of an op's stacked replay (an op no recorded call reached has one, shared)."""
+    if stacked.ndim <= ndim:
+        return stacked
+    return stacked[min(i, stacked.shape[0] - 1)]
+
+
 def _replay(k, values, model, layouts, batch, context, prec, q_len=1) -> dict[str, np.ndarray]:
     return decode_step(_Replay(k, values), model, layouts, batch, context, prec, q_len=q_len)
 
@@ -164,17 +195,16 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     rec = _Recorder(k)
     parts = decode_step(rec, model, layouts, batch, context, prec, q_len=q_len)
     w = rule.per_doubling
-
-    def pass_(fn):
-        out = _replay(k, [fn(t, roof, d) for t, roof, d in rec.calls], model, layouts, batch, context, prec, q_len)
-        # np.minimum(np.maximum(..)) is np.clip without its per-call overhead (same values, NaN included)
-        return {op: np.minimum(np.maximum(out[op], 0.0), parts[op]) for op in parts}
-
+    # the four weightings of every recorded call (roofline, law, widen up, widen down) replayed in one pass,
+    # stacked on a leading axis: the same elementwise arithmetic as four replays, a quarter of the calls
+    weighted = [np.stack(np.broadcast_arrays(t * roof, t * (~roof & (d > 0)), t * np.expm1(w * d),
+                                             -t * np.expm1(-w * d))) for t, roof, d in rec.calls]
+    out = _replay(k, weighted, model, layouts, batch, context, prec, q_len)
+    # np.minimum(np.maximum(..)) is np.clip without its per-call overhead (same values, NaN included); on
+    # each op's own shape (an op that does not vary with the context is clipped once per layout and batch)
+    clipped = {op: np.minimum(np.maximum(compact(out[op]), 0.0), compact(parts[op])) for op in parts}
+    roof, law, hi, lo = ({op: _weighting(v, i, np.ndim(parts[op])) for op, v in clipped.items()} for i in range(4))
     zero_overhead = k.eff.step_overhead_us * 1e-3
-    roof = pass_(lambda t, r, d: t * r)
-    law = pass_(lambda t, r, d: t * (~r & (d > 0)))
-    hi = pass_(lambda t, r, d: t * np.expm1(w * d))
-    lo = pass_(lambda t, r, d: -t * np.expm1(-w * d))
     # the fixed per-step overhead is a constant of the efficiency file, not a calibrated kernel
     law["overhead"] = np.clip(law["overhead"] - zero_overhead, 0.0, None)
     for d in (hi, lo):
@@ -183,7 +213,7 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     labels = {}
     for op in parts:
         total = float(np.sum(parts[op]))
-        share = float(np.sum(roof[op])) / total if total > 0 else 0.0
+        share = float(np.sum(np.broadcast_to(roof[op], parts[op].shape))) / total if total > 0 else 0.0
         labels[op] = "roofline" if share > 0.5 else name
     return parts, StepProvenance(roof, law, hi, lo, labels)
 
@@ -193,16 +223,16 @@ def interval_columns(ttl: np.ndarray, prov: StepProvenance, kernel_model_name: s
     """``ttl_ms_lo``, ``ttl_ms_hi`` and ``extrapolated_fraction`` for step times ``ttl`` (module docstring)."""
     rule = rule or shipped_rule()
     ttl = np.asarray(ttl, float)
-    roof = sum(prov.roofline_ms[op] for op in BREAKDOWN_KEYS)
-    law = sum(prov.law_ms[op] for op in BREAKDOWN_KEYS)
+    roof = ordered_sum(prov.roofline_ms[op] for op in BREAKDOWN_KEYS)
+    law = ordered_sum(prov.law_ms[op] for op in BREAKDOWN_KEYS)
     roof = np.minimum(roof, ttl)
     cal = np.maximum(ttl - roof, 0.0)
     if kernel_model_name == "ideal":
         lo = hi = ttl
     else:
         (c10, c90), (r10, r90) = rule.calibrated_q, rule.roofline_q
-        hi = cal * np.exp(c90) + roof * np.exp(r90) + sum(prov.widen_hi_ms[op] for op in BREAKDOWN_KEYS)
-        lo = cal * np.exp(c10) + roof * np.exp(r10) - sum(prov.widen_lo_ms[op] for op in BREAKDOWN_KEYS)
+        hi = cal * np.exp(c90) + roof * np.exp(r90) + ordered_sum(prov.widen_hi_ms[op] for op in BREAKDOWN_KEYS)
+        lo = cal * np.exp(c10) + roof * np.exp(r10) - ordered_sum(prov.widen_lo_ms[op] for op in BREAKDOWN_KEYS)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(ttl > 0, np.clip((roof + law) / ttl, 0.0, 1.0), 0.0)
     return {"ttl_ms_lo": np.minimum(np.maximum(lo, 0.0), ttl), "ttl_ms_hi": np.maximum(hi, ttl),

@@ -307,7 +307,7 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
         per_layer_attn = per_layer_attn + n_lin * ak.gdn_attention_ms(k, model, o_proj_batch(s), s.o_tp,
                                                                        ak.linear_law(k, model))
 
-    ffn = np.zeros(np.broadcast(batch, context, a.kvp).shape)
+    ffn = np.zeros(np.broadcast(batch, a.kvp).shape)   # the FFN does not depend on the context
     ffn_comm = L * medha_broadcast_ms(k, model, s, a.kvp, prec) + ffn
     if model.dense_layers:
         ffn = ffn + model.dense_layers * dense_ffn_ms(k, model, s, prec)
@@ -329,5 +329,6 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
         "overhead": f * L * norms_ms(k, model, s, prec) + k.eff.step_overhead_us * 1e-3,
         "mtp": 0.0,
     }
-    shape = np.broadcast(batch, context, a.kvp).shape
+    # (a replay of recorded kernel times may stack several passes on a leading axis: helixsim.uncertainty)
+    shape = np.broadcast_shapes(np.broadcast(batch, context, a.kvp).shape, *(np.shape(v) for v in out.values()))
     return {key: np.broadcast_to(np.asarray(v, float), shape) for key, v in out.items()}
