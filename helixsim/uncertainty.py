@@ -107,8 +107,7 @@ class _Recorder:
         def call(*args, **kwargs):
             t = np.asarray(attr(*args, **kwargs), float)
             roof, d = excursion_doublings(self._k, name, args, kwargs)
-            roof = np.broadcast_to(roof, t.shape)
-            self.calls.append((t, roof, np.where(roof, 0.0, d)))
+            self.calls.append((t, np.asarray(roof, bool), np.where(roof, 0.0, d)))
             return t
 
         return call
@@ -149,6 +148,17 @@ def ordered_sum(values) -> np.ndarray:
         else:
             acc = acc + v
     return np.asarray(0 if acc is None else acc)
+
+
+def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.ndarray:
+    """One recorded call's time ``t`` weighted four ways, stacked: priced by the roofline, by an extrapolation
+    law, and its widenings up and down (``d``: doublings beyond the measured domain, 0 where ``roof``)."""
+    out = np.empty((4,) + np.broadcast_shapes(t.shape, roof.shape, d.shape))
+    np.multiply(t, roof, out=out[0])
+    np.multiply(t, ~roof & (d > 0), out=out[1])
+    np.multiply(t, np.expm1(w * d), out=out[2])
+    np.multiply(-t, np.expm1(-w * d), out=out[3])
+    return out
 
 
 def _weighting(stacked: np.ndarray, i: int, ndim: int) -> np.ndarray:
@@ -197,8 +207,7 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     w = rule.per_doubling
     # the four weightings of every recorded call (roofline, law, widen up, widen down) replayed in one pass,
     # stacked on a leading axis: the same elementwise arithmetic as four replays, a quarter of the calls
-    weighted = [np.stack(np.broadcast_arrays(t * roof, t * (~roof & (d > 0)), t * np.expm1(w * d),
-                                             -t * np.expm1(-w * d))) for t, roof, d in rec.calls]
+    weighted = [_weightings(t, roof, d, w) for t, roof, d in rec.calls]
     out = _replay(k, weighted, model, layouts, batch, context, prec, q_len)
     # np.minimum(np.maximum(..)) is np.clip without its per-call overhead (same values, NaN included); on
     # each op's own shape (an op that does not vary with the context is clipped once per layout and batch)

@@ -131,12 +131,43 @@ def hopb_overlap(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.n
     plus one batched all-to-all (small chunks each paying a fixed cost), the
     runtime keeps the batched schedule: HOP-B is used only where it helps.
     """
-    c, m = hopb_chunks_ms(k, model, s, kvp, context, prec, sliding)
-    n = s.attn_batch
+    can = np.asarray(hopb, bool) & (s.strategy == HELIX) & (kvp > 1)
+    if can.ndim == 0 or can.size != can.shape[0] or can.size == 1:   # one layout, or no layout axis: every cell
+        c, m = hopb_chunks_ms(k, model, s, kvp, context, prec, sliding)
+        n = s.attn_batch
+        piped = t.hopb_makespan(c, m, n)
+        use = can & (piped < attn_ms + combine_ms)
+        chunked = n * c
+        return np.where(use, chunked, attn_ms), np.where(use, piped - chunked, combine_ms)
+    # only the Helix layouts with HOP-B on and kvp > 1 can pipeline: their rows (the layout axis, the first of
+    # the step's shape) are priced alone, the others keep lockstep attention (the same values, fewer cells)
+    rows = np.flatnonzero(can.ravel())
+    if not len(rows):
+        return attn_ms, combine_ms
+    axis, n_rows = -can.ndim, can.shape[0]
+
+    def pick(x):
+        x = np.asarray(x)
+        return np.take(x, rows, axis=axis) if x.ndim >= can.ndim and x.shape[axis] == n_rows else x
+
+    sub = StepShapes(**{f: pick(getattr(s, f)) for f in StepShapes.__dataclass_fields__})
+    c, m = hopb_chunks_ms(k, model, sub, pick(kvp), pick(context), prec, sliding)
+    n, attn_sub, comb_sub = sub.attn_batch, pick(attn_ms), pick(combine_ms)
     piped = t.hopb_makespan(c, m, n)
-    use = np.asarray(hopb, bool) & (s.strategy == HELIX) & (kvp > 1) & (piped < attn_ms + combine_ms)
+    use = piped < attn_sub + comb_sub
     chunked = n * c
-    return np.where(use, chunked, attn_ms), np.where(use, piped - chunked, combine_ms)
+    return (_put_rows(attn_ms, np.where(use, chunked, attn_sub), rows, axis, n_rows),
+            _put_rows(combine_ms, np.where(use, piped - chunked, comb_sub), rows, axis, n_rows))
+
+
+def _put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -> np.ndarray:
+    """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
+    ``rows`` of ``axis`` (negative)."""
+    at = part.ndim + axis
+    out = np.array(np.broadcast_to(np.asarray(full, float), np.broadcast_shapes(
+        np.shape(full), part.shape[:at] + (n_rows,) + part.shape[at + 1:])))
+    out[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = part
+    return out
 
 
 def is_medha(strategy: np.ndarray) -> np.ndarray:
