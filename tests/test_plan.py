@@ -71,10 +71,11 @@ def test_choice_meets_floor_and_beats_brute_force(model, context, users, floor):
     # billed: every GPU of the whole 8-GPU nodes, idle ones included
     assert d.cost_per_m_tokens == pytest.approx(PRICES["b200-hgx"] * d.billed_gpus / (users * c.tokens_per_s_user * 3600) * 1e6)
     assert d.cost_per_m_tokens_used == pytest.approx(PRICES["b200-hgx"] * d.total_gpus / (users * c.tokens_per_s_user * 3600) * 1e6)
-    # brute force over an independent search of the same space: the cheapest billed row, priced by hand
+    # brute force over an independent search of the same space, every batch priced (not the planner's grid
+    # refined at the floor): the cheapest billed row, priced by hand
     hw = resolve_hardware("b200-hgx")
-    table = search(resolve_model(model), hw, SearchSpace(max_gpus=8, max_batch=min(64, users), contexts=(context,)),
-                   default_precision(hw))
+    table = search(resolve_model(model), hw, SearchSpace(max_gpus=8, max_batch=min(64, users), contexts=(context,),
+                                                         every_batch=True), default_precision(hw))
     ok = table[table["feasible"] & (table["tokens_per_s_user"] >= floor) & (table["batch"] <= users)]
     assert len(ok)
 

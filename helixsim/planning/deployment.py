@@ -38,6 +38,7 @@ import numpy as np
 from ..api import kernels_for
 from ..layout import STRATEGIES, LayoutArrays, valid_mask
 from ..prefill import DEFAULT_CHUNK_TOKENS, evaluate_prefill, prefill_calibration
+from ..refine import refine_for_floor
 from ..search import SearchSpace, search
 from ..backends import DEFAULT_BACKEND
 from ..serving import (absorbed_decode_ms, aggregated_tpot_ms, kv_transfer_ms, mixed_pass_extra_ms,
@@ -270,7 +271,8 @@ def plan_hardware(model, hw, prec, lengths, users: int, floor: float, max_ttft_s
     """``lengths``: (isl, osl, share) classes. Aggregated serving is planned for a single class only."""
     space = SearchSpace(strategies=tuple(strategies), max_gpus=max_gpus, hopb=(True,),
                         max_batch=int(min(max_batch, users)), contexts=(decode_context(lengths),))
-    table = search(model, hw, space, prec, calibration=calibration)
+    table = refine_for_floor(model, hw, search(model, hw, space, prec, calibration=calibration), prec, floor,
+                             kernels_for(hw, False, calibration))
     rest = (users, floor, max_ttft_s, price, calibration)
     agg = plan_aggregated(model, hw, prec, table, lengths[0][0], lengths[0][1], *rest) if len(lengths) == 1 else None
     return HardwareDeployment(hw.name, price, plan_disaggregated(model, hw, prec, table, lengths, *rest), agg)

@@ -113,9 +113,23 @@ class _Planner:
             self._cache[key] = t
         return self._cache[key]
 
+    def refined(self, hw: HardwareSpec, budget: int, context: int, users: int, prec: Precision,
+                floor: float) -> pd.DataFrame:
+        """:meth:`table` with the largest batch meeting ``floor`` found between grid batches, and the batches
+        where ``users`` need one instance fewer (:func:`helixsim.refine.refine_for_floor`)."""
+        key = ("refined", hw.name, budget, context, int(min(self.max_batch, users)), prec, float(floor))
+        if key not in self._cache:
+            from ..api import kernels_for
+            from ..refine import refine_for_floor
+
+            self._cache[key] = refine_for_floor(self.model, hw, self.table(hw, budget, context, users, prec), prec,
+                                                floor, kernels_for(hw, False, self.calibration), users=users,
+                                                billed_gpus=lambda t: billed_gpus_per_row(t, hw, users))
+        return self._cache[key]
+
     def pool(self, hw: HardwareSpec, budget: int, prec: Precision, share: ContextShare, users: int,
              floor: float, price: Optional[float], detail: bool = True) -> PoolPlan:
-        table = self.table(hw, budget, share.context, users, prec)
+        table = self.refined(hw, budget, share.context, users, prec, floor)
         row = select_billed(table, floor, hw, users)
         choice = closest = other = None
         margin = None
