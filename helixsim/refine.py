@@ -106,8 +106,9 @@ def _meets(f: pd.DataFrame, floor: float) -> np.ndarray:
 def instance_edges(users: int, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(series, batch) pairs: every batch ceil(users / k) (the smallest batch that serves ``users`` with k
     instances) up to each series' ``upper`` batch."""
-    k = np.arange(1, int(users) + 1)
-    edges = np.unique(-(-int(users) // k))
+    b = np.arange(1, int(np.max(upper, initial=0)) + 1, dtype=np.int64)
+    inst = -(-int(users) // b)
+    edges = b[np.r_[True, inst[1:] < inst[:-1]]] if len(b) else b   # batches that need one instance fewer
     n = np.searchsorted(edges, upper, side="right")
     series = np.repeat(np.arange(len(upper)), n)
     return series, edges[np.arange(len(series)) - np.repeat(np.cumsum(n) - n, n)]

@@ -46,3 +46,14 @@ def test_refined_best_is_the_exhaustive_best(context, gpus, floor):
     assert _best(grid, floor)[1] < truth_tps
     assert len(refined) - len(grid) < 0.5 * (len(every) - len(grid))   # a search, not every batch
     assert np.isin(grid.index, refined.index).all() and len(refined) > len(grid)
+
+
+def test_instance_edges_by_hand():
+    """100 users: ceil(100 / k) for k = 5..10 is 20, 17, 15, 13, 12, 10, and every batch up to 10 is an edge (k >= 10);
+    the edges are found among batches, not by counting instances, so 10^12 users cost no more than 100."""
+    from helixsim.refine import instance_edges
+
+    series, batch = instance_edges(100, np.array([20, 3]))
+    assert batch[series == 0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 17, 20]
+    assert batch[series == 1].tolist() == [1, 2, 3]
+    assert len(instance_edges(10**12, np.array([4096]))[1]) == 4096
