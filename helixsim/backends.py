@@ -54,6 +54,12 @@ class BackendDefaults:
     #: calibration family -> measured ``kernel_source`` values the framework runs, preferred first
     kernel_sources: dict = field(default_factory=dict)
     source: str = ""
+    #: whether ``--kv-cache-dtype auto`` takes the KV format the checkpoint's own quantisation
+    #: config asks for (``kv_cache_quant_algo``, :data:`CHECKPOINT_KV_CACHE`) before the model dtype
+    follows_checkpoint_kv: bool = False
+    #: whether DeepSeek-V3/R1's shared expert runs inside the routed MoE kernel when there is no
+    #: expert parallelism (:mod:`helixsim.cost.shared_experts`)
+    fuses_shared_experts: bool = False
 
 
 DEFAULTS: dict[str, BackendDefaults] = {
@@ -72,7 +78,16 @@ DEFAULTS: dict[str, BackendDefaults] = {
                         "allreduce_custom": ("SGLang_CustomAllReduce_graph",)},
         # SGLang docs, "Quantized KV Cache": the cache is kept in the model's precision (BF16) unless
         # --kv-cache-dtype asks for FP8 (https://docs.sglang.io/advanced_features/quantized_kv_cache.html)
-        source="SGLang --kv-cache-dtype auto (model precision, BF16); CUDA-graph custom all-reduce"),
+        source="SGLang --kv-cache-dtype auto (model precision, BF16; FP8 where the checkpoint's "
+               "kv_cache_quant_algo is FP8); CUDA-graph custom all-reduce",
+        # SGLang ModelRunner.configure_kv_cache_dtype: with --kv-cache-dtype auto, a quantisation config
+        # whose kv_cache_quant_algo is "FP8" gets a float8_e4m3fn cache, anything else the model dtype
+        # (sglang python/sglang/srt/model_executor/model_runner.py, 0.5.x)
+        follows_checkpoint_kv=True,
+        # SGLang DeepseekV2ForCausalLM.determine_num_fused_shared_experts: on by default for 256 routed +
+        # 1 shared expert on NVIDIA sm80+, off under MoE EP > 1, DeepEP or TBO, and on sm100, where the
+        # flashinfer_trtllm MoE runner it picks turns it off (helixsim.cost.shared_experts)
+        fuses_shared_experts=True),
     "vllm": BackendDefaults(
         "vllm", "vLLM", kv_cache_quantized="bf16",
         # SM100: FlashInfer with TensorRT-LLM decode kernels; SM90: FlashAttention-3, then FA4 / Triton
@@ -93,9 +108,28 @@ def check_backend(name: str, field_name: str = "--backend", source: str = "comma
     return name
 
 
-def default_kv_cache(backend: str, weights: str) -> str:
-    """KV-cache format a framework uses for a checkpoint with ``weights`` when the run does not say."""
-    return "bf16" if weights == "bf16" else DEFAULTS[check_backend(backend)].kv_cache_quantized
+#: KV-cache format that a built-in model's published checkpoint of a given weight format asks for in
+#: its own quantisation config (``hf_quant_config.json`` ``kv_cache_quant_algo``), where it asks for one.
+#: NVIDIA's DeepSeek-R1 NVFP4 checkpoints (nvidia/DeepSeek-R1-FP4, -0528-FP4) are written by
+#: TensorRT Model Optimizer's examples/deepseek/ptq.py, whose --enable_fp8_kvcache defaults to True
+#: and sets kv_cache_quant_algo = "FP8". DeepSeek's own FP8 checkpoint (quant_method fp8, block
+#: 128x128) names no KV format, so its cache stays in the model dtype (BF16).
+CHECKPOINT_KV_CACHE: dict[tuple[str, str], str] = {("deepseek-r1", "fp4"): "fp8"}
+
+
+def default_kv_cache(backend: str, weights: str, model: str | None = None) -> str:
+    """KV-cache format a framework uses for a checkpoint with ``weights`` when the run does not say.
+
+    ``model`` (a built-in name): a framework that follows the checkpoint's own KV format
+    (:attr:`BackendDefaults.follows_checkpoint_kv`) takes :data:`CHECKPOINT_KV_CACHE` where that
+    checkpoint names one.
+    """
+    if weights == "bf16":
+        return "bf16"
+    defaults = DEFAULTS[check_backend(backend)]
+    if defaults.follows_checkpoint_kv and (model, weights) in CHECKPOINT_KV_CACHE:
+        return CHECKPOINT_KV_CACHE[(model, weights)]
+    return defaults.kv_cache_quantized
 
 
 # breakdown op of each step function that calls the kernel model (helixsim.cost.step)
@@ -138,9 +172,11 @@ def _traced(family: str, name: str):
 class BackendKernels(CalibratedKernels):
     """A framework's measured kernels; TensorRT-LLM's calibrated model (``trtllm``) where they have none."""
 
-    def __init__(self, trtllm, calibration: Calibration, backend: str) -> None:
+    def __init__(self, trtllm, calibration: Calibration, backend: str, deepep_ll=None) -> None:
         super().__init__(trtllm, calibration, kernel_sources=DEFAULTS[backend].kernel_sources)
         self.backend = backend
+        #: the framework's measured DeepEP low-latency dispatch/combine (helixsim.calibration.deepep), if any
+        self.deepep_ll = deepep_ll
         self._stack: list[list[np.ndarray]] = []
         self._log: dict[str, dict[str, set]] = {}
 
@@ -176,11 +212,24 @@ class BackendKernels(CalibratedKernels):
                    [np.ones(1, bool) if own else np.zeros(1, bool)])
         return out
 
-    def _a2a_ms(self, phase, tokens_per_rank, hidden, top_k, ep, dtype, fb):
+    def _a2a_ms(self, phase, tokens_per_rank, hidden, top_k, ep, dtype, fb, num_experts=0):
+        """The framework's measured DeepEP low-latency kernels (:mod:`helixsim.calibration.deepep`) where
+        it has them for this (hidden, top-k) and the EP group fits the NVLink domain, else its
+        ``moe_alltoall`` table, else TensorRT-LLM's."""
+        rest = super()._a2a_ms(phase, tokens_per_rank, hidden, top_k, ep, dtype, fb, num_experts)
         table = self._table("moe_alltoall")
         own = table is not None and any(c[1] == phase for c in table.categories())
-        self._note("moe_alltoall", [np.ones(1, bool) if own else np.zeros(1, bool)])
-        return super()._a2a_ms(phase, tokens_per_rank, hidden, top_k, ep, dtype, fb)
+        if self.deepep_ll is None:
+            self._note("moe_alltoall", [np.ones(1, bool) if own else np.zeros(1, bool)])
+            return rest
+        shape = np.shape(fb)
+        ll = np.broadcast_to(self.deepep_ll.time_ms(phase, tokens_per_rank, hidden, top_k, num_experts), shape)
+        ep_a = np.broadcast_to(np.asarray(ep, float), shape)
+        tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape)
+        covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(ll)
+        active = (ep_a > 1) & (tok > 0)
+        self._note("moe_alltoall", [covered[active] | own] if active.any() else [])
+        return np.where(covered, ll, rest)
 
     # ------------------------------------------------------------ provenance
     def reset_log(self) -> None:
@@ -229,4 +278,6 @@ def backend_kernels(trtllm_kernels, backend: str, calibration_root: Path | None)
     path = backend_calibration_path(calibration_root, backend)
     cal = _load_cached(path) if path is not None else Calibration(
         hardware=trtllm_kernels.hw.name, roof=trtllm_kernels.calibration.roof, tables={})
-    return BackendKernels(trtllm_kernels, cal, backend)
+    from .calibration import deepep
+
+    return BackendKernels(trtllm_kernels, cal, backend, deepep.load(path))

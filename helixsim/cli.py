@@ -96,13 +96,14 @@ def precision_options(func):
     return func
 
 
-def precision_from(kw: dict, backend: str = "trtllm", hw=None) -> Precision:
-    """The precision of the flags; weights default by :func:`helixsim.precision.default_weights` of ``hw``."""
+def precision_from(kw: dict, backend: str = "trtllm", hw=None, model: str | None = None) -> Precision:
+    """The precision of the flags; weights default by :func:`helixsim.precision.default_weights` of ``hw``,
+    the KV cache by the framework's default for ``model``'s checkpoint (:func:`helixsim.backends.default_kv_cache`)."""
     from .backends import default_kv_cache
 
     weights = kw.pop("weights") or (default_weights(hw) if hw is not None else "fp8")
     kv = kw.pop("kv_cache")
-    return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights), activations=kw.pop("activations"),
+    return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights, model), activations=kw.pop("activations"),
                      attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"))
 
 
@@ -144,7 +145,7 @@ def point(model, hardware, strategy, kvp, tpa, dp, tpf, ep, pp, batch, context, 
     tpf, ep = infer_ffn_widths(strategy, kvp * tpa * dp, tpf, ep)
     layout = Layout(strategy, kvp=kvp, tpa=tpa, dp=dp, tpf=tpf, ep=ep, pp=pp, hopb=not no_hopb)
     acceptance = None if mtp_acceptance is None else mtp_acceptance.split(",")
-    prec = precision_from(kw, backend, load_hardware(hardware))
+    prec = precision_from(kw, backend, load_hardware(hardware), model)
     result = simulate_point(model, hardware, layout, batch, context, prec, ideal=ideal,
                             calibration=calibration, backend=backend, mtp=mtp, acceptance=acceptance,
                             two_batch_overlap=two_batch_overlap, eplb=eplb)

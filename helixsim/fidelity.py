@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .backends import BACKENDS, DEFAULTS
+from .backends import BACKENDS, CHECKPOINT_KV_CACHE, DEFAULTS
 from .calibration.fit import builtin_calibration_path
 from .cost.mtp import DEEPSEEK_R1_ACCEPTANCE_LENGTH, DEFAULT_ACCEPTANCE
 from .validation import validate_e2e
@@ -158,7 +158,11 @@ def backends_section() -> list[str]:
     for b in BACKENDS:
         d = DEFAULTS[b]
         prefs = "; ".join(f"{fam}: {', '.join(v)}" for fam, v in d.kernel_sources.items()) or "every measured kernel"
-        out.append(f"| {b} | {d.kv_cache_quantized} | {prefs} | {d.source} |")
+        kv = d.kv_cache_quantized
+        if d.follows_checkpoint_kv:   # --kv-cache-dtype auto takes the checkpoint's own KV format where it names one
+            kv += " (the checkpoint's own where it names one: " + ", ".join(
+                f"{m} {w}: {v}" for (m, w), v in sorted(CHECKPOINT_KV_CACHE.items())) + ")"
+        out.append(f"| {b} | {kv} | {prefs} | {d.source} |")
     return out
 
 

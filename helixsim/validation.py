@@ -108,7 +108,7 @@ def row_config(row: pd.Series, dp_batch: str = "rank") -> tuple[str, str, Layout
     layout = Layout(strategy, kvp=1, tpa=tp, dp=dp, tpf=moe_tp, ep=moe_ep, pp=pp, hopb=False)
     check_layout(layout, spec, "row")
     weights, _ = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
-    kv = "bf16" if prec[1] == "bf16" else default_kv_cache(row_backend(row), weights)
+    kv = "bf16" if prec[1] == "bf16" else default_kv_cache(row_backend(row), weights, model)
     dense = FP4_DENSE_WEIGHTS.get(model) if weights == "fp4" else None
     batch = _int(row["decode_batch"]) * (dp if dp_batch == "rank" else 1)
     return (model, hardware, layout, Precision(weights=weights, kv_cache=kv, dense_weights=dense),

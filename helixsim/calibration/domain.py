@@ -162,6 +162,12 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
         query = {"num_tokens": a["tokens_per_rank"], "moe_ep_size": a["ep"]}
         roof, d = fastest([over("moe_alltoall_nvlink", lambda c: c[2] in dts, query),
                            over("moe_alltoall", lambda c: c[1] == phase and c[2] in dts, query)])
+        ll = getattr(k, "deepep_ll", None)   # a framework's own DeepEP low-latency table (helixsim.backends)
+        by_experts = ll.curves.get((int(a["hidden"]), int(a["top_k"]))) if ll is not None else None
+        if by_experts is not None:   # measured in tokens per rank only; beyond its largest count: doublings
+            top = by_experts.get(int(a["num_experts"]), by_experts[0])[0][-1]
+            tok = np.asarray(a["tokens_per_rank"], float)
+            roof, d = np.zeros(np.shape(tok), bool), np.log2(np.maximum(tok / top, 1.0))
         return roof | (np.asarray(a["ep"], float) > k.hw.nvlink_domain_gpus), d
     return no_table   # memory_op_ms and anything else: the roofline's
 

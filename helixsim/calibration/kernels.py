@@ -497,7 +497,8 @@ class CalibratedKernels:
         covered = (n_a > 1) & (m_a > 0) & (n_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
         return np.where(covered, best, fb)
 
-    def _a2a_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str, fb: np.ndarray) -> np.ndarray:
+    def _a2a_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str, fb: np.ndarray,
+                num_experts: int = 0) -> np.ndarray:
         shape = np.shape(fb)
         tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape).astype(float)
         ep_a = np.broadcast_to(np.asarray(ep, float), shape).astype(float)
@@ -556,14 +557,18 @@ class CalibratedKernels:
         return np.where(ep > hi, inside + extra, inside)
 
     @_unique_args
-    def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
-        fb = self.fallback.moe_dispatch_ms(tokens_per_rank, hidden, top_k, ep, dtype)
-        return self._a2a_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float))
+    def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
+                        num_experts: int = 0) -> np.ndarray:
+        fb = self.fallback.moe_dispatch_ms(tokens_per_rank, hidden, top_k, ep, dtype, num_experts=num_experts)
+        return self._a2a_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
+                            num_experts=num_experts)
 
     @_unique_args
-    def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
-        fb = self.fallback.moe_combine_ms(tokens_per_rank, hidden, top_k, ep, dtype)
-        return self._a2a_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float))
+    def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
+                       num_experts: int = 0) -> np.ndarray:
+        fb = self.fallback.moe_combine_ms(tokens_per_rank, hidden, top_k, ep, dtype, num_experts=num_experts)
+        return self._a2a_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
+                            num_experts=num_experts)
 
 
 NCCL_OPS_INV = {v: k for k, v in NCCL_OPS.items()}

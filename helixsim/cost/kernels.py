@@ -171,11 +171,14 @@ class RooflineKernels:
             raise ValueError(f"unknown collective {op}")
         return np.where((n > 1) & (m > 0), time, 0.0)
 
-    def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
-        """Expert-parallel token dispatch: each rank sends its tokens' top-k copies (DeepEP-style all-to-all)."""
+    def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
+                        num_experts: int = 0) -> np.ndarray:
+        """Expert-parallel token dispatch: each rank sends its tokens' top-k copies (DeepEP-style all-to-all).
+        ``num_experts`` (0: not given) picks a measured kernel's rows where the tables hold several."""
         send = np.asarray(tokens_per_rank, float) * top_k * hidden * self.elem_bytes(dtype)
         return self.collective_ms("all_to_all", ep, send)
 
-    def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16") -> np.ndarray:
+    def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
+                       num_experts: int = 0) -> np.ndarray:
         """Expert-parallel combine: the expert outputs travel back to their tokens' ranks."""
         return self.moe_dispatch_ms(tokens_per_rank, hidden, top_k, ep, dtype)

@@ -20,6 +20,7 @@ from ..precision import STAT_BYTES_PER_HEAD, Precision
 from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
+from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
 BREAKDOWN_KEYS: tuple[str, ...] = ("qkv_proj", "attention", "attn_comm", "o_proj", "ffn", "ffn_comm",
@@ -235,7 +236,10 @@ def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> 
     dense = prec.dense_weights_dtype
     shared_tp = swiglu_ms(k, s.micro_batch, model.hidden_size, width, s.n_ffn, dense)
     shared_dp = swiglu_ms(k, s.attn_batch, model.hidden_size, width, s.o_tp, dense)  # o_tp = tpa under ep
-    return routed + np.where(s.strategy == EP, shared_dp, shared_tp)
+    shared = np.where(s.strategy == EP, shared_dp, shared_tp)
+    # SGLang runs DeepSeek's shared expert inside the routed kernel where there is no EP (shared_experts)
+    fused = fused_shared_expert_ms(k, model, s.micro_batch, tpf, prec)
+    return routed + np.where(fuses_shared_experts(k, model, ep), fused, shared)
 
 
 def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> np.ndarray:
@@ -254,8 +258,9 @@ def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) ->
     flat = k.collective_ms("all_reduce", s.n_ffn, msg)
     # dispatch in the experts' input format (FP8/FP4 with scales), combine in BF16 (helixsim.cost.wideep)
     dispatch = (k.moe_dispatch_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep,
-                                  dispatch_payload_dtype(k.hw, prec))
-                + k.moe_combine_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations))
+                                  dispatch_payload_dtype(k.hw, prec), num_experts=m.num_experts)
+                + k.moe_combine_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations,
+                                   num_experts=m.num_experts))
     # under ep, a tpf > 1 expert group first gathers its members' tokens and scatters the results back
     group = s.attn_batch * tpf * model.hidden_size * act
     dispatch = dispatch + k.collective_ms("all_gather", tpf, group) + k.collective_ms("reduce_scatter", tpf, group)
