@@ -60,6 +60,10 @@ class BackendDefaults:
     #: whether DeepSeek-V3/R1's shared expert runs inside the routed MoE kernel when there is no
     #: expert parallelism (:mod:`helixsim.cost.shared_experts`)
     fuses_shared_experts: bool = False
+    #: whether an MoE model's dense MLP layers run data-parallel (each attention-DP rank its own
+    #: requests, TP over its attention group) under attention DP, rather than gathered and split
+    #: over the whole group (:mod:`helixsim.cost.dense_dp`)
+    dense_mlp_data_parallel: bool = False
 
 
 DEFAULTS: dict[str, BackendDefaults] = {
@@ -69,7 +73,9 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # TensorRT-LLM's FP8/FP4 serving recipes enable an FP8 KV cache (kv_cache_config dtype fp8),
         # which is what the measured TensorRT-LLM runs use (calibration data README, "KV-cache precision")
         source="TensorRT-LLM serving recipes (FP8 KV cache with FP8/FP4 checkpoints); its custom one-/two-shot "
-               "all-reduce or NCCL, whichever is faster"),
+               "all-reduce or NCCL, whichever is faster; dense MLP data-parallel under attention DP",
+        # modeling_deepseekv3.py _compute_mlp_tp_size: 1 with enable_attention_dp (helixsim.cost.dense_dp)
+        dense_mlp_data_parallel=True),
     "sglang": BackendDefaults(
         "sglang", "SGLang", kv_cache_quantized="bf16",
         # SM100: TensorRT-LLM's MHA kernels through FlashInfer; SM90: FlashAttention-3; then the others measured
@@ -97,7 +103,10 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # vLLM --kv-cache-dtype auto uses the model's activation dtype: a BF16 cache for FP8 and FP4
         # checkpoints unless told --kv-cache-dtype fp8 (vLLM docs, "Quantized KV Cache"; calibration
         # data README: "vLLM keeps a BF16 cache unless told otherwise")
-        source="vLLM --kv-cache-dtype auto (BF16 cache for FP8/FP4 checkpoints); CUDA-graph custom all-reduce"),
+        source="vLLM --kv-cache-dtype auto (BF16 cache for FP8/FP4 checkpoints); CUDA-graph custom all-reduce; "
+               "non-expert layers inside each data-parallel rank",
+        # vLLM docs, Data Parallel Deployment: DP ranks replicate the non-expert layers (helixsim.cost.dense_dp)
+        dense_mlp_data_parallel=True),
 }
 
 

@@ -97,3 +97,43 @@ def test_sglang_fuses_deepseeks_shared_expert_on_hopper_without_ep():
     on = simulate_point("deepseek-r1", "h200-hgx", lay, batch=64, context=5120, precision=prec, backend="sglang")
     off = simulate_point("deepseek-r1", "h200-hgx", lay, batch=64, context=5120, precision=prec, backend="trtllm")
     assert on.breakdown_ms["ffn"] < off.breakdown_ms["ffn"]
+
+
+def test_dense_mlp_layers_run_data_parallel_under_attention_dp_in_tensorrt_llm_not_sglang():
+    """TensorRT-LLM's _compute_mlp_tp_size is 1 with attention DP: DeepSeek's dense MLP runs on each
+    rank's own 8 requests with the whole 7168 x 2 x 18432 gate-up and 18432 x 7168 down weights and no
+    collective; SGLang gathers the 64 requests, splits the MLP 8 ways and pays the all-gather and
+    reduce-scatter of the batch."""
+    from helixsim.cost import step as st
+    from helixsim.layout import LayoutArrays
+
+    model = load_model("deepseek-r1")
+    hw = load_hardware("b200-hgx")
+    prec = Precision(weights="fp8", kv_cache="fp8")
+    a = LayoutArrays.from_layout(Layout("ep", dp=8, tpf=1, ep=8))
+    s = st.step_shapes(model, a, np.array([64]))
+    trt, sgl = kernels_for(hw), kernels_for(hw, backend="sglang")
+    own = trt.gemm_ms(8, 2 * 18432, 7168, "fp8") + trt.gemm_ms(8, 7168, 18432, "fp8")
+    assert float(st.dense_ffn_ms(trt, model, s, prec)[0]) == pytest.approx(float(own))
+    assert float(st.dense_ffn_comm_ms(trt, model, s, prec)[0]) == 0.0
+    msg = 64 * 7168 * 2.0
+    gathered = sgl.collective_ms("all_gather", 8, msg) + sgl.collective_ms("reduce_scatter", 8, msg)
+    assert float(st.dense_ffn_comm_ms(sgl, model, s, prec)[0]) == pytest.approx(float(gathered))
+    split = sgl.gemm_ms(64, 2 * 18432 // 8, 7168, "fp8") + sgl.gemm_ms(64, 7168, 18432 // 8, "fp8")
+    assert float(st.dense_ffn_ms(sgl, model, s, prec)[0]) == pytest.approx(float(split))
+
+
+def test_data_parallel_dense_layers_hold_their_whole_weights_per_rank():
+    """Run data-parallel, DeepSeek's 3 dense MLP layers (3 x 3 x 7168 x 18432 = 1.19e9 parameters) sit
+    whole on every attention-DP rank, not split 8 ways; a dense model's ep layout keeps its split."""
+    from helixsim.cost.memory import ffn_weight_bytes
+    from helixsim.layout import LayoutArrays
+
+    a = LayoutArrays.from_layout(Layout("ep", dp=8, tpf=1, ep=8))
+    ds = load_model("deepseek-r1")
+    dense_params = 3 * 3 * 7168 * 18432
+    split = ffn_weight_bytes(ds, a, expert_bytes=0.0, dense_bytes=1.0)
+    whole = ffn_weight_bytes(ds, a, expert_bytes=0.0, dense_bytes=1.0, dense_dp=True)
+    assert float((whole - split)[0]) == pytest.approx(dense_params * (1 - 1 / 8))
+    llama = load_model("llama-3.1-70b")
+    assert ffn_weight_bytes(llama, a, dense_dp=True)[0] == ffn_weight_bytes(llama, a)[0]

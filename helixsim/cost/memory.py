@@ -17,6 +17,7 @@ from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
 from .step import EP, HELIX, is_medha
+from .dense_dp import dense_ffn_data_parallel
 from .wideep import expert_slots
 
 
@@ -52,13 +53,15 @@ def attention_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
 
 
 def ffn_weight_bytes(model: ModelSpec, a: LayoutArrays, expert_bytes: float = 1.0,
-                        dense_bytes: float = 1.0) -> np.ndarray:
+                        dense_bytes: float = 1.0, dense_dp: bool = False) -> np.ndarray:
     """FFN weight bytes per GPU summed over layers (elements when both byte widths are 1): dense at
-    TP = tpf x ep; experts E/ep per rank split tpf ways; shared experts at TP = tpf x ep (under ep:
-    per DP group, split tpa ways); the router in the dense format. Where ep does not divide E, each rank
-    holds ceil(E / ep) expert slots (redundant copies, helixsim.cost.wideep.expert_slots)."""
+    TP = tpf x ep (``dense_dp``, an MoE model's dense layers run data-parallel under ep: per DP group,
+    split tpa ways, helixsim.cost.dense_dp); experts E/ep per rank split tpf ways; shared experts at
+    TP = tpf x ep (under ep: per DP group, split tpa ways); the router in the dense format. Where ep does
+    not divide E, each rank holds ceil(E / ep) expert slots (redundant copies, helixsim.cost.wideep.expert_slots)."""
     n_ffn = a.tpf * a.ep
-    total = model.dense_layers * model.dense_ffn_params() / n_ffn * dense_bytes
+    dense_tp = np.where(a.strategy == EP, a.tpa, n_ffn) if dense_dp and model.ffn.moe else n_ffn
+    total = model.dense_layers * model.dense_ffn_params() / dense_tp * dense_bytes
     m = model.ffn.moe
     if m:
         routed = (expert_slots(m.num_experts, a.ep) / a.ep) * model.expert_params() / a.tpf * expert_bytes
@@ -108,7 +111,7 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     w_dense = k.elem_bytes(prec.dense_weights_dtype)
     act = k.elem_bytes(prec.activations)
     layer_weights = (model.softmax_layers * attention_weight_elements(model, a) * w_dense
-                     + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense))
+                     + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense, dense_ffn_data_parallel(k)))
     if model.linear_layers:
         o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
         layer_weights = layer_weights + model.linear_layers * ak.linear_weight_elements(model, o_tp) * w_dense

@@ -20,6 +20,7 @@ from ..precision import STAT_BYTES_PER_HEAD, Precision
 from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
+from .dense_dp import dense_ffn_data_parallel
 from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
@@ -208,15 +209,23 @@ def swiglu_ms(k, tokens, hidden: int, inter: int, tp, dtype: str) -> np.ndarray:
 
 def dense_ffn_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
     """Dense FFN at TP = tpf x ep over the whole micro-batch (Helix: TPF = N, paper Fig. 4).
-    Under ep the DP shares are gathered first, so the FFN sees the whole micro-batch too."""
-    return swiglu_ms(k, s.micro_batch, model.hidden_size, model.ffn.intermediate_size, s.n_ffn,
-                     prec.dense_weights_dtype)
+    Under ep the DP shares are gathered first, so the FFN sees the whole micro-batch too, unless
+    the framework runs it data-parallel (each DP group its own requests at TP = tpa; dense_dp)."""
+    f, dense = model.ffn.intermediate_size, prec.dense_weights_dtype
+    gathered = swiglu_ms(k, s.micro_batch, model.hidden_size, f, s.n_ffn, dense)
+    if not (dense_ffn_data_parallel(k) and model.ffn.moe):   # a dense model's ep layout keeps its FFN split
+        return gathered
+    return np.where(s.strategy == EP, swiglu_ms(k, s.attn_batch, model.hidden_size, f, s.o_tp, dense), gathered)
 
 
 def dense_ffn_comm_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
-    """TP all-reduce after the dense FFN; under ep an all-gather before and a reduce-scatter after."""
-    msg = s.micro_batch * model.hidden_size * k.elem_bytes(prec.activations)
+    """TP all-reduce after the dense FFN; under ep an all-gather before and a reduce-scatter after,
+    or, data-parallel (dense_dp), an all-reduce of the group's own requests over its tpa GPUs."""
+    act = k.elem_bytes(prec.activations)
+    msg = s.micro_batch * model.hidden_size * act
     gathered = k.collective_ms("all_gather", s.n_ffn, msg) + k.collective_ms("reduce_scatter", s.n_ffn, msg)
+    if dense_ffn_data_parallel(k) and model.ffn.moe:
+        gathered = k.collective_ms("all_reduce", s.o_tp, s.attn_batch * model.hidden_size * act)
     return np.where(s.strategy == EP, gathered, k.collective_ms("all_reduce", s.n_ffn, msg))
 
 
