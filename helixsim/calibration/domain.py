@@ -26,6 +26,7 @@ from typing import Mapping
 import numpy as np
 
 from ..cost.kernels import RooflineKernels
+from . import point
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES
 
 #: dtype label of a kernel-model call -> table categories (same maps as :mod:`.kernels`)
@@ -43,6 +44,24 @@ _NCCL = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to
 _SIGNATURES = {name: inspect.signature(getattr(RooflineKernels, name))
                for name in ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
                             "moe_dispatch_ms", "moe_combine_ms", "memory_op_ms", "law_ms")}
+
+
+_PARAMETERS = {name: ([p for p in sig.parameters][1:], {p.name: p.default for p in sig.parameters.values()
+                                                          if p.default is not inspect.Parameter.empty})
+               for name, sig in _SIGNATURES.items()}
+
+
+def _arguments(method: str, args: tuple, kwargs: Mapping) -> dict:
+    """The arguments of a call by name, defaults filled in (``inspect.Signature.bind`` without its cost)."""
+    names, defaults = _PARAMETERS[method]
+    if len(args) > len(names) or set(kwargs) - set(names):
+        bound = _SIGNATURES[method].bind(None, *args, **kwargs)   # the same TypeError as the call itself
+        bound.apply_defaults()
+        return dict(bound.arguments)
+    out = dict(defaults)
+    out.update(zip(names, args))
+    out.update(kwargs)
+    return out
 
 
 def category_domain(table, cat: tuple) -> dict[str, tuple[float, float]]:
@@ -75,6 +94,8 @@ def union_domain(table, cats) -> dict[str, tuple[float, float]]:
 
 def doublings_outside(spans: Mapping[str, tuple[float, float]], query: Mapping[str, object], axis: str) -> np.ndarray:
     """Sum over columns of log2 of how far ``query`` lies beyond ``spans`` (above, or below for ``num`` columns)."""
+    if point.ENABLED and all(np.size(v) == 1 for v in query.values()):   # one query (a single point)
+        return _doublings_outside_one(spans, query, axis)
     total = 0.0
     for col, value in query.items():
         if col not in spans:
@@ -85,6 +106,25 @@ def doublings_outside(spans: Mapping[str, tuple[float, float]], query: Mapping[s
         below = 0.0 if col == axis else np.log2(np.maximum(lo / q, 1.0))
         total = total + above + below
     return np.asarray(total, float)
+
+
+def _doublings_outside_one(spans: Mapping[str, tuple[float, float]], query: Mapping[str, object], axis: str) -> np.ndarray:
+    """:func:`doublings_outside` of one query (every value of size one) in floats: the same numbers
+    (numpy's log2 of a float), without numpy's per-call cost on arrays of one element."""
+    total, ndim = 0.0, 0
+    for col, value in query.items():
+        ndim = max(ndim, np.ndim(value))
+        if col not in spans:
+            continue
+        lo, hi = spans[col]
+        q = float(np.asarray(value, float).item())
+        q = q if not q < 1e-300 else 1e-300                 # np.maximum(q, 1e-300), a NaN kept
+        r = q / hi
+        above = float(np.log2(r if not r < 1.0 else 1.0))
+        r = lo / q
+        below = 0.0 if col == axis else float(np.log2(r if not r < 1.0 else 1.0))
+        total = total + above + below
+    return np.full((1,) * ndim, total)
 
 
 def _cats(table, pick) -> list[tuple]:
@@ -98,18 +138,24 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
     it: a format without data, a helper kernel, p2p, a group beyond the NVLink domain). ``doublings``:
     how far the query lies beyond the measured domain of the tables that price it, 0 inside.
     """
-    bound = _SIGNATURES[method].bind(None, *args, **kwargs)
-    bound.apply_defaults()
-    a = bound.arguments
+    a = _arguments(method, args, kwargs)
     tables = k.calibration.tables
     no_table = (np.asarray(True), np.asarray(0.0))
 
     def over(family: str, pick, query: Mapping[str, object]) -> np.ndarray | None:
         table = tables.get(family)
-        cats = _cats(table, pick)
-        if not cats:
+        if table is None:
             return None
-        return doublings_outside(union_domain(table, cats), query, FAMILIES[family].axis)
+        # the categories a call may use depend on its formats alone: their union found once per table
+        cache = table.__dict__.setdefault("_union_cache", {})
+        key = (method, a.get("weight_dtype"), a.get("kv_dtype"), a.get("dtype"), a.get("op"))
+        if key not in cache:
+            cats = _cats(table, pick)
+            cache[key] = union_domain(table, cats) if cats else None
+        spans = cache[key]
+        if spans is None:
+            return None
+        return doublings_outside(spans, query, FAMILIES[family].axis)
 
     def fastest(found: list) -> tuple[np.ndarray, np.ndarray]:
         # priced by the fastest candidate: inside if any candidate covers the query

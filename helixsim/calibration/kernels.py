@@ -433,7 +433,7 @@ class CalibratedKernels:
             t = self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
                                          "topk": top_k, "num_experts": num_experts, "moe_tp_size": tp,
                                          "moe_ep_size": ep}, {"moe_dtype": dtype, "gated": True}, shape=shape)
-            covered = table.num_covered(cat, near, [tp_b, ep_b]).reshape(shape)
+            covered = _point.num_covered(table, cat, near, [tp_b, ep_b]).reshape(shape)
             best = np.fmin(best, np.where(covered, t, np.nan))
             best_any = np.fmin(best_any, t)
         best = np.where(np.isfinite(best), best, best_any)
@@ -478,12 +478,8 @@ class CalibratedKernels:
         # below its smallest measured count a kernel is held at that count (a smaller group is not slower)
         return np.where(n > n_hi, curves[-1] + extra, inside)
 
-    @_unique_args
-    def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
-        fb = self.fallback.collective_ms(op, n, message_bytes)
-        shape = np.shape(fb)
-        n_a = np.broadcast_to(np.asarray(n, float), shape).astype(float)
-        m_a = np.broadcast_to(np.asarray(message_bytes, float), shape).astype(float)
+    def _collective_kernels(self, op: str) -> list[tuple[str, tuple]]:
+        """(family, cat) of the measured kernels that may run collective ``op`` (the fastest is taken)."""
         cands = []
         if op == "all_reduce" and self._table("allreduce_custom") is not None:
             allowed = self.kernel_sources.get("allreduce_custom")
@@ -491,6 +487,17 @@ class CalibratedKernels:
                       if allowed is None or c[0] in allowed]
         if op in NCCL_OPS:
             cands += [("nccl", (NCCL_OPS[op], d)) for d in ("half", "bfloat16")]
+        return cands
+
+    @_unique_args
+    def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
+        if _point.ENABLED and np.size(n) == 1 and np.size(message_bytes) == 1:   # one point
+            return _point.collective_one(self, op, n, message_bytes, NCCL_OPS_INV)
+        fb = self.fallback.collective_ms(op, n, message_bytes)
+        shape = np.shape(fb)
+        n_a = np.broadcast_to(np.asarray(n, float), shape).astype(float)
+        m_a = np.broadcast_to(np.asarray(message_bytes, float), shape).astype(float)
+        cands = self._collective_kernels(op)
         best = np.full(shape, np.nan)
         for family, cat in cands:
             best = np.fmin(best, self._collective_candidate(family, cat, n_a, m_a))

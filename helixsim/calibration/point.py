@@ -21,6 +21,8 @@ relative) over models, systems, layouts, frameworks, batches and contexts.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from bisect import bisect_right
 from contextlib import contextmanager
@@ -29,11 +31,12 @@ from typing import Mapping
 import numpy as np
 
 from .extrapolate import NON_DECREASING_IN, WITH
+from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
 from .table import _norm_key
 
 #: the fast path is used (``vectorised()`` turns it off, to compare the two)
 ENABLED = True
-#: knot latencies kept per table at most; beyond, the memo starts afresh
+#: knot latencies kept per table and roofline at most; beyond, the memo starts afresh
 MEMO_LIMIT = 1 << 16
 _ONE = np.arange(1)
 
@@ -50,15 +53,24 @@ def vectorised():
 
 
 class _TableMemo:
-    """Per-table constants of a scalar query and the knot latencies already formed."""
+    """Per-table constants of a scalar query and the knot latencies already formed (per roofline constants)."""
 
     def __init__(self, table) -> None:
         self.values = table.values                 # the memo holds while the fitted values are these
         self.xk = [float(v) for v in table._xk]
         self.last_knot = float(table.knots[-1])
-        self.entries: dict = {}
+        self.has: dict = {}
         self.floors: dict = {}
         self.levels: dict = {}
+        self._by_roof: dict = {}
+
+    def entries(self, roof) -> dict:
+        held = self._by_roof.get(id(roof))
+        if held is None or held[0] is not roof:
+            held = self._by_roof[id(roof)] = (roof, {})
+        if len(held[1]) >= MEMO_LIMIT:
+            held[1].clear()
+        return held[1]
 
 
 def _memo(table) -> _TableMemo:
@@ -73,14 +85,44 @@ def scalar(value) -> float:
     return float(value.item()) if isinstance(value, np.ndarray) else float(value)
 
 
-def predict_family_one(table, spec, cat: tuple, cols: Mapping[str, float], const: Mapping[str, object],
+# numpy's log2 and power on a float give the bits numpy gives on arrays (Python's math.log2 and ** may
+# differ in the last place), so the fast path is bit for bit the vectorised one
+_log2, _pow2 = np.log2, functools.partial(np.power, 2.0)
+
+
+def query_one(table, spec, cat: tuple, cols: Mapping[str, object], const: Mapping[str, object] | None,
+              roof) -> float:
+    """:meth:`.kernels.CalibratedKernels._query` of one query: the calibrated latency (ms), NaN where
+    ``cat`` has no data or a ``num`` or axis value is not finite and positive."""
+    if table is None:
+        return math.nan
+    memo = _memo(table)
+    has = memo.has.get(cat)
+    if has is None:
+        has = memo.has[cat] = table.has(cat)
+    if not has:
+        return math.nan
+    c = {k: v if type(v) is float else scalar(v) for k, v in cols.items()}
+    for k in spec.num:
+        v = c[k]
+        if not (v > 0 and v != math.inf):
+            return math.nan
+    v = c[spec.axis]
+    if not (v > 0 and v != math.inf):
+        return math.nan
+    const = const or {}
+    return predict_family_one(memo, table, spec, cat, c, const, roof)
+
+
+def predict_family_one(memo: _TableMemo, table, spec, cat: tuple, cols: dict, const: Mapping[str, object],
                        roof) -> float:
     """:func:`.extrapolate.predict_family` of one query (``cols``: floats), as a float."""
-    out = _once(table, spec, cat, cols, const, roof)
+    entries = memo.entries(roof)
+    ck = (cat, tuple(const.items()))
+    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof)
     column = NON_DECREASING_IN.get(spec.name)
     if column is None:
         return out
-    memo = _memo(table)
     levels = memo.levels.get((cat, column))
     if levels is None:
         levels = memo.levels[(cat, column)] = sorted(float(h) for h in table.column_values(cat, column).astype(float))
@@ -92,15 +134,14 @@ def predict_family_one(table, spec, cat: tuple, cols: Mapping[str, float], const
             continue
         if other is not None:   # a TP split of the query's heads: h = q / 2^j, at least one KV head
             qq = max(q, 1e-300)
-            split = float(np.log2(qq / h))
+            split = float(_log2(qq / h))
             if not (other * h / qq >= 1.0 - 1e-9 and abs(split - round(split)) < 1e-9):
                 continue
         sub = dict(cols)
         sub[column] = h
         if other is not None:
             sub[with_col] = other * h / q
-        lower = _once(table, spec, cat, sub, const, roof)
-        out = _fmax(out, lower)
+        out = _fmax(out, _once(memo, entries, ck, table, spec, cat, sub, const, roof))
     return out
 
 
@@ -113,16 +154,14 @@ def _fmax(a: float, b: float) -> float:
     return a if a >= b else b
 
 
-def _once(table, spec, cat: tuple, c: Mapping[str, float], const: Mapping[str, object], roof) -> float:
-    memo = _memo(table)
+def _once(memo: _TableMemo, entries: dict, ck: tuple, table, spec, cat: tuple, c: dict,
+          const: Mapping[str, object], roof) -> float:
+    """:meth:`.table.SweepTable.predict` of one query."""
     axis = spec.axis
-    key = (cat, roof, tuple(const.items()), tuple((k, v) for k, v in c.items() if k != axis))
-    entry = memo.entries.get(key)
+    key = (ck, tuple([kv for kv in c.items() if kv[0] != axis]))
+    entry = entries.get(key)
     if entry is None:
-        entry = _knots(table, spec, cat, c, const, roof)
-        if len(memo.entries) >= MEMO_LIMIT:
-            memo.entries.clear()
-        memo.entries[key] = entry
+        entry = entries[key] = _knots(table, spec, cat, c, const, roof)
     if entry is False:   # no data for cat
         return math.nan
     t_knots, lt, roof_fn = entry
@@ -130,10 +169,12 @@ def _once(table, spec, cat: tuple, c: Mapping[str, float], const: Mapping[str, o
     k = len(lt)
     if k > 1:
         xk = memo.xk
-        lx = float(np.log2(max(x, 1e-300)))
-        j = min(max(bisect_right(xk, lx) - 1, 0), k - 2)
-        f = min(max((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0), 1.0)
-        out = 2.0 ** (lt[j] * (1.0 - f) + lt[j + 1] * f)
+        lx = float(_log2(x if x > 1e-300 else 1e-300))
+        j = bisect_right(xk, lx) - 1
+        j = 0 if j < 0 else (k - 2 if j > k - 2 else j)
+        f = (lx - xk[j]) / (xk[j + 1] - xk[j])
+        f = 0.0 if f < 0.0 else (1.0 if f > 1.0 else f)
+        out = float(_pow2(lt[j] * (1.0 - f) + lt[j + 1] * f))
     else:
         out = float(t_knots[0, 0])
     if x > memo.last_knot:
@@ -162,21 +203,147 @@ def _knots(table, spec, cat: tuple, c: Mapping[str, float], const: Mapping[str, 
     def roof_fn(xs, pts):
         return spec.roof(roof, {**const, **{k: v[pts] for k, v in arrays.items()}, spec.axis: xs})
 
-    near = [arrays[k] if k in arrays else np.full(1, np.nan) for k in spec.near]
-    t_knots = table.knot_latencies(group, near, [arrays[k] for k in spec.num], _ONE,
-                                   roof_fn if spec.mode == "efficiency" else None)
+    t_knots = None
+    if not table.near or len(group.subs) <= 1:   # one measured near combination: interpolate here
+        t_knots = _knot_latencies_one(table, group.subs[0], [c[k] for k in spec.num],
+                                      roof_fn if spec.mode == "efficiency" else None)
+    if t_knots is None:
+        near = [arrays[k] if k in arrays else np.full(1, np.nan) for k in spec.near]
+        t_knots = table.knot_latencies(group, near, [arrays[k] for k in spec.num], _ONE,
+                                       roof_fn if spec.mode == "efficiency" else None)
     return t_knots, np.log2(t_knots)[0].tolist(), roof_fn
 
 
-def query_one(table, spec, cat: tuple, cols: Mapping[str, object], const: Mapping[str, object] | None,
-              roof) -> float:
-    """:meth:`.kernels.CalibratedKernels._query` of one query: the calibrated latency (ms), NaN where
-    ``cat`` has no data or a ``num`` or axis value is not finite and positive."""
+def _knot_latencies_one(table, sub, num: list[float], roof_fn) -> np.ndarray | None:
+    """:meth:`.table.SweepTable.knot_latencies` of one query in sweep group ``sub`` (its corners found in
+    plain Python, a sweep measured over every knot read as stored); None where no corner is measured
+    (the vectorised code then takes the nearest sweep)."""
+    k = len(table.knots)
+    if roof_fn is not None:
+        roof_k = np.asarray(roof_fn(np.tile(table.knots, 1), np.repeat(_ONE, k)), float).reshape(1, k)
+    else:
+        roof_k = np.ones((1, k))
+    lo, fr, single = [], [], []
+    for j, value in enumerate(num):
+        u = sub.luniq[j]
+        qj = float(_log2(value))
+        qj = min(max(qj, float(u[0])), float(u[-1]))
+        if len(u) == 1:
+            lo.append(0)
+            fr.append(0.0)
+            single.append(True)
+            continue
+        i = min(max(int(np.searchsorted(u, qj, side="right")) - 1, 0), len(u) - 2)
+        lo.append(i)
+        fr.append((qj - float(u[i])) / (float(u[i + 1]) - float(u[i])))
+        single.append(False)
+    sids, wts = [], []
+    for bits in itertools.product((0, 1), repeat=len(num)):
+        if any(b and s for b, s in zip(bits, single)):
+            continue
+        w = 1.0
+        idx = []
+        for j, b in enumerate(bits):
+            w = w * (fr[j] if b else 1.0 - fr[j])
+            idx.append(lo[j] + b)
+        sid = int(sub.dense[tuple(idx)]) if num else int(sub.dense)
+        ok = sid >= 0 and w > 1e-12
+        sids.append(sid if ok else -1)
+        wts.append(w if ok else 0.0)
+    total = np.sum(np.array(wts))    # summed as the vectorised code sums a row of weights
+    if total <= 1e-9:
+        return None
+    acc = np.zeros(k)
+    first, last = table._first, table._last
+    for sid, w in zip(sids, wts):
+        if sid < 0:
+            continue
+        if first[sid] == 0 and last[sid] == k - 1:   # measured (or stored) at every knot: nothing to fill
+            values = table.values[sid]
+        else:
+            values = table.knot_values(np.array([sid]), roof_k)[0]
+        acc = acc + w * values
+    t_knots = roof_k * 2.0 ** (acc / total)
+    return np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
+
+
+def _nanmax(a: float, b: float) -> float:
+    """np.maximum of two floats (a NaN wins)."""
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+def _fmin(a: float, b: float) -> float:
+    """np.fmin of two floats (a NaN loses)."""
+    if b != b:
+        return a
+    if a != a:
+        return b
+    return a if a <= b else b
+
+
+def collective_one(k, op: str, n, message_bytes, roofline_op: Mapping[str, str]) -> np.ndarray:
+    """:meth:`.kernels.CalibratedKernels.collective_ms` of one collective (the fastest measured kernel at
+    ``n`` GPUs, the roofline beyond the NVLink domain or where none is measured; ``roofline_op``: the
+    roofline's name of each measured op)."""
+    fb = k.fallback.collective_ms(op, n, message_bytes)
+    n_a, m_a = scalar(n), scalar(message_bytes)
+    best = math.nan
+    for family, cat in k._collective_kernels(op):
+        best = _fmin(best, _collective_candidate_one(k, family, cat, n_a, m_a, roofline_op))
+    covered = n_a > 1 and m_a > 0 and n_a <= k.hw.nvlink_domain_gpus and math.isfinite(best)
+    return np.full(np.shape(fb), best) if covered else np.asarray(fb, float)
+
+
+def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: float,
+                              roofline_op: Mapping[str, str]) -> float:
+    """:meth:`.kernels.CalibratedKernels._collective_candidate` at one (n, bytes)."""
+
+    table = k._table(family)
     if table is None or not table.has(cat):
         return math.nan
-    c = {k: scalar(v) for k, v in cols.items()}
-    for k in spec.num + (spec.axis,):
-        v = c[k]
-        if not (v > 0 and v != math.inf):
-            return math.nan
-    return predict_family_one(table, spec, cat, c, dict(const or {}), roof)
+    memo = _memo(table)
+    counts = memo.levels.get((cat, "num_gpus"))
+    if counts is None:
+        counts = memo.levels[(cat, "num_gpus")] = sorted(float(c) for c in table.column_values(cat, "num_gpus"))
+    spec = FAMILIES[family]
+    elems = nbytes / COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
+    curves, top = [], -math.inf
+    for c in counts:   # made non-decreasing in the count (a running maximum, NaN carried)
+        top = _nanmax(top, query_one(table, spec, cat, {"num_gpus": c, "message_size": elems}, None, k._p)) \
+            if curves else query_one(table, spec, cat, {"num_gpus": c, "message_size": elems}, None, k._p)
+        curves.append(top)
+    if len(counts) > 1:
+        lc = memo.levels.get((cat, "log2 num_gpus"))
+        if lc is None:
+            lc = memo.levels[(cat, "log2 num_gpus")] = np.log2(np.asarray(counts)).tolist()
+        ln = float(np.log2(min(max(n, counts[0]), counts[-1])))
+        i = min(max(bisect_right(lc, ln) - 1, 0), len(counts) - 2)
+        f = (ln - lc[i]) / (lc[i + 1] - lc[i])
+        inside = curves[i] * (1.0 - f) + curves[i + 1] * f
+    else:
+        inside = curves[0]
+    n_hi = counts[-1]
+    if not n > n_hi:
+        return inside
+    model = k.calibration.collectives.get(family, {}).get(cat)
+    if model is not None:
+        extra = float(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes))
+    else:
+        op = roofline_op.get(cat[0], "all_reduce")
+        extra = float(np.asarray(k.fallback.collective_ms(op, n, nbytes), float)
+                      - np.asarray(k.fallback.collective_ms(op, n_hi, nbytes), float))
+    return curves[-1] + _nanmax(extra, 0.0)
+
+
+def num_covered(table, cat: tuple, near: list[np.ndarray], num: list[np.ndarray]) -> np.ndarray:
+    """:meth:`.table.SweepTable.num_covered`, kept per query where there is one query (a single point)."""
+    if not ENABLED or any(np.size(a) != 1 for a in near) or any(np.size(a) != 1 for a in num):
+        return table.num_covered(cat, near, num)
+    key = ("num_covered", cat, tuple(scalar(a) for a in near), tuple(scalar(a) for a in num))
+    memo = _memo(table).levels
+    if key not in memo:
+        memo[key] = table.num_covered(cat, near, num)
+        memo[key].setflags(write=False)
+    return memo[key]
