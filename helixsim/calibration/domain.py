@@ -162,6 +162,8 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
         found = [f for f in found if f is not None]
         if not found:
             return no_table
+        if len(found) == 1:   # one candidate: its own doublings (what the reduction over one gives)
+            return np.asarray(False), np.asarray(found[0])
         return np.asarray(False), np.minimum.reduce(np.broadcast_arrays(*found))
 
     if method == "law_ms":   # a fitted law (DSA indexer, gated delta-net) states its own excursion

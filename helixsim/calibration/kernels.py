@@ -193,10 +193,12 @@ def _unique_args(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
+        if all(args[i].size == 1 for i in names):   # scalars and one-element arrays: one shape (a single point)
+            return method(self, *args, **kwargs)
         arrays = [np.asarray(args[i], float) for i in names]
-        shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
         size = int(np.prod(shape))
-        if not arrays or size < 64:
+        if size < 64:
             return method(self, *args, **kwargs)
         key = np.zeros((), dtype=np.int64)
         values, space = [], 1
@@ -357,6 +359,8 @@ class CalibratedKernels:
         cats = [(d,) for d in GEMM_DTYPES.get(weight_dtype, ()) if table is not None and table.has((d,))]
         if not cats:
             return fb
+        if _point.ENABLED and np.size(m) == np.size(n) == np.size(k) == 1:   # one point
+            return _point.gemm_one(self, table, cats, fb, m, n, k)
         t = np.full(np.shape(fb), np.nan)
         for cat in cats:   # FP8: the faster of the per-tensor and the block-scaled kernels
             t = np.fmin(t, self._query("gemm", cat, {"m": m, "n": n, "k": k}, {"gemm_dtype": cat[0]},
@@ -420,16 +424,15 @@ class CalibratedKernels:
         if table is None:
             return fb
         shape = np.shape(fb)
-        cats = [c for c in table.categories() if c[0] in MOE_DTYPES.get(weight_dtype, ()) and "nongated" not in c[1]]
+        if _point.ENABLED and np.size(tokens) == np.size(tp) == np.size(ep) == 1:   # one point
+            return _point.moe_one(self, table, self._moe_kernels(table, weight_dtype), fb, tokens, hidden, inter,
+                                  top_k, num_experts, tp, ep, act_dtype)
         best = np.full(shape, np.nan)            # fastest kernel measured at this TP x EP width
         best_any = np.full(shape, np.nan)        # fastest kernel, widths held at a measured edge
         tp_b, ep_b = (np.broadcast_to(np.asarray(a, float), shape).ravel() for a in (tp, ep))
         near = [np.full(tp_b.shape, float(v)) for v in (hidden, inter, top_k, num_experts)]
-        for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
-            dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]
-            base = self.moe_distribution.removesuffix("_eplb")   # EPLB measured only for the wide-EP kernel
-            dist = next((d for d in (self.moe_distribution, base, "balanced") if d in dists), dists[0])
-            cat = (dtype, kernel, dist)
+        for cat in self._moe_kernels(table, weight_dtype):
+            dtype = cat[0]
             t = self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
                                          "topk": top_k, "num_experts": num_experts, "moe_tp_size": tp,
                                          "moe_ep_size": ep}, {"moe_dtype": dtype, "gated": True}, shape=shape)
@@ -441,6 +444,17 @@ class CalibratedKernels:
             return fb
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
         return np.where(fb > 0, self._merge(best + router, fb), 0.0)
+
+    def _moe_kernels(self, table, weight_dtype: str) -> list[tuple]:
+        """The measured gated MoE kernels of a weight format, each with the routing it is priced under."""
+        cats = [c for c in table.categories() if c[0] in MOE_DTYPES.get(weight_dtype, ()) and "nongated" not in c[1]]
+        out = []
+        for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
+            dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]
+            base = self.moe_distribution.removesuffix("_eplb")   # EPLB measured only for the wide-EP kernel
+            dist = next((d for d in (self.moe_distribution, base, "balanced") if d in dists), dists[0])
+            out.append((dtype, kernel, dist))
+        return out
 
     # ------------------------------------------------------------ communication
     def _collective_candidate(self, family: str, cat: tuple, n: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
@@ -507,14 +521,31 @@ class CalibratedKernels:
     def _a2a_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str, fb: np.ndarray,
                 num_experts: int = 0) -> np.ndarray:
         shape = np.shape(fb)
+        wire_elem = rf.ELEM_BYTES.get(A2A_DTYPES.get(dtype, ("bfloat16",))[0], 2.0)
+        if _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1:   # one point
+            return _point.a2a_one(self, self._a2a_kernels(phase, dtype), tokens_per_rank, hidden, top_k, ep,
+                                  wire_elem, fb)
         tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape).astype(float)
         ep_a = np.broadcast_to(np.asarray(ep, float), shape).astype(float)
-        wire_bytes = tok * top_k * hidden * rf.ELEM_BYTES.get(A2A_DTYPES.get(dtype, ("bfloat16",))[0], 2.0)
+        wire_bytes = tok * top_k * hidden * wire_elem
         offers: list[tuple[np.ndarray, float]] = []     # (time, largest measured tokens per rank)
+        for parts, reach in self._a2a_kernels(phase, dtype):
+            offers.append((sum(self._a2a_candidate(f, c, tok, hidden, top_k, ep_a, wire_bytes) for f, c in parts),
+                           reach))
+        # the fastest among the kernels measured up to these tokens; beyond every measured range the
+        # one(s) measured furthest, extrapolated (keeps the price non-decreasing in tokens)
+        best = np.full(shape, np.nan)
+        if offers:
+            top = max(t for _, t in offers)
+            for t, reach in offers:
+                best = np.fmin(best, np.where((tok <= reach) | (reach >= top), t, np.nan))
+        covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
+        return np.where(covered, best, fb)
 
-        def offer(t, families_cats):
-            offers.append((t, min(self._table(f).axis_range(c)[1] for f, c in families_cats)))
-
+    def _a2a_kernels(self, phase: str, dtype: str) -> list[tuple[list[tuple[str, tuple]], float]]:
+        """The measured all-to-all kernels (each a sum of (family, cat) parts) of a phase and payload format,
+        each with the largest tokens per rank measured for all its parts."""
+        kernels = []
         # NVLink one-/two-sided MoE all-to-all (GB200)
         nv = self._table("moe_alltoall_nvlink")
         if nv is not None:
@@ -529,24 +560,13 @@ class CalibratedKernels:
                     combos.append([("alltoall_combine", "NVLinkOneSided", dt)])
             for parts in combos:
                 if all(nv.has(c) for c in parts):
-                    total = sum(self._a2a_candidate("moe_alltoall_nvlink", c, tok, hidden, top_k, ep_a, wire_bytes)
-                                for c in parts)
-                    offer(total, [("moe_alltoall_nvlink", c) for c in parts])
+                    kernels.append([("moe_alltoall_nvlink", c) for c in parts])
         deep = self._table("moe_alltoall")
         if deep is not None:
             for c in deep.categories():
                 if c[1] == phase and c[2] in A2A_DTYPES.get(dtype, ()):
-                    offer(self._a2a_candidate("moe_alltoall", c, tok, hidden, top_k, ep_a, wire_bytes),
-                          [("moe_alltoall", c)])
-        # the fastest among the kernels measured up to these tokens; beyond every measured range the
-        # one(s) measured furthest, extrapolated (keeps the price non-decreasing in tokens)
-        best = np.full(shape, np.nan)
-        if offers:
-            top = max(t for _, t in offers)
-            for t, reach in offers:
-                best = np.fmin(best, np.where((tok <= reach) | (reach >= top), t, np.nan))
-        covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
-        return np.where(covered, best, fb)
+                    kernels.append([("moe_alltoall", c)])
+        return [(parts, min(self._table(f).axis_range(c)[1] for f, c in parts)) for parts in kernels]
 
     def _a2a_candidate(self, family: str, cat: tuple, tok, hidden, top_k, ep, wire_bytes) -> np.ndarray:
         table = self._table(family)

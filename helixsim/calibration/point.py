@@ -301,9 +301,14 @@ def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: floa
     """:meth:`.kernels.CalibratedKernels._collective_candidate` at one (n, bytes)."""
 
     table = k._table(family)
-    if table is None or not table.has(cat):
+    if table is None:
         return math.nan
     memo = _memo(table)
+    has = memo.has.get(cat)
+    if has is None:
+        has = memo.has[cat] = table.has(cat)
+    if not has:
+        return math.nan
     counts = memo.levels.get((cat, "num_gpus"))
     if counts is None:
         counts = memo.levels[(cat, "num_gpus")] = sorted(float(c) for c in table.column_values(cat, "num_gpus"))
@@ -347,3 +352,95 @@ def num_covered(table, cat: tuple, near: list[np.ndarray], num: list[np.ndarray]
         memo[key] = table.num_covered(cat, near, num)
         memo[key].setflags(write=False)
     return memo[key]
+
+
+def _covered_one(table, cat: tuple, near: tuple, num: tuple) -> bool:
+    """:meth:`.table.SweepTable.num_covered` of one query (floats), kept per query."""
+    key = ("num_covered", cat, near, num)
+    memo = _memo(table).levels
+    hit = memo.get(key)
+    if hit is None:
+        hit = bool(table.num_covered(cat, [np.full(1, v) for v in near], [np.full(1, v) for v in num])[0])
+        if near == near and num == num:   # (a NaN never finds itself: not kept)
+            memo[key] = hit
+    return hit
+
+
+def _merged(k, shape: tuple, fb, t: float) -> np.ndarray:
+    """``np.where(fb > 0, k._merge(t, fb), 0.0)`` of one query, shaped ``shape`` (through the kernel model's
+    own ``_merge``: a serving framework's model notes there which of its tables priced a call)."""
+    fb = np.asarray(fb, float)
+    return np.where(fb > 0, k._merge(np.full(shape, t), fb), 0.0)
+
+
+def gemm_one(k, table, cats: list[tuple], fb, m, n, kk) -> np.ndarray:
+    """:meth:`.kernels.CalibratedKernels.gemm_ms` of one GEMM (the fastest of ``cats``)."""
+    spec = FAMILIES["gemm"]
+    cols = {"m": scalar(m), "n": scalar(n), "k": scalar(kk)}
+    t = math.nan
+    for cat in cats:
+        t = _fmin(t, query_one(table, spec, cat, cols, {"gemm_dtype": cat[0]}, k._p))
+    return _merged(k, np.shape(fb), fb, t)
+
+
+def moe_one(k, table, cats: list[tuple], fb, tokens, hidden, inter, top_k, num_experts, tp, ep,
+            act_dtype: str) -> np.ndarray:
+    """:meth:`.kernels.CalibratedKernels.moe_ms` of one MoE layer: the fastest of ``cats`` measured at this
+    TP x EP width (else the fastest with the widths held at a measured edge), plus the router GEMM."""
+    spec = FAMILIES["moe"]
+    cols = {"num_tokens": scalar(tokens), "hidden_size": float(hidden), "inter_size": float(inter),
+            "topk": float(top_k), "num_experts": float(num_experts), "moe_tp_size": scalar(tp),
+            "moe_ep_size": scalar(ep)}
+    near = (float(hidden), float(inter), float(top_k), float(num_experts))
+    width = (cols["moe_tp_size"], cols["moe_ep_size"])
+    best = best_any = math.nan
+    for cat in cats:
+        t = query_one(table, spec, cat, cols, {"moe_dtype": cat[0], "gated": True}, k._p)
+        best = _fmin(best, t if _covered_one(table, cat, near, width) else math.nan)
+        best_any = _fmin(best_any, t)
+    if not math.isfinite(best):
+        best = best_any
+    if not math.isfinite(best):
+        return fb
+    router = k.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
+    shape = np.broadcast_shapes(np.shape(fb), np.shape(router))
+    return _merged(k, shape, fb, best + float(np.asarray(router, float).item()))
+
+
+def a2a_one(k, kernels: list, tokens_per_rank, hidden, top_k, ep, wire_elem: float, fb) -> np.ndarray:
+    """:meth:`.kernels.CalibratedKernels._a2a_ms` of one MoE dispatch or combine (``kernels``: from
+    ``_a2a_kernels``): the fastest measured up to these tokens per rank, the roofline where none is."""
+    tok, ep_a = scalar(tokens_per_rank), scalar(ep)
+    wire_bytes = tok * top_k * hidden * wire_elem
+    offers = [(sum(_a2a_candidate_one(k, f, c, tok, hidden, top_k, ep_a, wire_bytes) for f, c in parts), reach)
+              for parts, reach in kernels]
+    best = math.nan
+    if offers:
+        top = max(reach for _, reach in offers)
+        for t, reach in offers:
+            best = _fmin(best, t if (tok <= reach or reach >= top) else math.nan)
+    covered = ep_a > 1 and tok > 0 and ep_a <= k.hw.nvlink_domain_gpus and math.isfinite(best)
+    return np.full(np.shape(fb), best) if covered else np.asarray(fb, float)
+
+
+def _a2a_candidate_one(k, family: str, cat: tuple, tok: float, hidden, top_k, ep: float, wire_bytes: float) -> float:
+    """:meth:`.kernels.CalibratedKernels._a2a_candidate` of one query."""
+    table = k._table(family)
+    memo = _memo(table)
+    span = memo.levels.get((cat, "moe_ep_size span"))
+    if span is None:
+        sizes = table.column_values(cat, "moe_ep_size").astype(float)
+        span = memo.levels[(cat, "moe_ep_size span")] = (float(sizes.min()), float(sizes.max()))
+    lo, hi = span
+    inside = query_one(table, FAMILIES[family], cat,
+                       {"num_tokens": tok, "hidden_size": float(hidden), "topk": float(top_k),
+                        "moe_ep_size": min(max(ep, lo), hi)}, {"comm_dtype": cat[2], "moe_dtype": cat[2]}, k._p)
+    if not ep > hi:
+        return inside
+    model = k.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
+    if model is not None:
+        extra = float(model.time_ms(ep, wire_bytes) - model.time_ms(hi, wire_bytes))
+    else:
+        extra = float(np.asarray(k.fallback.collective_ms("all_to_all", ep, wire_bytes), float)
+                      - np.asarray(k.fallback.collective_ms("all_to_all", hi, wire_bytes), float))
+    return inside + _nanmax(extra, 0.0)
