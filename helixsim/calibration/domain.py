@@ -113,18 +113,23 @@ def _doublings_outside_one(spans: Mapping[str, tuple[float, float]], query: Mapp
     (numpy's log2 of a float), without numpy's per-call cost on arrays of one element."""
     total, ndim = 0.0, 0
     for col, value in query.items():
-        ndim = max(ndim, np.ndim(value))
         if col not in spans:
             continue
+        ndim = max(ndim, getattr(value, "ndim", 0))
         lo, hi = spans[col]
-        q = float(np.asarray(value, float).item())
+        q = point.scalar(value)
         q = q if not q < 1e-300 else 1e-300                 # np.maximum(q, 1e-300), a NaN kept
-        r = q / hi
-        above = float(np.log2(r if not r < 1.0 else 1.0))
-        r = lo / q
-        below = 0.0 if col == axis else float(np.log2(r if not r < 1.0 else 1.0))
+        above = _log2_at_least_one(q / hi)
+        below = 0.0 if col == axis else _log2_at_least_one(lo / q)
         total = total + above + below
     return np.full((1,) * ndim, total)
+
+
+def _log2_at_least_one(r: float) -> float:
+    """np.log2(np.maximum(r, 1.0)) of a float (log2 of 1 is 0: no call for a query inside the domain)."""
+    if r > 1.0 or r != r:
+        return float(np.log2(r))
+    return 0.0
 
 
 def _cats(table, pick) -> list[tuple]:
@@ -197,7 +202,12 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
         for family, pick in (("nccl", lambda c: c[0] == nccl_op),
                              ("allreduce_custom", lambda c: op == "all_reduce")):
             table = tables.get(family)
-            for cat in _cats(table, pick):
+            if table is None:
+                continue
+            cache = table.__dict__.setdefault("_union_cache", {})   # the categories of an op, found once
+            if ("collective", op) not in cache:
+                cache[("collective", op)] = _cats(table, pick)
+            for cat in cache[("collective", op)]:
                 eb = COLLECTIVE_ELEM_BYTES.get(str(cat[1]), 2.0)
                 spans.append(doublings_outside(category_domain(table, cat),
                                                {"num_gpus": n, "message_size": np.asarray(nbytes, float) / eb},
