@@ -112,3 +112,31 @@ def test_the_cases_reach_the_calibrated_tables_and_beyond(both):
     assert any(r["extrapolated_fraction"] > 0 for r in priced)
     assert any(not r["feasible"] for r in priced) and any(r["feasible"] for r in priced)
     assert {r["backend.name"] for r in priced} == {"trtllm", "sglang", "vllm"}
+
+
+@pytest.mark.parametrize("mtp, tbo", [(0, False), (2, True)])
+def test_a_one_configuration_grid_prices_as_the_vectorised_path(mtp, tbo):
+    """A sweep of one configuration laid out on a 2-D grid (layouts x contexts) also takes the one-point
+    path (one element, shape (1, 1)); every column equals the vectorised path's."""
+    import dataclasses
+
+    import numpy as np
+
+    from helixsim.api import evaluate_columns, kernels_for, resolve_hardware, resolve_model
+    from helixsim.layout import LayoutArrays
+
+    model, hw = resolve_model("deepseek-r1"), resolve_hardware("gb200-nvl72")
+    flat = LayoutArrays.from_layout(Layout("ep", dp=8, ep=8, pp=2))
+    grid = LayoutArrays(**{f.name: getattr(flat, f.name)[:, None] for f in dataclasses.fields(flat)})
+    args = (model, hw, grid, np.array([[16]]), np.array([[8192]]), FP8)
+
+    def columns():
+        return evaluate_columns(*args, kernels=kernels_for(hw), mtp=mtp, two_batch_overlap=tbo)
+
+    with point.vectorised():
+        want = columns()
+    got = columns()
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.shape(got[key]) == np.shape(want[key]) == (1,), key
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=0, err_msg=key)

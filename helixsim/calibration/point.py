@@ -287,13 +287,14 @@ def collective_one(k, op: str, n, message_bytes, roofline_op: Mapping[str, str])
     """:meth:`.kernels.CalibratedKernels.collective_ms` of one collective (the fastest measured kernel at
     ``n`` GPUs, the roofline beyond the NVLink domain or where none is measured; ``roofline_op``: the
     roofline's name of each measured op)."""
-    fb = k.fallback.collective_ms(op, n, message_bytes)
     n_a, m_a = scalar(n), scalar(message_bytes)
     best = math.nan
     for family, cat in k._collective_kernels(op):
         best = _fmin(best, _collective_candidate_one(k, family, cat, n_a, m_a, roofline_op))
     covered = n_a > 1 and m_a > 0 and n_a <= k.hw.nvlink_domain_gpus and math.isfinite(best)
-    return np.full(np.shape(fb), best) if covered else np.asarray(fb, float)
+    if covered:   # the roofline's time is not used, only its shape (that of n and the message)
+        return np.full(np.broadcast_shapes(np.shape(n), np.shape(message_bytes)), best)
+    return np.asarray(k.fallback.collective_ms(op, n, message_bytes), float)
 
 
 def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: float,
