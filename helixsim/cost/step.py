@@ -342,8 +342,9 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
                                               attention_ms(k, model, s_attn, a.kvp, context, prec, sliding=True), combine)
     oar = o_proj_allreduce_ms(k, model, s, prec)
 
-    per_layer_attn = n_full * attn_full + n_sliding * attn_slide
-    per_layer_comm = n_full * comb_full + n_sliding * comb_slide + L * oar
+    # (without sliding layers their zero terms are not added: one pass over every cell less each)
+    per_layer_attn = n_full * attn_full + n_sliding * attn_slide if n_sliding else n_full * attn_full
+    per_layer_comm = (n_full * comb_full + n_sliding * comb_slide if n_sliding else n_full * comb_full) + L * oar
     qkv = (L - n_lin) * qkv_proj_ms(k, model, s, prec)
     oproj = (L - n_lin) * o_proj_ms(k, model, s, prec)
     if n_lin:
