@@ -103,8 +103,7 @@ def doublings_outside(spans: Mapping[str, tuple[float, float]], query: Mapping[s
         lo, hi = spans[col]
         q = np.maximum(np.asarray(value, float), 1e-300)
         above = np.log2(np.maximum(q / hi, 1.0))
-        below = 0.0 if col == axis else np.log2(np.maximum(lo / q, 1.0))
-        total = total + above + below
+        total = total + above if col == axis else total + above + np.log2(np.maximum(lo / q, 1.0))
     return np.asarray(total, float)
 
 
