@@ -114,15 +114,17 @@ def frame_from_columns(columns: dict) -> pd.DataFrame:
 
 def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context,
                      precision: Precision, kernels=None, mtp=0, acceptance=None, rows=None,
-                     two_batch_overlap: bool = False) -> dict[str, np.ndarray]:
-    """:func:`evaluate` as one flat numpy array per column (``strategy`` as codes into STRATEGIES)."""
+                     two_batch_overlap: bool = False, tail: dict | None = None) -> dict[str, np.ndarray]:
+    """:func:`evaluate` as one flat numpy array per column (``strategy`` as codes into STRATEGIES). With
+    ``rows``, ``tail`` (columns of the same names) is appended after the picked cells: a sweep's
+    capacity-edge rows after its grid, written once into each column."""
     return _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows,
-                     two_batch_overlap)[0]
+                     two_batch_overlap, tail)[0]
 
 
 def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,
               kernels=None, mtp=0, acceptance=None, rows=None,
-              two_batch_overlap: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+              two_batch_overlap: bool = False, tail: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from .uncertainty import interval_columns, model_name, ordered_sum, step_provenance
     from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
@@ -163,26 +165,47 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
     }
     flat = None if rows is None else np.ravel_multi_index(rows, shape)   # cells as flat indices, found once
-    columns = {key: np.ravel(value) if rows is None else _pick(value, shape, rows, flat) for key, value in frame.items()}
+    columns = {key: np.ravel(value) if rows is None else _pick(value, shape, rows, flat, None if tail is None
+                                                                else tail[key]) for key, value in frame.items()}
     return columns, dict(prov.kernel_model)
 
 
-def _pick(value, shape: tuple, rows: tuple, flat: np.ndarray | None = None) -> np.ndarray:
+def _pick(value, shape: tuple, rows: tuple, flat: np.ndarray | None = None, tail=None) -> np.ndarray:
     """Cells ``rows`` (one index array per axis; ``flat``: the same as flat indices into ``shape``) of
     ``value`` broadcast to ``shape``, indexing only the axes ``value`` varies along (a column that depends
-    on the layout alone is not expanded first). ``take`` of flat indices: a quarter of the time of
-    indexing with a tuple of arrays, the same elements."""
-    value = np.asarray(value)
+    on the layout alone is not expanded first, nor a broadcast view). ``take`` of flat indices: a quarter
+    of the time of indexing with a tuple of arrays, the same elements. ``tail``: values appended after
+    them, in the same new array (no second copy to concatenate)."""
+    from .uncertainty import compact
+
+    value = compact(value)
     if value.ndim < len(shape):
         value = value.reshape((1,) * (len(shape) - value.ndim) + value.shape)
-    varies = [i for i, n in enumerate(value.shape) if n > 1]
+    n = len(rows[0])
+    out = None
+    if tail is not None:
+        out = np.empty(n + len(tail), np.result_type(value, tail))
+        out[n:] = tail
+        if out.dtype != value.dtype:
+            out[:n] = _pick(value, shape, rows, flat)
+            return out
+    varies = [i for i, m in enumerate(value.shape) if m > 1]
     if not varies:
-        return np.broadcast_to(value.ravel()[:1], (len(rows[0]),)).copy()
-    if len(varies) == 1:
-        return value.reshape(-1).take(rows[varies[0]])
-    if flat is not None and value.shape == tuple(shape):
-        return value.reshape(-1).take(flat)
-    return value[tuple(r if n > 1 else 0 for r, n in zip(rows, value.shape))]
+        if out is None:
+            return np.broadcast_to(value.ravel()[:1], (n,)).copy()
+        out[:n] = value.ravel()[0]
+        return out
+    if len(varies) == 1 or (flat is not None and value.shape == tuple(shape)):
+        index = rows[varies[0]] if len(varies) == 1 else flat
+        if out is None:
+            return value.reshape(-1).take(index)
+        value.reshape(-1).take(index, out=out[:n], mode="clip")   # "clip": unbuffered; the indices are in range
+        return out
+    picked = value[tuple(r if m > 1 else 0 for r, m in zip(rows, value.shape))]
+    if out is None:
+        return picked
+    out[:n] = picked
+    return out
 
 
 @dataclass(frozen=True)

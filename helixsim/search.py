@@ -196,13 +196,13 @@ def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: 
         for tbo in tbos:
             if tbo and not is_ep.any():
                 continue
-            cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision,
-                                    kernels=kernels, mtp=mtp, rows=rows, two_batch_overlap=tbo)
+            edge = None   # the capacity-edge rows, priced first and written after the grid's cells
             if len(edge_l):
                 edge = evaluate_columns(model, hw, _take(chunk.layouts, edge_l), chunk.cap[edge_l, edge_c],
                                         chunk.contexts[edge_c], precision, kernels=kernels, mtp=mtp,
                                         two_batch_overlap=tbo)
-                cols = {c: np.concatenate([v, edge[c]]) for c, v in cols.items()}
+            cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision,
+                                    kernels=kernels, mtp=mtp, rows=rows, two_batch_overlap=tbo, tail=edge)
             if mtps != (0,):
                 cols["mtp"] = np.full(len(batch), mtp, dtype=np.int64)
             if tbos != (False,):
