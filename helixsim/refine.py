@@ -68,8 +68,9 @@ def _layouts(table: pd.DataFrame, rows: np.ndarray) -> LayoutArrays:
 class _Series:
     """Layouts (one per series) with their context, MTP depth and overlap, priced at given batches."""
 
-    def __init__(self, model, hw, table: pd.DataFrame, rows: np.ndarray, precision, kernels):
-        self.model, self.hw, self.precision, self.kernels, self.columns = model, hw, precision, kernels, table.columns
+    def __init__(self, model, hw, table: pd.DataFrame, rows: np.ndarray, precision, kernels, columns=None):
+        self.model, self.hw, self.precision, self.kernels = model, hw, precision, kernels
+        self.columns = table.columns if columns is None else columns   # those of the table being refined
         self.lay = _layouts(table, rows)
         self.ctx = table["context"].to_numpy(np.int64)[rows]
         n = len(rows)
@@ -192,5 +193,5 @@ def _edges(model, hw, table, frames, precision, floor, kernels, users, billed_gp
     keep = lower <= best.reindex(strategy[row]).to_numpy() * (1.0 + 1e-9)
     if not keep.any():
         return []
-    s = _Series(model, hw, ok, top, precision, kernels)
+    s = _Series(model, hw, ok, top, precision, kernels, columns=table.columns)
     return [f for _, f in s.price(series[keep], batch[keep])]

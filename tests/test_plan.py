@@ -257,3 +257,25 @@ def test_calibration_note_reads_summary_for(monkeypatch):
     assert calibration_note("h100-hgx") == UNCALIBRATED
     del fake.summary_for  # the function is not there (yet): said plainly
     assert calibration_note("b200-hgx") == UNCALIBRATED
+
+
+def test_plan_carries_the_chosen_steps_interval():
+    """The plan's tokens/s/user and cost per million tokens carry the chosen configuration's 80 % step-time
+    interval (helixsim/uncertainty.py): tokens/s/user = tokens/s/user x ttl / ttl_hi .. x ttl / ttl_lo, cost x
+    ttl_lo / ttl .. x ttl_hi / ttl (same GPUs, same users); the point lies inside; the extrapolated share of the
+    step is reported. The chosen row is found again in an independent search to read its interval by hand."""
+    r = plan("deepseek-r1", "b200-hgx", 1_000_000, 64, 20.0, sensitivity=False, **SMALL)
+    h = r.per_hardware[0]
+    s = h.summary()
+    c = h.main_pool.choice.config
+    hw = resolve_hardware("b200-hgx")
+    table = search(resolve_model("deepseek-r1"), hw, SearchSpace(max_gpus=8, max_batch=4096, contexts=(1_000_000,),
+                                                                 every_batch=True), default_precision(hw))
+    row = table[(table["label"].astype(str).str.replace(r" b\d+$", "", regex=True) == c.label)
+                & (table["batch"] == c.batch) & (table["strategy"] == c.strategy)].iloc[0]
+    ttl, lo, hi = row["ttl_ms"], row["ttl_ms_lo"], row["ttl_ms_hi"]
+    assert lo < ttl < hi
+    assert s["tokens_per_s_user_80pct"] == pytest.approx([c.tokens_per_s_user * ttl / hi, c.tokens_per_s_user * ttl / lo])
+    assert s["cost_per_m_tokens_80pct"] == pytest.approx([s["cost_per_m_tokens"] * lo / ttl, s["cost_per_m_tokens"] * hi / ttl])
+    assert s["extrapolated_fraction"] == pytest.approx(row["extrapolated_fraction"])
+    assert r.recommendation()["tokens_per_s_user_80pct"] == s["tokens_per_s_user_80pct"]

@@ -57,3 +57,15 @@ def test_instance_edges_by_hand():
     assert batch[series == 0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 17, 20]
     assert batch[series == 1].tolist() == [1, 2, 3]
     assert len(instance_edges(10**12, np.array([4096]))[1]) == 4096
+
+
+def test_added_rows_are_labelled_like_the_searched_ones():
+    """Every row the refinement adds (search probes and instance edges) carries its layout label and batch,
+    as the search labels its own rows."""
+    model, hw = load_model("deepseek-r1"), load_hardware("b200-hgx")
+    prec = Precision(weights="fp4", kv_cache="fp8")
+    grid = search(model, hw, SearchSpace(max_gpus=8, max_batch=64, contexts=(1_000_000,)), prec)
+    refined = refine_for_floor(model, hw, grid, prec, 20.0, kernels_for(hw), users=64)
+    added = refined.iloc[len(grid):]
+    assert len(added) and added["label"].notna().all()
+    assert (added["label"].astype(str).str.extract(r" b(\d+)$")[0].astype(int) == added["batch"]).all()

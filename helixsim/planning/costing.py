@@ -77,6 +77,14 @@ class Config:
     memory_per_gpu_gb: float
     breakdown_ms: dict
     mtp: int = 0   # MTP draft tokens per step (helixsim.cost.mtp); tokens/s count the accepted ones
+    ttl_ms_lo: float = float("nan")      # 80 % interval of the step time (helixsim.uncertainty)
+    ttl_ms_hi: float = float("nan")
+    extrapolated_fraction: float = 0.0   # share of the step priced beyond measured kernels
+
+    def slowdown_80pct(self) -> tuple[float, float]:
+        """(lo, hi) of the step time over its point value: tokens/s/user scale by the inverse, cost per
+        token (same GPUs, same users) by it. (nan, nan) where the table had no interval."""
+        return self.ttl_ms_lo / self.ttl_ms, self.ttl_ms_hi / self.ttl_ms
 
     @classmethod
     def from_row(cls, row: pd.Series) -> "Config":
@@ -87,7 +95,9 @@ class Config:
                    batch=int(row["batch"]), context=int(row["context"]), ttl_ms=float(row["ttl_ms"]),
                    tokens_per_s_user=float(row["tokens_per_s_user"]), tokens_per_s_gpu=float(row["tokens_per_s_gpu"]),
                    memory_per_gpu_gb=float(row["memory_per_gpu_gb"]),
-                   breakdown_ms={k: float(row[f"{k}_ms"]) for k in BREAKDOWN_KEYS}, mtp=int(row.get("mtp", 0)))
+                   breakdown_ms={k: float(row[f"{k}_ms"]) for k in BREAKDOWN_KEYS}, mtp=int(row.get("mtp", 0)),
+                   ttl_ms_lo=float(row.get("ttl_ms_lo", float("nan"))), ttl_ms_hi=float(row.get("ttl_ms_hi", float("nan"))),
+                   extrapolated_fraction=float(row.get("extrapolated_fraction", 0.0)))
 
     def gpu_ms_per_token(self) -> dict[str, float]:
         """Each op's GPU-milliseconds per output token (``op_ms * n_gpus / batch``); they sum to

@@ -53,6 +53,13 @@ def price_text(result: PlanResult) -> str:
             f"${ps['runner_up_break_even_price_per_gpu_hour']:.2f}/GPU-hour.")
 
 
+def _band(pair, fmt) -> str:
+    """``lo-hi`` of an interval, or a dash where there is none (a table without intervals, no price)."""
+    if not pair or any(v != v for v in pair):
+        return "\u2014"
+    return f"{fmt(pair[0])}\u2013{fmt(pair[1])}"
+
+
 def recommendation_text(result: PlanResult) -> str:
     r, w = result.request, result.winner
     if w is None:
@@ -231,12 +238,18 @@ def _comparison_table(result: PlanResult) -> Table:
     row("racks / nodes", lambda h: ok(h, lambda: f"{h.units:,} {h.unit_name}s ({h.unit_gpus} GPUs each)"))
     row("tokens/s/user", lambda h: _n(h.tokens_per_s_user) if h.meets_floor else
         (f"{_n(cfg(h).tokens_per_s_user)} (max reachable)" if cfg(h) else dash))
+    row("tokens/s/user, 80 % interval", lambda h: ok(h, lambda: _band(h.interval_80pct().get("tokens_per_s_user_80pct"),
+                                                                       _n)))
     row("tokens/s/GPU", lambda h: _n(cfg(h).tokens_per_s_gpu) if cfg(h) else dash)
     row("price, $/GPU-hour", lambda h: "no price" if h.price_per_gpu_hour is None else f"{h.price_per_gpu_hour:.2f}")
     row("**$ per million output tokens** (billed GPUs)", lambda h: ok(h, lambda: "unavailable (no price)"
         if h.cost_per_m_tokens is None else f"**{_usd(h.cost_per_m_tokens)}**"))
     row("$ per million, price \u221220 % / +20 %", lambda h: ok(h, lambda: "\u2014" if h.cost_per_m_tokens is None
         else f"{_usd(0.8 * h.cost_per_m_tokens)} / {_usd(1.2 * h.cost_per_m_tokens)}"))
+    row("$ per million, 80 % interval", lambda h: ok(h, lambda: _band(h.interval_80pct().get("cost_per_m_tokens_80pct"),
+                                                                       _usd)))
+    row("share of the step priced beyond measured kernels", lambda h: ok(
+        h, lambda: f"{100 * h.interval_80pct()['extrapolated_fraction']:.0f} %"))
     row("$ per million, used GPUs only", lambda h: ok(h, lambda: _usd(h.cost_per_m_tokens_used)))
     row("energy, J/token", lambda h: ok(h, lambda: _n(h.energy_per_token_j)))
     row("HBM headroom, GB/GPU", lambda h: _n(h.hbm_gb - cfg(h).memory_per_gpu_gb) if cfg(h) else dash)

@@ -145,6 +145,19 @@ class HardwarePlan:
         """The slowest pool's per-user rate (what every user is guaranteed)."""
         return min(d.config.tokens_per_s_user for d in self._chosen()) if self.meets_floor else None
 
+    def interval_80pct(self) -> dict:
+        """The 80 % intervals of the plan's tokens/s/user and cost per million tokens (the chosen steps' time
+        intervals, the widest over the pools), and the largest share of a step priced beyond measured kernels."""
+        if not self.meets_floor:
+            return {}
+        lo = min(d.config.slowdown_80pct()[0] for d in self._chosen())
+        hi = max(d.config.slowdown_80pct()[1] for d in self._chosen())
+        out = {"tokens_per_s_user_80pct": [self.tokens_per_s_user / hi, self.tokens_per_s_user / lo],
+               "extrapolated_fraction": max(d.config.extrapolated_fraction for d in self._chosen())}
+        if self.cost_per_m_tokens is not None:
+            out["cost_per_m_tokens_80pct"] = [self.cost_per_m_tokens * lo, self.cost_per_m_tokens * hi]
+        return out
+
     @property
     def energy_per_token_j(self) -> Optional[float]:
         return self.power_w * self.total_gpus / self.served_tokens_per_s if self.meets_floor else None
@@ -166,7 +179,7 @@ class HardwarePlan:
                        cost_per_m_tokens_used_gpus=self.cost_per_m_tokens_used,
                        energy_per_token_j=self.energy_per_token_j,
                        memory_headroom_gb=min(p.choice.memory_headroom_gb for p in self.pools),
-                       breakdown_ms=c.breakdown_ms)
+                       **self.interval_80pct(), breakdown_ms=c.breakdown_ms)
         else:
             out.update(strategy=None, layout=None, batch=None, n_gpus_per_instance=None, instances=None,
                        total_gpus=None, tokens_per_s_user=None, tokens_per_s_gpu=None, cost_per_m_tokens=None)
@@ -260,6 +273,8 @@ class PlanResult:
             s = next(p for p in per if p["hardware"] == w.hardware)
             top = {k: s[k] for k in keys}
             top["label"] = s["label"]
+            top.update({k: s[k] for k in ("tokens_per_s_user_80pct", "cost_per_m_tokens_80pct",
+                                          "extrapolated_fraction") if k in s})
         r = self.request
         return {**top, "meets_floor": w is not None, "model": self.model, "users": r.users,
                 "min_tokens_per_s_user": r.min_tokens_per_s_user,
