@@ -90,8 +90,8 @@ def write_docs(out: dict, n_warm: int, n_cold: int) -> None:
             f"| the same, vectorised path only (CPU ms) | {out['warm_vectorised_ms']} | |\n"
             f"| cold `helixsim point` (CPU s, median of {n_cold}) | {out['cold_cpu_s']} | < 0.5 |\n"
             f"| cold `helixsim point` (wall s) | {out['cold_wall_s']} | |\n\n"
-            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({os.cpu_count()} cores, shared), "
-            f"Python {platform.python_version()}.\n")
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f} when written), Python {platform.python_version()}.\n")
     block = re.compile(r"(<!-- measured:bench-point -->\n\| what \| figure \| target \|\n\|---\|---:\|---:\|\n)"
                        r".*?(<!-- /measured:bench-point -->)", re.S)
     text = doc.read_text(encoding="utf-8")

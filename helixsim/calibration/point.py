@@ -80,6 +80,17 @@ def _memo(table) -> _TableMemo:
     return memo
 
 
+def _memo_with(table, cat: tuple) -> _TableMemo | None:
+    """The memo of ``table`` where it has data for ``cat``, else None."""
+    if table is None:
+        return None
+    memo = _memo(table)
+    has = memo.has.get(cat)
+    if has is None:
+        has = memo.has[cat] = table.has(cat)
+    return memo if has else None
+
+
 def scalar(value) -> float:
     """A float of a Python number, a numpy scalar or a one-element array."""
     return float(value.item()) if isinstance(value, np.ndarray) else float(value)
@@ -94,13 +105,8 @@ def query_one(table, spec, cat: tuple, cols: Mapping[str, object], const: Mappin
               roof) -> float:
     """:meth:`.kernels.CalibratedKernels._query` of one query: the calibrated latency (ms), NaN where
     ``cat`` has no data or a ``num`` or axis value is not finite and positive."""
-    if table is None:
-        return math.nan
-    memo = _memo(table)
-    has = memo.has.get(cat)
-    if has is None:
-        has = memo.has[cat] = table.has(cat)
-    if not has:
+    memo = _memo_with(table, cat)
+    if memo is None:
         return math.nan
     c = {k: v if type(v) is float else scalar(v) for k, v in cols.items()}
     for k in spec.num:
@@ -300,15 +306,9 @@ def collective_one(k, op: str, n, message_bytes, roofline_op: Mapping[str, str])
 def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: float,
                               roofline_op: Mapping[str, str]) -> float:
     """:meth:`.kernels.CalibratedKernels._collective_candidate` at one (n, bytes)."""
-
     table = k._table(family)
-    if table is None:
-        return math.nan
-    memo = _memo(table)
-    has = memo.has.get(cat)
-    if has is None:
-        has = memo.has[cat] = table.has(cat)
-    if not has:
+    memo = _memo_with(table, cat)
+    if memo is None:
         return math.nan
     counts = memo.levels.get((cat, "num_gpus"))
     if counts is None:
