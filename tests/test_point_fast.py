@@ -140,3 +140,37 @@ def test_a_one_configuration_grid_prices_as_the_vectorised_path(mtp, tbo):
     for key in want:
         assert np.shape(got[key]) == np.shape(want[key]) == (1,), key
         np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=0, err_msg=key)
+
+
+def test_each_measured_candidate_equals_the_vectorised_one():
+    """Below the fastest-kernel choice (where a losing candidate does not show in a step): every measured
+    collective and MoE all-to-all candidate of the one-query path equals the vectorised method, inside and
+    beyond the measured GPU counts and EP sizes (gb200-nvl72: DeepEP measured at EP 4 only)."""
+    import numpy as np
+
+    from helixsim.api import kernels_for, resolve_hardware
+    from helixsim.calibration.kernels import NCCL_OPS_INV
+
+    k = kernels_for(resolve_hardware("gb200-nvl72"))
+    checked = 0
+    for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all"):
+        for family, cat in k._collective_kernels(op):
+            for n in (2.0, 3.0, 8.0, 24.0, 64.0, 72.0):
+                for nbytes in (512.0, 3e5, 7e7, 5e9):
+                    with point.vectorised():
+                        want = k._collective_candidate(family, cat, np.array([n]), np.array([nbytes]))[0]
+                    got = point._collective_candidate_one(k, family, cat, n, nbytes, NCCL_OPS_INV)
+                    assert got == pytest.approx(want, rel=1e-12, nan_ok=True), (family, cat, n, nbytes)
+                    checked += 1
+    for family in ("moe_alltoall", "moe_alltoall_nvlink"):
+        for cat in k._table(family).categories():
+            for ep in (2.0, 4.0, 16.0, 64.0, 72.0):
+                for tok in (1.0, 37.0, 3000.0, 1e6):
+                    wire = tok * 8 * 7168 * 0.5625
+                    with point.vectorised():
+                        want = k._a2a_candidate(family, cat, np.array([tok]), 7168, 8, np.array([ep]),
+                                                np.array([wire]))[0]
+                    got = point._a2a_candidate_one(k, family, cat, tok, 7168, 8, ep, wire)
+                    assert got == pytest.approx(want, rel=1e-12, nan_ok=True), (family, cat, ep, tok)
+                    checked += 1
+    assert checked > 500
