@@ -99,7 +99,13 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # SM100: FlashInfer with TensorRT-LLM decode kernels; SM90: FlashAttention-3, then FA4 / Triton
         kernel_sources={"gqa_decode_attention": ("vllm_flashinfer_trtllmdecode", "vllm_flash_attn_fa3",
                                                  "vllm_flash_attn_fa4", "vllm_triton_attn"),
-                        "allreduce_custom": ("vLLM_custom_graph",)},
+                        "allreduce_custom": ("vLLM_custom_graph",),
+                        # MXFP4 experts (gpt-oss): vLLM's MXFP4 MoE method picks FlashInfer's TensorRT-LLM MXFP4 x
+                        # BF16 kernel on SM100 unless VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1, and OpenAI's Triton
+                        # kernels on SM90 (vLLM model_executor/layers/quantization/mxfp4.py, get_mxfp4_backend).
+                        # The tables' Marlin MXFP4 kernels serve compressed-tensors checkpoints, which gpt-oss is not
+                        "moe": ("vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic",
+                                "vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic")},
         # vLLM --kv-cache-dtype auto uses the model's activation dtype: a BF16 cache for FP8 and FP4
         # checkpoints unless told --kv-cache-dtype fp8 (vLLM docs, "Quantized KV Cache"; calibration
         # data README: "vLLM keeps a BF16 cache unless told otherwise")

@@ -26,7 +26,14 @@ measured latency. Choices made where the data offer several kernels:
   that edge's efficiency, which is optimistic for narrow TP splits), routed with
   ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing; ``power_law_1.01_eplb``
   after expert load balancing, measured for TensorRT-LLM's wide-EP kernel, the others keeping 1.01),
-  plus the router GEMM [tokens, hidden] x [hidden, experts] in BF16.
+  plus the router GEMM [tokens, hidden] x [hidden, experts] in BF16. MXFP4 experts (gpt-oss,
+  ``fp4_format`` of the model) take only the MXFP4 kernels (:func:`moe_candidates`), and only those the
+  framework runs where it names them (:data:`helixsim.backends.DEFAULTS`). A TP split of an MXFP4 kernel
+  measured for the shape at TP 1 only is priced as the measured EP split of the same width (the same expected
+  expert bytes per GPU), not by holding the TP-1 efficiency on t-times thinner GEMMs: on the tables that
+  measure both (vLLM's and SGLang's MXFP4 kernels on B200/GB200) the EP split is within 2-19 % (median)
+  of the measured TP split up to TP 8 where holding the edge is 20-53 % too fast; on Hopper's Triton
+  kernels the EP split is 23-49 % too slow and holding the edge 13-40 % too fast (tests/test_mxfp4_moe.py).
 - all_reduce: the faster of the TensorRT-LLM custom kernels and NCCL; other
   collectives: NCCL. Payloads are priced with the 2-byte tables.
   Beyond the largest measured GPU count the measured curve at that count is
@@ -56,6 +63,9 @@ from .stored import Calibration, CollectiveModel
 GEMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4",)}
 # FP4 experts: NVFP4 on Blackwell; MXFP4 weight-only (w4a16) or with MXFP8 activations where measured (gpt-oss on Hopper)
 MOE_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4", "w4a16_mxfp4", "w4a8_mxfp4_mxfp8")}
+#: measured MoE formats an MXFP4 checkpoint runs: MXFP4 weights with BF16 or MXFP8 activations (TensorRT-LLM
+#: examples/models/core/gpt_oss/README.md, "MoE Support Matrix": BF16 activations on Hopper, MXFP8 on Blackwell)
+MOE_MXFP4_DTYPES = ("w4a16_mxfp4", "w4a8_mxfp4_mxfp8")
 BMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
 # An FP4 KV cache has no measured kernel: it is priced from the measured FP8 kernel at equal efficiency
 # against the roofline of FP4's bytes (0.5625 B per element with its block scales), i.e. the FP8 time
@@ -65,6 +75,18 @@ KV_ROOF_DTYPE = {"fp4": "nvfp4"}   # KV format whose bytes the roofline counts, 
 A2A_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("nvfp4", "fp4")}
 NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to_all": "alltoall",
             "all_reduce": "all_reduce"}
+
+
+def moe_candidates(categories: Sequence[tuple], weight_dtype: str, fp4_format: str = "nvfp4",
+                   prefer: Sequence[str] = ()) -> list[tuple]:
+    """The measured gated MoE kernels (``(moe_dtype, kernel_source, distribution)``) that may price experts
+    stored in ``weight_dtype``: MXFP4 experts only by the MXFP4 kernels; where the serving framework names the
+    kernels it runs for the format (``prefer``, :data:`helixsim.backends.DEFAULTS`) and the tables hold one of
+    them, only those."""
+    dtypes = MOE_MXFP4_DTYPES if (weight_dtype == "fp4" and fp4_format == "mxfp4") else MOE_DTYPES.get(weight_dtype, ())
+    cats = [c for c in categories if c[0] in dtypes and "nongated" not in c[1]]
+    own = [c for c in cats if c[1] in prefer]
+    return own or cats
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -418,25 +440,43 @@ class CalibratedKernels:
 
     @_unique_args
     def moe_ms(self, tokens, hidden: int, inter: int, top_k: int, num_experts: int, tp, ep,
-               weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
-        fb = self.fallback.moe_ms(tokens, hidden, inter, top_k, num_experts, tp, ep, weight_dtype, act_dtype)
+               weight_dtype: str, act_dtype: str = "bf16", fp4_format: str = "nvfp4") -> np.ndarray:
+        fb = self.fallback.moe_ms(tokens, hidden, inter, top_k, num_experts, tp, ep, weight_dtype, act_dtype,
+                                  fp4_format=fp4_format)
         table = self._table("moe")
         if table is None:
             return fb
         shape = np.shape(fb)
-        if _point.ENABLED and np.size(tokens) == np.size(tp) == np.size(ep) == 1:   # one point
-            return _point.moe_one(self, table, self._moe_kernels(table, weight_dtype), fb, tokens, hidden, inter,
-                                  top_k, num_experts, tp, ep, act_dtype)
+        mxfp4 = weight_dtype == "fp4" and fp4_format == "mxfp4"
+        kernels = self._moe_kernels(table, weight_dtype, fp4_format)
+        if _point.ENABLED and not mxfp4 and np.size(tokens) == np.size(tp) == np.size(ep) == 1:   # one point
+            return _point.moe_one(self, table, kernels, fb, tokens, hidden, inter, top_k, num_experts, tp, ep,
+                                  act_dtype)
         best = np.full(shape, np.nan)            # fastest kernel measured at this TP x EP width
         best_any = np.full(shape, np.nan)        # fastest kernel, widths held at a measured edge
         tp_b, ep_b = (np.broadcast_to(np.asarray(a, float), shape).ravel() for a in (tp, ep))
         near = [np.full(tp_b.shape, float(v)) for v in (hidden, inter, top_k, num_experts)]
-        for cat in self._moe_kernels(table, weight_dtype):
+        for cat in kernels:
             dtype = cat[0]
-            t = self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
-                                         "topk": top_k, "num_experts": num_experts, "moe_tp_size": tp,
-                                         "moe_ep_size": ep}, {"moe_dtype": dtype, "gated": True}, shape=shape)
-            covered = _point.num_covered(table, cat, near, [tp_b, ep_b]).reshape(shape)
+
+            def query(moe_tp, moe_ep):
+                return self._query("moe", cat, {"num_tokens": tokens, "hidden_size": hidden, "inter_size": inter,
+                                                "topk": top_k, "num_experts": num_experts, "moe_tp_size": moe_tp,
+                                                "moe_ep_size": moe_ep}, {"moe_dtype": dtype, "gated": True}, shape=shape)
+
+            t = query(tp, ep)
+            covered = np.asarray(_point.num_covered(table, cat, near, [tp_b, ep_b])).ravel()
+            # an MXFP4 kernel measured for the shape without any TP split (TensorRT-LLM's tables: moe_tp 1
+            # only): a TP split is priced as the measured EP split of the same width. (The NVFP4 and FP8
+            # tables measure TP splits; their TP-1-only kernel is the wide-EP one, an EP-only kernel.)
+            if mxfp4:
+                tp_measured = table.num_covered(cat, near, [np.full_like(tp_b, 2.0), np.ones_like(tp_b)])
+                as_ep = (~covered & ~tp_measured & (tp_b > 1)
+                         & table.num_covered(cat, near, [np.ones_like(tp_b), tp_b * ep_b]))
+                if as_ep.any():
+                    t = np.where(as_ep.reshape(shape), query(1.0, np.asarray(tp, float) * np.asarray(ep, float)), t)
+                covered = covered | as_ep
+            covered = covered.reshape(shape)
             best = np.fmin(best, np.where(covered, t, np.nan))
             best_any = np.fmin(best_any, t)
         best = np.where(np.isfinite(best), best, best_any)
@@ -445,9 +485,10 @@ class CalibratedKernels:
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
         return np.where(fb > 0, self._merge(best + router, fb), 0.0)
 
-    def _moe_kernels(self, table, weight_dtype: str) -> list[tuple]:
-        """The measured gated MoE kernels of a weight format, each with the routing it is priced under."""
-        cats = [c for c in table.categories() if c[0] in MOE_DTYPES.get(weight_dtype, ()) and "nongated" not in c[1]]
+    def _moe_kernels(self, table, weight_dtype: str, fp4_format: str = "nvfp4") -> list[tuple]:
+        """The measured gated MoE kernels of a weight format (:func:`moe_candidates`), each with the routing
+        it is priced under."""
+        cats = moe_candidates(table.categories(), weight_dtype, fp4_format, self.kernel_sources.get("moe", ()))
         out = []
         for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
             dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]

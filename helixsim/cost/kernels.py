@@ -20,6 +20,8 @@ from ..specs.hardware import HardwareSpec
 from . import terms as t
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p")
+#: MXFP4: 4-bit E2M1 values with one 8-bit E8M0 scale per block of 32 (OCP Microscaling Formats spec v1.0)
+MXFP4_BYTES_PER_ELEMENT = 0.5 + 1.0 / 32.0
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,11 @@ class RooflineKernels:
         return self._attention_ms(kv, flops, math_dtype)
 
     def moe_ms(self, tokens, hidden: int, inter: int, top_k: int, num_experts: int, tp, ep,
-               weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
+               weight_dtype: str, act_dtype: str = "bf16", fp4_format: str = "nvfp4") -> np.ndarray:
         """Routed experts of one MoE layer on the busiest GPU of a TPF x EP grid.
+
+        ``fp4_format``: the block-scaled format of FP4 experts; MXFP4 stores one E8M0 scale per 32
+        values (OCP Microscaling Formats spec v1.0), 0.5 + 1/32 bytes per element instead of NVFP4's 0.5625.
 
         ``tokens`` enter the layer. Each EP rank owns E/EP experts; it serves
         tokens x k / EP expert-token pairs on average and max_rank_load() at the
@@ -110,7 +115,10 @@ class RooflineKernels:
         touched = t.experts_read_per_rank(pairs, num_experts, top_k, ep)
         weights = touched * 3.0 * hidden * inter / np.asarray(tp, float)
         acts = pairs * (2.0 * hidden + 3.0 * inter / np.asarray(tp, float))
-        nbytes = weights * self.elem_bytes(weight_dtype) + acts * self.elem_bytes(act_dtype)
+        wb = self.elem_bytes(weight_dtype)
+        if weight_dtype == "fp4" and fp4_format == "mxfp4" and not self.eff.ideal:
+            wb = MXFP4_BYTES_PER_ELEMENT
+        nbytes = weights * wb + acts * self.elem_bytes(act_dtype)
         flops = 2.0 * pairs * 3.0 * hidden * inter / np.asarray(tp, float)
         experts = t.roofline_ms(nbytes, flops, self.hbm_gbps,
                                 self._compute_peak(weight_dtype, self.eff.gemm_compute), 2.0 * self.floor_us)

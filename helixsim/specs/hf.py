@@ -227,7 +227,16 @@ def _ffn(c: _Config, layers: int, dialect: Dialect) -> dict:
             "intermediate_size": c.int(dialect.dense_width_key) if dense_layers else None,
             "moe": {"num_experts": c.int(experts_key), "experts_per_token": c.int("num_experts_per_tok"),
                     "shared_experts": shared, "expert_intermediate_size": expert_width,
-                    "shared_expert_intermediate_size": shared_width if shared_width != expert_width else None}}
+                    "shared_expert_intermediate_size": shared_width if shared_width != expert_width else None,
+                    "fp4_format": _expert_fp4_format(c)}}
+
+
+def _expert_fp4_format(c: _Config) -> str:
+    """MXFP4 where the checkpoint says its quantisation method is mxfp4 (gpt-oss: config.json
+    ``quantization_config.quant_method``), else NVFP4 (NVIDIA's FP4 checkpoints)."""
+    quant = c.data.get("quantization_config")
+    method = quant.get("quant_method") if isinstance(quant, dict) else None
+    return "mxfp4" if isinstance(method, str) and method.lower() == "mxfp4" else "nvfp4"
 
 
 # ------------------------------------------------------------------ one builder for every architecture

@@ -113,6 +113,10 @@ class MoESpec:
     shared_experts: int = field(metadata=NONNEG)
     expert_intermediate_size: int
     shared_expert_intermediate_size: Optional[int] = None   # None: as wide as a routed expert
+    #: block-scaled FP4 format of the routed experts when the run stores them in FP4: NVFP4 (E4M3 scale
+    #: per 16 values, NVIDIA's FP4 checkpoints) or MXFP4 (E8M0 scale per 32, OCP MX; gpt-oss ships its
+    #: experts so). It selects which measured MoE kernels price the experts (helixsim.calibration.kernels).
+    fp4_format: Literal["nvfp4", "mxfp4"] = "nvfp4"
 
     @property
     def shared_width(self) -> int:
