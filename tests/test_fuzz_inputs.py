@@ -541,7 +541,7 @@ HF_READ = {n: _hf_keys_read(n) for n in HF_FILES}
 HF_COUNT = {"num_nextn_predict_layers", "first_k_dense_replace", "n_shared_experts", "shared_expert_intermediate_size",
             "shared_intermediate_size", "mtp_num_hidden_layers"}
 HF_BOOL = {"tie_word_embeddings", "attention_bias", "use_sliding_window", "attn_output_gate"}
-HF_OTHER = {"architectures", "_name_or_path", "layer_types", "mlp_only_layers"}
+HF_OTHER = {"architectures", "_name_or_path", "layer_types", "mlp_only_layers", "quantization_config"}
 HF_REQUIRED = {"num_hidden_layers", "hidden_size", "vocab_size", "num_attention_heads", "qk_nope_head_dim",
                "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
                "num_experts_per_tok", "moe_intermediate_size", "num_experts", "num_local_experts"}

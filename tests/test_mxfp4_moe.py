@@ -88,3 +88,35 @@ def test_point_json_for_gpt_oss_records_vllms_own_moe_kernel():
     r = simulate_point("gpt-oss-120b", "h200-hgx", Layout("tp", tpa=8, tpf=8), batch=64, context=5000,
                        precision=Precision(weights="fp4", kv_cache="bf16", dense_weights="bf16"), backend="vllm")
     assert r.backend["kernel_model"]["ffn"]["moe"] == "vllm"
+
+
+def test_a_malformed_quantization_config_is_a_one_line_error(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = json.loads((root / "models" / "hf" / "openai--gpt-oss-120b.config.json").read_text())
+    for bad in (0, {"quant_method": 4}):
+        cfg["quantization_config"] = bad
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(cfg))
+        out = subprocess.run([sys.executable, "-c", "from helixsim.cli import run; run()", "point", "--model", str(path),
+                              "--hardware", "b200-hgx", "--strategy", "tp", "--batch", "1", "--context", "1024"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "quantization_config" in out.stderr, out.stderr
+
+
+def test_a_sliding_window_layer_runs_the_measured_windowed_kernel():
+    """h200_sxm/vllm/gqa_decode_attention.csv.gz, vllm_flash_attn_fa3, BF16 cache, 8 query heads, 1 KV head,
+    head_dim 64, batch 32: window_size 128 at step 4095 takes 16.1 us, while window_size 0 at step 127 takes
+    10.7 us. gpt-oss's sliding layers (window 128, vLLM on Hopper) are priced at the first, not the second."""
+    k = kernels_for(load_hardware("h200-hgx"), backend="vllm")
+    windowed = float(k.gqa_attention_ms(np.array([32.0]), 8, 1, 64, np.array([4095.0]), "bf16", "bf16", window=128)[0])
+    over_window = float(k.gqa_attention_ms(np.array([32.0]), 8, 1, 64, np.array([127.0]), "bf16", "bf16")[0])
+    assert windowed * 1e3 == pytest.approx(16.1, rel=0.06)
+    assert over_window * 1e3 == pytest.approx(10.7, rel=0.06)
+    # the roofline has no windowed kernel: a window caps the tokens read
+    roof = kernels_for(load_hardware("h200-hgx"), calibration="none")
+    assert float(roof.gqa_attention_ms(np.array([32.0]), 8, 1, 64, np.array([4095.0]), "bf16", "bf16", window=128)[0]) \
+        == pytest.approx(float(roof.gqa_attention_ms(np.array([32.0]), 8, 1, 64, np.array([128.0]), "bf16", "bf16")[0]))

@@ -17,7 +17,8 @@ measured latency. Choices made where the data offer several kernels:
   ``fp4`` the NVFP4 table, ``bf16`` the BF16 table. The measured kernels fix
   their own activation format, so ``act_dtype`` is not used.
 - attention: the measured kernels compute in BF16, so ``math_dtype`` is not
-  used; an FP4 KV cache is priced from the FP8 kernel scaled by bytes. Above the longest
+  used; a sliding-window layer takes the kernel measured with its window where there is one;
+  an FP4 KV cache is priced from the FP8 kernel scaled by bytes. Above the longest
   measured KV length (131,072) time grows linearly in tokens with the
   per-token slope of the last measured doubling.
 - MoE: the fastest measured gated kernel for the weight format (FP8: per-tensor
@@ -407,22 +408,31 @@ class CalibratedKernels:
 
     @_unique_args
     def gqa_attention_ms(self, batch, q_heads, kv_heads, head_dim: int, tokens, kv_dtype: str,
-                         math_dtype: str) -> np.ndarray:
-        fb = self.fallback.gqa_attention_ms(batch, q_heads, kv_heads, head_dim, tokens, kv_dtype, math_dtype)
+                         math_dtype: str, window: int = 0) -> np.ndarray:
+        """A sliding-window layer (``window`` > 0) takes the kernel measured with that window at the request's
+        whole KV length where the framework's table holds one (a windowed kernel is not the full-attention
+        kernel over ``window`` tokens: FlashAttention-3 on Hopper takes 15-17 us for a 128-token window at
+        4K-8K tokens, where it takes 10-11 us over 127 tokens), else the full-attention kernel over the window."""
+        fb = self.fallback.gqa_attention_ms(batch, q_heads, kv_heads, head_dim, tokens, kv_dtype, math_dtype,
+                                            window=window)
         table = self._table("gqa_decode_attention")
         if table is None:
             return fb
-        cats = [c for c in table.categories() if c[2] == "0" and c[1] in KV_DTYPES.get(kv_dtype, ())]
+        kv_cats = [c for c in table.categories() if c[1] in KV_DTYPES.get(kv_dtype, ())]
+        windowed = [c for c in kv_cats if window and c[2] == str(int(window))]
+        cats = windowed or [c for c in kv_cats if c[2] == "0"]
         if not cats:
             return fb
         exact = [c for c in cats if head_dim in table.column_values(c, "head_dim")]
         pool = exact or cats
         prefer = self.kernel_sources.get("gqa_decode_attention", ("torch_flow",))
         cat = next((c for p in prefer for c in pool if c[0] == p), pool[0])
+        kv_len = tokens if windowed or not window else np.minimum(tokens, window)
         t = self._query("gqa_decode_attention", cat,
                         {"batch_size": batch, "num_heads": q_heads, "num_key_value_heads": kv_heads,
-                         "kv_len": tokens, "head_dim": head_dim},
-                        {"kv_cache_dtype": KV_ROOF_DTYPE.get(kv_dtype, cat[1]), "window_size": 0.0},
+                         "kv_len": kv_len, "head_dim": head_dim},
+                        {"kv_cache_dtype": KV_ROOF_DTYPE.get(kv_dtype, cat[1]),
+                         "window_size": float(window) if windowed else 0.0},
                         shape=np.shape(fb))
         return np.where(fb > 0, self._merge(t, fb), 0.0)
 

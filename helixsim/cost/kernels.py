@@ -79,8 +79,11 @@ class RooflineKernels:
         return np.where(np.asarray(kv_bytes) > 0, time, 0.0)
 
     def gqa_attention_ms(self, batch, q_heads, kv_heads, head_dim: int, tokens,
-                         kv_dtype: str, math_dtype: str) -> np.ndarray:
-        """GQA decode attention on one GPU: ``q_heads``/``kv_heads`` held here, ``tokens`` per request."""
+                         kv_dtype: str, math_dtype: str, window: int = 0) -> np.ndarray:
+        """GQA decode attention on one GPU: ``q_heads``/``kv_heads`` held here, ``tokens`` per request in
+        its KV cache; a sliding-window layer (``window`` > 0) reads only the last ``window`` of them."""
+        if window:
+            tokens = np.minimum(tokens, window)
         kv = t.kv_read_bytes(batch, tokens, t.gqa_kv_elements_per_token(kv_heads, head_dim), self.elem_bytes(kv_dtype))
         flops = t.gqa_attention_flops(batch, q_heads, head_dim, tokens)
         return self._attention_ms(kv, flops, math_dtype)

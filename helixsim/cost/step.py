@@ -86,6 +86,10 @@ def attention_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, context: n
     math = k.math_dtype(prec.attention_math_dtype)
     if a.is_mla:
         return k.mla_attention_ms(s.attn_batch, s.q_heads, a.kv_lora_rank, a.qk_rope_head_dim, tokens, prec.kv_cache, math)
+    if sliding:   # without KVP a sliding layer runs the windowed kernel over the whole cache (kernel model)
+        tokens = np.where(kvp == 1, context, tokens)
+        return k.gqa_attention_ms(s.attn_batch, s.q_heads, s.kv_heads, a.head_dim, tokens, prec.kv_cache, math,
+                                  window=int(a.sliding_window_tokens))
     return k.gqa_attention_ms(s.attn_batch, s.q_heads, s.kv_heads, a.head_dim, tokens, prec.kv_cache, math)
 
 

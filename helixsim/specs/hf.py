@@ -235,7 +235,13 @@ def _expert_fp4_format(c: _Config) -> str:
     """MXFP4 where the checkpoint says its quantisation method is mxfp4 (gpt-oss: config.json
     ``quantization_config.quant_method``), else NVFP4 (NVIDIA's FP4 checkpoints)."""
     quant = c.data.get("quantization_config")
-    method = quant.get("quant_method") if isinstance(quant, dict) else None
+    if quant is None:
+        return "nvfp4"
+    if not isinstance(quant, dict):
+        raise c.error("quantization_config", f"expected an object, got {type(quant).__name__}")
+    method = quant.get("quant_method")
+    if method is not None and not isinstance(method, str):
+        raise c.error("quantization_config.quant_method", f"expected a string, got {type(method).__name__}")
     return "mxfp4" if isinstance(method, str) and method.lower() == "mxfp4" else "nvfp4"
 
 
