@@ -28,7 +28,9 @@ measured latency. Choices made where the data offer several kernels:
   ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing; ``power_law_1.01_eplb``
   after expert load balancing, measured for TensorRT-LLM's wide-EP kernel, the others keeping 1.01),
   plus the router GEMM [tokens, hidden] x [hidden, experts] in BF16. MXFP4 experts (gpt-oss,
-  ``fp4_format`` of the model) take only the MXFP4 kernels (:func:`moe_candidates`), and only those the
+  ``fp4_format`` of the model) take only the MXFP4 kernels and NVFP4 experts only the NVFP4 ones where the
+  system measured any (:func:`moe_candidates`; before, DeepSeek-R1 at MoE TP 64 was priced by an MXFP4
+  kernel measured for gpt-oss's shapes), and only those the
   framework runs where it names them (:data:`helixsim.backends.DEFAULTS`). A TP split of an MXFP4 kernel
   measured for the shape at TP 1 only is priced as the measured EP split of the same width (the same expected
   expert bytes per GPU), not by holding the TP-1 efficiency on t-times thinner GEMMs: on the tables that
@@ -67,6 +69,8 @@ MOE_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4
 #: measured MoE formats an MXFP4 checkpoint runs: MXFP4 weights with BF16 or MXFP8 activations (TensorRT-LLM
 #: examples/models/core/gpt_oss/README.md, "MoE Support Matrix": BF16 activations on Hopper, MXFP8 on Blackwell)
 MOE_MXFP4_DTYPES = ("w4a16_mxfp4", "w4a8_mxfp4_mxfp8")
+#: NVFP4 experts (NVIDIA's FP4 checkpoints: E4M3 scale per 16 weights) by the NVFP4 kernels
+MOE_NVFP4_DTYPES = ("nvfp4",)
 BMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
 # An FP4 KV cache has no measured kernel: it is priced from the measured FP8 kernel at equal efficiency
 # against the roofline of FP4's bytes (0.5625 B per element with its block scales), i.e. the FP8 time
@@ -84,7 +88,12 @@ def moe_candidates(categories: Sequence[tuple], weight_dtype: str, fp4_format: s
     stored in ``weight_dtype``: MXFP4 experts only by the MXFP4 kernels; where the serving framework names the
     kernels it runs for the format (``prefer``, :data:`helixsim.backends.DEFAULTS`) and the tables hold one of
     them, only those."""
-    dtypes = MOE_MXFP4_DTYPES if (weight_dtype == "fp4" and fp4_format == "mxfp4") else MOE_DTYPES.get(weight_dtype, ())
+    if weight_dtype == "fp4":   # each block-scaled FP4 format by its own kernels; any FP4 kernel only without them
+        own_format = MOE_MXFP4_DTYPES if fp4_format == "mxfp4" else MOE_NVFP4_DTYPES
+        dtypes = own_format if any(c[0] in own_format and "nongated" not in c[1] for c in categories) \
+            else MOE_DTYPES["fp4"]
+    else:
+        dtypes = MOE_DTYPES.get(weight_dtype, ())
     cats = [c for c in categories if c[0] in dtypes and "nongated" not in c[1]]
     own = [c for c in cats if c[1] in prefer]
     return own or cats
