@@ -189,10 +189,9 @@ def main(argv: list[str] | None = None) -> int:
            "filter": TTFT_FILTER,
            "rule": json.loads(json.dumps(rule.to_dict(), default=float),
                               parse_float=lambda s: round(float(s), 3))}
-    out = args.out or _rule_path()
-    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(doc, indent=1))
-    return 0
+    from .uncertainty import write_rule_document
+
+    return write_rule_document(doc, args.out or _rule_path())
 
 
 if __name__ == "__main__":

@@ -287,9 +287,14 @@ def main(argv: list[str] | None = None) -> int:
            "command": "python -m helixsim.uncertainty --data <calibration data> --e2e validation/silicon_decode_dev.csv",
            "rule": {k: (np.round(v, 5).tolist() if isinstance(v, list) else round(v, 5))
                     for k, v in rule.to_dict().items()}}
-    out = args.out or _interval_path()
-    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(doc, indent=1))
+    return write_rule_document(doc, args.out or _interval_path())
+
+
+def write_rule_document(doc: dict, out: Path) -> int:
+    """Write a regenerated rule file (JSON, as shipped) and echo it; the exit status of its command."""
+    text = json.dumps(doc, indent=1)
+    out.write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 
