@@ -153,3 +153,15 @@ def test_absurd_prompt_length_is_refused(tmp_path):
                     f"max_ttft_s: 2\nlengths:\n  - {{isl: {1 << 40}, osl: 1024}}\n")
     res = CliRunner().invoke(main, ["plan", "--plan", str(path)])
     assert res.exit_code == 2 and "lengths[0].isl" in res.output and str(path) in res.output
+
+
+def test_every_option_carries_intervals(result):
+    """Each option's tokens/s/user (the decode step's 80 % interval, helixsim/uncertainty.py) and TTFT (with the
+    request path, helixsim/ttft_interval.py) carry intervals that contain the point and have width."""
+    opts = [o for o in (result["per_hardware"][0]["disaggregated"], result["per_hardware"][0]["aggregated"]) if o]
+    assert opts
+    for o in opts:
+        assert o["tokens_per_s_user_lo"] < o["tokens_per_s_user"] < o["tokens_per_s_user_hi"]
+        assert o["ttft_s_lo"] <= o["ttft_s"] < o["ttft_s_hi"]
+    rec = result["recommendation"]
+    assert rec["tokens_per_s_user_lo"] < rec["tokens_per_s_user"] < rec["tokens_per_s_user_hi"]

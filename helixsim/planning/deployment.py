@@ -80,6 +80,14 @@ class DeploymentOption:
     queue_wait_s: float = 0.0          # mean wait for a prefill instance (disaggregated, M/D/c), in ttft_s
     ttft_s_lo: float = float("nan")    # 80 % interval of ttft_s, with the request path (helixsim/ttft_interval.py)
     ttft_s_hi: float = float("nan")
+    tokens_per_s_user_lo: float = float("nan")   # 80 % interval: the decode step's (helixsim.uncertainty)
+    tokens_per_s_user_hi: float = float("nan")
+
+
+def tokens_per_s_user_interval(tps_user: float, row) -> dict:
+    """The decode step's 80 % interval carried to tokens/s/user (ttl / ttl_hi .. ttl / ttl_lo of the chosen row)."""
+    ttl, lo, hi = (float(row.get(k, float("nan"))) for k in ("ttl_ms", "ttl_ms_lo", "ttl_ms_hi"))
+    return {"tokens_per_s_user_lo": tps_user * ttl / hi, "tokens_per_s_user_hi": tps_user * ttl / lo}
 
 
 def ttft_interval_s(ttft_s: float, attention_ms: float, extrapolated: bool, isl: int, k, pcal, model,
@@ -173,7 +181,7 @@ def plan_disaggregated(model, hw, prec, table, lengths, users: int, floor: float
         prefill=PoolChoice(_label(lay, i, int(cp[i])), int(n_pf[i]), p_inst, p_gpus),
         decode=PoolChoice(f"{row['strategy']} {row['label']}", dec_gpus, d_inst, d_gpus),
         ttft_s=float(worst[i]) + wait_s, prefill_s=float(mean_s[i]), kv_transfer_s=float(xfer[:, i].max()),
-        tokens_per_s_user=tps_user, queue_wait_s=wait_s,
+        tokens_per_s_user=tps_user, queue_wait_s=wait_s, **tokens_per_s_user_interval(tps_user, row),
         prefill_gpus=p_gpus, decode_gpus=d_gpus, total_gpus=p_gpus + d_gpus, pd_ratio=_ratio(p_gpus, d_gpus),
         cost_per_m_tokens_prefill=p_gpus * usd_s / in_rate * 1e6,
         cost_per_m_tokens_decode=d_gpus * usd_s / out_rate * 1e6,
@@ -240,7 +248,7 @@ def plan_aggregated(model, hw, prec, table, isl: int, osl: int, users: int, floo
     return DeploymentOption(
         kind="aggregated", prefill=None, ttft_s_lo=lo, ttft_s_hi=hi, decode=PoolChoice(f"{row['strategy']} {row['label']}", n, inst, gpus),
         ttft_s=float(ttft[i]) / 1e3, prefill_s=float(prefill_ms[i]) / 1e3, kv_transfer_s=0.0,
-        tokens_per_s_user=float(tps_user[i]), prefill_gpus=0, decode_gpus=gpus, total_gpus=gpus, pd_ratio="shared",
+        tokens_per_s_user=float(tps_user[i]), **tokens_per_s_user_interval(float(tps_user[i]), row), prefill_gpus=0, decode_gpus=gpus, total_gpus=gpus, pd_ratio="shared",
         cost_per_m_tokens_prefill=gpus * share * usd_s / (rate * isl) * 1e6,
         cost_per_m_tokens_decode=gpus * (1.0 - share) * usd_s / (rate * osl) * 1e6,
         cost_per_m_output_tokens=gpus * usd_s / (rate * osl) * 1e6, extrapolated=bool(extra[inv.ravel()][i]))

@@ -101,7 +101,7 @@ COLUMNS = [("serving", lambda o: o.kind), ("prefill pool", lambda o: _pool(o.pre
            ("GPUs", lambda o: f"{o.total_gpus:,}"), ("TTFT s", lambda o: f"{o.ttft_s:.2f} ({o.ttft_s_lo:.1f}-{o.ttft_s_hi:.1f})"),
            ("KV transfer ms", lambda o: f"{o.kv_transfer_s * 1e3:.1f}"),
            ("queue wait s", lambda o: f"{o.queue_wait_s:.2f}" if o.prefill is not None else ""),
-           ("tok/s/user", lambda o: f"{o.tokens_per_s_user:.1f}"),
+           ("tok/s/user", lambda o: f"{o.tokens_per_s_user:.1f} ({o.tokens_per_s_user_lo:.1f}-{o.tokens_per_s_user_hi:.1f})"),
            ("$/M input (prefill)", lambda o: f"{o.cost_per_m_tokens_prefill:.3f}"),
            ("$/M output (decode)", lambda o: f"{o.cost_per_m_tokens_decode:.3f}"),
            ("$/M output, all", lambda o: f"{o.cost_per_m_output_tokens:.3f}")]
