@@ -25,7 +25,7 @@ import pandas as pd
 
 from .api import evaluate
 from .layout import STRATEGIES, LayoutArrays
-from .search import concat_tables, layout_labels
+from .search import concat_tables, layout_labels, tagged_labels
 
 LAYOUT_KEYS = ("strategy", "kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")
 #: columns that, with the layout, make one series of batches (present in a table or not)
@@ -35,9 +35,8 @@ SPLIT = 32
 
 
 def _codes(table: pd.DataFrame) -> np.ndarray:
-    s = table["strategy"]
-    return np.array([STRATEGIES.index(str(v)) for v in s.astype(str)], dtype=np.int64) if len(s) else \
-        np.zeros(0, np.int64)
+    """Strategy codes (indices into :data:`helixsim.layout.STRATEGIES`) of the table's rows."""
+    return pd.Categorical(table["strategy"].astype(str), categories=list(STRATEGIES)).codes.astype(np.int64)
 
 
 def floor_crossings(table: pd.DataFrame, floor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +88,7 @@ class _Series:
                 sub = LayoutArrays(*(getattr(self.lay, f)[idx] for f in LayoutArrays.__dataclass_fields__))
                 f = evaluate(self.model, self.hw, sub, b, self.ctx[idx], self.precision, kernels=self.kernels,
                              mtp=int(m), two_batch_overlap=bool(t))
-                label = layout_labels(sub, np.arange(len(idx)), b)
-                tag = (f" mtp{m}" if m > 0 else "") + (" tbo" if t else "")
-                f["label"] = label.rename_categories([f"{c}{tag}" for c in label.categories]) if tag else label
+                f["label"] = tagged_labels(layout_labels(sub, np.arange(len(idx)), b), int(m), bool(t))
                 if "mtp" in self.columns:
                     f["mtp"] = np.full(len(idx), m, dtype=np.int64)
                 if "two_batch_overlap" in self.columns:

@@ -207,8 +207,7 @@ def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: 
                 cols["mtp"] = np.full(len(batch), mtp, dtype=np.int64)
             if tbos != (False,):
                 cols["two_batch_overlap"] = np.full(len(batch), bool(tbo))
-            tag = (f" mtp{mtp}" if mtp > 0 else "") + (" tbo" if tbo else "")
-            cols["label"] = labels.rename_categories([f"{c}{tag}" for c in labels.categories]) if tag else labels
+            cols["label"] = tagged_labels(labels, mtp, tbo)
             if tbo:   # only ep layouts overlap: the others are already priced without it
                 cols = {c: v[is_ep] for c, v in cols.items()}
             parts.append(cols)
@@ -276,6 +275,12 @@ def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
     for c, values in cats.items():
         table[c] = values
     return table[list(frames[0].columns)]
+
+
+def tagged_labels(labels: pd.Categorical, mtp: int, tbo: bool) -> pd.Categorical:
+    """Point labels of rows priced with ``mtp`` draft tokens and/or two-batch overlap: `` mtpN`` / `` tbo`` appended."""
+    tag = (f" mtp{mtp}" if mtp > 0 else "") + (" tbo" if tbo else "")
+    return labels.rename_categories([f"{c}{tag}" for c in labels.categories]) if tag else labels
 
 
 def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -> pd.Categorical:

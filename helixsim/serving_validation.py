@@ -101,13 +101,23 @@ def serving_predictions(table: pd.DataFrame, decode_tpot_ms: np.ndarray, configs
     extra = np.where(agg, mixed_pass_extra_ms(attn, per_rank, chunks, mixed, per_token), 0.0)
     ttft = ttft_ms(prefill, iteration, transfer, wait, extra)
     ttft_lo, ttft_hi = np.full(n, np.nan), np.full(n, np.nan)
-    for backend in {cfg[4] for cfg in configs.values()}:
-        rows = np.array([i for i, cfg in configs.items() if cfg[4] == backend])
+    index = np.fromiter(configs, dtype=np.int64, count=len(configs))
+    backend_of = np.array([configs[i][4] for i in index.tolist()], dtype=object)
+    for backend in np.unique(backend_of).tolist():
+        rows = index[backend_of == backend]
         ttft_lo[rows], ttft_hi[rows] = ttft_interval_ms(ttft[rows], extrapolated_attention[rows], doublings[rows],
                                                         backend, ideal)
     return {"predicted_prefill_ms": prefill, "predicted_kv_transfer_ms": transfer,
             "predicted_ttft_ms": ttft, "predicted_ttft_ms_lo": ttft_lo, "predicted_ttft_ms_hi": ttft_hi,
             "predicted_tpot_ms": tpot}
+
+
+def ttft_mask(rows: pd.DataFrame) -> pd.Series:
+    """The rows TTFT is scored on (:data:`TTFT_FILTER`): measured and predicted, at low concurrency."""
+    sel = rows["measured_ttft_ms"].notna() & rows["predicted_ttft_ms"].notna()
+    if "concurrency" in rows:
+        sel &= rows["concurrency"] <= TTFT_MAX_CONCURRENCY
+    return sel
 
 
 def serving_summary(rows: pd.DataFrame, ape_stats) -> dict:
@@ -120,9 +130,7 @@ def serving_summary(rows: pd.DataFrame, ape_stats) -> dict:
         if (ok & heavy).any():   # the aggregated runs with moderate or heavy prefill interference together
             out["by_tier"]["C+D"] = ape_stats(rows.loc[ok & heavy, "ape_pct"])
     if "measured_ttft_ms" in rows and "predicted_ttft_ms" in rows:
-        sel = rows["measured_ttft_ms"].notna() & rows["predicted_ttft_ms"].notna()
-        if "concurrency" in rows:
-            sel &= rows["concurrency"] <= TTFT_MAX_CONCURRENCY
+        sel = ttft_mask(rows)
         ape = 100.0 * (rows["predicted_ttft_ms"] - rows["measured_ttft_ms"]).abs() / rows["measured_ttft_ms"]
         out["ttft"] = {**ape_stats(ape[sel]), "filter": TTFT_FILTER,
                        "under_predicted_share": float((rows.loc[sel, "predicted_ttft_ms"]

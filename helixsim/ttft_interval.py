@@ -125,12 +125,9 @@ def ttft_interval_ms(ttft_ms, attention_extrapolated_ms, doublings, backend: str
 
 def ttft_rows(rows):
     """The measured runs the rule is made from and scored on (:data:`helixsim.serving_validation.TTFT_FILTER`)."""
-    from .serving_validation import TTFT_MAX_CONCURRENCY
+    from .serving_validation import ttft_mask
 
-    sel = rows["measured_ttft_ms"].notna() & rows["predicted_ttft_ms"].notna()
-    if "concurrency" in rows:
-        sel &= rows["concurrency"] <= TTFT_MAX_CONCURRENCY
-    return rows[sel]
+    return rows[ttft_mask(rows)]
 
 
 def rule_from_rows(rows) -> RequestPathRule:
@@ -195,4 +192,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .uncertainty import run_rule_command
+
+    raise SystemExit(run_rule_command(main))

@@ -291,12 +291,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_rule_document(doc: dict, out: Path) -> int:
-    """Write a regenerated rule file (JSON, as shipped) and echo it; the exit status of its command."""
+    """Write a regenerated rule file (JSON, as shipped; renamed into place, never half-written) and echo it;
+    the exit status of its command."""
+    from .errors import SpecError
+    from .outputs import atomic_write_bytes
+
     text = json.dumps(doc, indent=1)
-    out.write_text(text + "\n", encoding="utf-8")
+    try:
+        atomic_write_bytes(out, (text + "\n").encode("utf-8"))
+    except OSError as err:
+        raise SpecError(str(out), "--out", f"cannot write: {err.strerror or err}") from None
     print(text)
     return 0
 
 
+def run_rule_command(main_fn, argv: list[str] | None = None) -> int:
+    """A rule-regenerating ``main``: bad input (a missing or malformed file, an unwritable --out) is one
+    line on stderr and exit status 2, not a traceback."""
+    import sys
+
+    from .errors import SpecError
+
+    try:
+        return main_fn(argv)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+    except OSError as err:
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_rule_command(main))

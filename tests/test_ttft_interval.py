@@ -71,3 +71,22 @@ def test_request_path_matters_at_1k_not_at_1m():
     assert q90 > 0.5 * (short.ttft_ms_hi - short.ttft_ms)
     assert q90 < 0.02 * long.ttft_ms
     assert long.extrapolated and long.ttft_ms_hi / long.ttft_ms > short.ttft_ms_hi / short.ttft_ms - q90 / short.ttft_ms
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("args, named", [(["--e2e", "/nonexistent/runs.csv"], "/nonexistent/runs.csv"),
+                                         (["--e2e", str(ROOT / SERVING), "--out", "/nonexistent/dir/rule.json"],
+                                          "--out")])
+def test_rule_command_bad_input_is_one_line(args, named, tmp_path):
+    """A missing --e2e file or an unwritable --out: one error line naming it, exit 2, no traceback, nothing on
+    stdout."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "helixsim.ttft_interval", *args], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in r.stderr

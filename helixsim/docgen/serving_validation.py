@@ -47,15 +47,14 @@ def serving_ttft() -> str:
     import numpy as np
 
     from ..cli import _error_table
-    from ..serving_validation import TTFT_MAX_CONCURRENCY, ttft_with_launch_settings
+    from ..serving_validation import ttft_mask, ttft_with_launch_settings
     from ..validation import ape_stats
 
     res = _result()
     t, rows = res.summary["ttft"], res.rows
     table = {f"TTFT, {k}": v for k, v in t.get("by_backend", {}).items()}
     table.update({f"TTFT, {k}": v for k, v in t["by_model"].items()})
-    sel = (rows["concurrency"] <= TTFT_MAX_CONCURRENCY) & rows["measured_ttft_ms"].notna() \
-        & rows["predicted_ttft_ms"].notna()
+    sel = ttft_mask(rows)
     alt = ttft_with_launch_settings(rows, "sglang", **INFERENCEMAX_SGLANG)
     ape = 100.0 * np.abs(alt - rows["measured_ttft_ms"]) / rows["measured_ttft_ms"]
     table["TTFT, sglang at 10/10"] = ape_stats(ape[sel & (rows["backend"] == "sglang")])
