@@ -6,7 +6,6 @@ Every user error ends as one line on stderr and exit status 2.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import signal
 import sys
@@ -15,45 +14,12 @@ import click
 
 from . import __version__
 from .backends import BACKENDS
+from .cli_common import Interrupted, Terminated, precision_from, precision_options, user_errors
 from .errors import SpecError
 from .layout import STRATEGIES, Layout, infer_ffn_widths
-from .precision import DTYPES, Precision, default_weights
 from .safe_io import short
 from .specs.registry import builtin_names, load_hardware, load_model
 from .units import TOKENS
-
-
-class Interrupted(BaseException):
-    """SIGINT (Ctrl-C) inside a command."""
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every ``finally`` and staging clean-up runs."""
-
-
-def user_errors(func):
-    """Turn SpecError (and unreadable/unwritable paths) into ``error: ...`` and exit 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            for key in ("out_dir", "out_file", "out"):
-                if isinstance(kwargs.get(key), str) and not kwargs[key].strip():
-                    raise SpecError("--out", "", "must not be empty (it would write into the working directory)")
-            return func(*args, **kwargs)
-        except SpecError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except BrokenPipeError:
-            raise  # click's main() exits quietly on a closed pipe
-        except KeyboardInterrupt:
-            raise Interrupted() from None  # past click, which would print a blank line first
-        except OSError as err:
-            name = short(getattr(err, "filename", None) or "", 200)
-            click.echo(f"error: {name}: {err.strerror or err.__class__.__name__}", err=True)
-            sys.exit(2)
-
-    return wrapper
 
 
 @click.group()
@@ -77,34 +43,6 @@ def list_cmd() -> None:
                    f" {m.total_params() / 1e9:7.1f}B total, {m.active_params() / 1e9:6.1f}B active  ({m.hf_id})")
 
 
-def precision_options(func):
-    options = [
-        click.option("--weights", type=click.Choice(DTYPES), default=None,
-                     help="weight format [default: fp4 where the GPU has FP4 tensor cores, else fp8; as plan and sweep]"),
-        click.option("--kv-cache", type=click.Choice(DTYPES), default=None,
-                     help="KV-cache format [default: the --backend's for the weights: fp8 for trtllm; bf16 for "
-                          "sglang and vllm (helixsim/backends.py)]"),
-        click.option("--activations", type=click.Choice(DTYPES), default="bf16", show_default=True,
-                     help="activation and communication format"),
-        click.option("--attention-math", type=click.Choice(DTYPES), default=None,
-                     help="attention tensor-core format [default: fp8 for an fp8/fp4 cache, else bf16]"),
-        click.option("--dense-weights", type=click.Choice(DTYPES), default=None,
-                     help="format of the non-expert linear layers [default: as --weights]"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def precision_from(kw: dict, backend: str = "trtllm", hw=None, model: str | None = None) -> Precision:
-    """The precision of the flags; weights default by :func:`helixsim.precision.default_weights` of ``hw``,
-    the KV cache by the framework's default for ``model``'s checkpoint (:func:`helixsim.backends.default_kv_cache`)."""
-    from .backends import default_kv_cache
-
-    weights = kw.pop("weights") or (default_weights(hw) if hw is not None else "fp8")
-    kv = kw.pop("kv_cache")
-    return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights, model), activations=kw.pop("activations"),
-                     attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"))
 
 
 @main.command()
@@ -382,183 +320,14 @@ def _error_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def draft_counts(text: str) -> tuple[int, ...]:
-    """``--mtp 0,3``: the MTP draft counts a plan searches (0..16 each)."""
-    try:
-        out = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise SpecError("command line", "--mtp", f"expected comma-separated whole numbers, got {text[:40]!r}") from None
-    if not all(0 <= n <= 16 for n in out):
-        raise SpecError("command line", "--mtp", f"must be 0..16 draft tokens each, got {text[:40]!r}")
-    return out
 
 
-@main.command("plan")
-@click.option("--plan", "plan_file", default=None, type=click.Path(dir_okay=False),
-              help="plan YAML (flags given as well override its keys)")
-@click.option("--model", default=None, help="built-in name, model YAML or Hugging Face config.json")
-@click.option("--hardware", multiple=True, help="system to compare (repeat for several)")
-@click.option("--context", type=TOKENS, default=None,
-              help="KV length per request, tokens (131072, 128k, 128Ki, 1M; a mix: use --plan)")
-@click.option("--users", type=int, default=None, help="concurrent users to serve")
-@click.option("--min-tokens-per-s-user", type=float, default=None, help="interactivity floor per user")
-@click.option("--max-gpus-per-instance", type=int, default=None,
-              help="GPU budget of one decode instance [default: the NVLink domain, capped at 64]")
-@click.option("--weights", type=click.Choice(DTYPES), default=None,
-              help="weight format [default: fp4 where the GPU has FP4, else fp8]")
-@click.option("--kv-cache", type=click.Choice(DTYPES), default=None, help="KV-cache format [default: fp8]")
-@click.option("--price", type=click.Path(dir_okay=False), default=None,
-              help="price YAML, USD per GPU-hour per system [default: built-in illustrative list]")
-@click.option("--no-hopb", is_flag=True, default=None, help="turn HOP-B overlap off")
-@click.option("--max-batch", type=int, default=None, help="largest batch per instance searched [default: 4096]")
-@click.option("--no-sensitivity", is_flag=True, default=None, help="skip the sensitivity re-plans")
-@click.option("--mtp", "mtp_drafts", default=None,
-              help="MTP draft tokens to search, comma-separated (0,1,3; DeepSeek-R1's acceptance) [default: 0]")
-@click.option("--calibration", type=click.Path(), default=None, help="calibration file to use")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="write report.md and a self-contained report.html here")
-@click.option("--json", "as_json", is_flag=True, help="print the recommendation as JSON")
-@click.option("--isl", type=TOKENS, default=None,
-              help="input (prompt) tokens: plan the whole deployment, prefill and decode pools (with --osl)")
-@click.option("--osl", type=TOKENS, default=None, help="output tokens per request, e.g. 8192 or 8k (with --isl)")
-@click.option("--max-ttft-s", type=float, default=None, help="time-to-first-token limit, seconds (with --isl)")
-@user_errors
-def plan_cmd(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance, weights,
-             kv_cache, price, no_hopb, max_batch, no_sensitivity, mtp_drafts, calibration, out_dir, as_json, isl, osl,
-             max_ttft_s) -> None:
-    """Plan a decode fleet: hardware, layout, batch, GPUs and cost per million tokens for U users at X tok/s.
+from .cli_calibrate import bench, calibrate  # noqa: E402 - commands in their own modules
+from .cli_plan import plan_cmd  # noqa: E402
+from .cli_prefill import make_prefill_command  # noqa: E402
 
-    With --isl/--osl: size the whole deployment (prefill and decode pools, disaggregated against
-    aggregated serving, TTFT under --max-ttft-s); --context stays decode-only planning."""
-    from dataclasses import replace as _replace
-    from pathlib import Path
-
-    from .outputs import check_out_dir, mapped, staged_output
-    from .plan import PlanSpec, load_plan_file, plan_from_spec
-
-    if out_dir:
-        check_out_dir(Path(out_dir))  # an unwritable --out is refused before the planning work
-    from .planning.deployment_spec import is_deployment_file
-
-    if isl is not None or osl is not None or max_ttft_s is not None or (plan_file and is_deployment_file(plan_file)):
-        from .planning.deployment_cli import run_deployment
-        from .sweep import prepare_out_dir
-
-        out = prepare_out_dir(Path(out_dir)) if out_dir else None
-        run_deployment(plan_file, model, hardware, context, users, min_tokens_per_s_user, max_gpus_per_instance,
-                       weights, kv_cache, price, max_batch, calibration, out, as_json, isl, osl, max_ttft_s)
-        return
-    flags = {"model": model, "hardware": tuple(hardware) or None, "context": context, "users": users,
-             "min_tokens_per_s_user": min_tokens_per_s_user, "max_gpus_per_instance": max_gpus_per_instance,
-             "weights": weights, "kv_cache": kv_cache, "price": price, "max_batch": max_batch,
-             "hopb": False if no_hopb else None, "sensitivity": False if no_sensitivity else None,
-             "mtp": None if mtp_drafts is None else draft_counts(mtp_drafts)}
-    given = {k: v for k, v in flags.items() if v is not None}
-    if plan_file:
-        spec, source = load_plan_file(plan_file), str(plan_file)
-        if "context" in given:
-            given["context_mix"] = None
-        spec = _replace(spec, **given)
-    else:
-        source = "command line"
-        for key, flag in (("model", "--model"), ("hardware", "--hardware"), ("context", "--context"),
-                          ("users", "--users"), ("min_tokens_per_s_user", "--min-tokens-per-s-user")):
-            if key not in given:
-                raise SpecError("command line", flag, "required (or give --plan FILE)")
-        spec = PlanSpec(**given)
-    result = plan_from_spec(spec, source, calibration=calibration)
-    from .trained_window import echo_warnings
-
-    written = []
-    if out_dir:
-        from .report import write_report
-
-        with staged_output(Path(out_dir)) as stage:
-            written = [mapped(p, stage, Path(out_dir)) for p in write_report(result, stage)]
-    echo_warnings(result.warnings)  # once the report is written (a failed run prints its one error line only)
-    if as_json:
-        click.echo(json.dumps(result.recommendation(), indent=2))
-        for p in written:
-            click.echo(f"wrote {p}", err=True)
-        return
-    from .report import recommendation_text
-
-    click.echo(recommendation_text(result).replace("**", ""))
-    for h in result.per_hardware:
-        if h.meets_floor:
-            c = h.main_pool.choice.config
-            cost = "cost unavailable (no price)" if h.cost_per_m_tokens is None else f"${h.cost_per_m_tokens:,.2f}/M tokens"
-            mix = len(h.pools) > 1
-            click.echo(f"  {h.hardware:<14} {c.strategy:<6} {c.label:<16} batch {c.batch:<5} x{h.instances:<5} "
-                       f"{h.total_gpus:>6,} GPUs used {h.billed_gpus:>6,} billed  {h.tokens_per_s_user:7.1f} tok/s/user  "
-                       + (f"{h.fleet_tokens_per_s_gpu:8.1f} tok/s/GPU (fleet)" if mix else f"{c.tokens_per_s_gpu:8.1f} tok/s/GPU")
-                       + f"  {cost}"
-                       + (f"  ({len(h.pools)} context pools; layout of the largest shown)" if mix else ""))
-        else:
-            c = next((p.closest for p in h.pools if not p.meets_floor and p.closest), None)
-            click.echo(f"  {h.hardware:<14} misses the floor; closest achievable "
-                       + (f"{c.tokens_per_s_user:.1f} tok/s/user ({c.strategy} {c.label}, batch {c.batch})" if c
-                          else f"(nothing fits in memory on up to {h.max_gpus_per_instance} GPUs per instance)"))
-    for p in written:
-        click.echo(f"wrote {p}")
-
-
-@main.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
-              help="measured kernel tables laid out as <dir>/<family>.csv.gz (or <dir>/<system>/...)")
-@click.option("--hardware", required=True, help="the system the data were measured on")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="where to write the fitted tables [default: ./calibration-<hardware>]")
-@user_errors
-def calibrate(data_dir, hardware, out_dir) -> None:
-    """Fit per-kernel efficiency tables from measured microbenchmarks (use with --calibration DIR)."""
-    from pathlib import Path
-
-    from .calibration.fit import fit_calibration, save_calibration
-    from .outputs import staged_output
-
-    hw = load_hardware(hardware)
-    if not Path(data_dir).is_dir():
-        raise SpecError(short(data_dir, 200), "--data", "not a directory")
-    cal = fit_calibration(Path(data_dir), hw)
-    out = Path(out_dir or f"calibration-{hw.name}")
-    with staged_output(out) as stage:  # no half-written calibration (a 0-byte table, no calibration.json)
-        save_calibration(cal, stage)
-    click.echo(f"wrote calibration of {hw.name} to {out} (use: --calibration {out})")
-
-
-@main.command()
-@click.argument("kernel", metavar="KERNEL")   # checked by run_bench: helixsim.bench loads only for this command
-@click.option("--out", required=True, type=click.Path(),
-              help="table to write: DIR/<family>.csv.gz (what calibrate --data DIR reads), or a directory")
-@click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None, help="[default: cuda if available]")
-@click.option("--dtype", "dtypes", multiple=True,
-              help="bf16, fp8 (GEMM/MoE math, attention KV cache) or bf16, fp16, int8 (collectives); "
-                   "repeat or comma-separate [default: bf16 and fp8; bf16 for moe and collectives]")
-@click.option("--shapes", type=click.Choice(["small", "full"]), default=None,
-              help="tiny CPU-sized grid or the decode-relevant grid [default: full on cuda, small on cpu]")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="untimed calls per shape")
-@click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True,
-              help="timed calls per shape (the median is recorded)")
-@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
-              help="replay CUDA graphs of the kernels (no launch gaps)")
-@click.option("--append", is_flag=True, help="merge into an existing table (rows with the same shape are replaced)")
-@user_errors
-def bench(kernel, out, device, dtypes, shapes, warmup, iters, cuda_graphs, append) -> None:
-    """Measure KERNEL (gemm, attention, mla_attention, moe, allreduce or alltoall) with PyTorch and write a
-    calibration table (needs helixsim[bench]; collectives: torchrun)."""
-    from .bench import run_bench
-
-    result = run_bench(kernel, out, device=device, dtypes=dtypes, shapes=shapes, warmup=warmup, iters=iters,
-                       cuda_graphs=cuda_graphs, append=append, log=lambda line: click.echo(line, err=True))
-    if result is None:   # a torchrun rank other than 0
-        return
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    click.echo(f"wrote {result.path} ({result.rows} rows) and {result.conditions_path}")
-
-
-from .cli_prefill import make_prefill_command  # noqa: E402 - commands in their own modules
+for _command in (plan_cmd, calibrate, bench):
+    main.add_command(_command)
 
 main.add_command(make_prefill_command(user_errors, precision_options, precision_from))
 
