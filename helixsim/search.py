@@ -69,8 +69,12 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     axes = (strategies, w, w, w, w, w, np.array(space.pp), np.array(space.hopb))
     # the GPU budget first, on the broadcast grid (it drops most candidates), then the layout rules on the
     # rest: the same layouts in the same (row-major) order as every mask on every candidate
-    n = LayoutArrays(*np.meshgrid(*axes, indexing="ij", sparse=True)).n_gpus
-    within = np.broadcast_to((n <= budget) & (n >= space.min_gpus), tuple(len(x) for x in axes))
+    grid = LayoutArrays(*np.meshgrid(*axes, indexing="ij", sparse=True))
+    n = grid.n_gpus
+    # every layout rule implies tpf x ep <= kvp x tpa x dp (the FFN runs on attention's GPUs): applied here too,
+    # it leaves the same layouts and drops most candidates before they are expanded
+    within = (n <= budget) & (n >= space.min_gpus) & (grid.n_ffn <= grid.n_attention)
+    within = np.broadcast_to(within, tuple(len(x) for x in axes))
     cols = [x[i] for x, i in zip(axes, np.nonzero(within))]
     arrays = LayoutArrays(*cols)
     ok = valid_mask(arrays, model)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -137,17 +138,24 @@ def compact(a: np.ndarray) -> np.ndarray:
 
 def ordered_sum(values) -> np.ndarray:
     """``sum(values)``, left to right from 0, with the same value in every cell, but each partial sum kept
-    on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated."""
-    acc = None
+    on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated.
+    A term that is zero in every cell is not added (``0 + v`` is never -0.0, so adding +-0.0 to a partial sum
+    changes no bit of it): most provenance terms (time by the roofline, by a law) are zero for most ops."""
+    acc = zero = None
     for v in values:
         v = compact(v)
+        if not v.any():
+            zero = v if zero is None else zero
+            continue
         if acc is None:
             acc = 0 + v
         elif acc.shape == np.broadcast_shapes(acc.shape, v.shape) and acc.dtype == np.result_type(acc, v):
             np.add(acc, v, out=acc)
         else:
             acc = acc + v
-    return np.asarray(0 if acc is None else acc)
+    if acc is None:
+        return np.asarray(0 if zero is None else 0 + zero)
+    return np.asarray(acc)
 
 
 def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.ndarray:
@@ -181,7 +189,7 @@ class StepProvenance:
     law_ms: dict[str, np.ndarray]
     widen_hi_ms: dict[str, np.ndarray]
     widen_lo_ms: dict[str, np.ndarray]
-    kernel_model: dict[str, str]
+    kernel_model: Mapping[str, str]
 
 
 def model_name(k) -> str:
@@ -218,13 +226,36 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     law["overhead"] = np.clip(law["overhead"] - zero_overhead, 0.0, None)
     for d in (hi, lo):
         d["overhead"] = np.clip(d["overhead"] - zero_overhead, 0.0, None)
-    name = model_name(k)
-    labels = {}
-    for op in parts:
-        total = float(np.sum(parts[op]))
-        share = float(np.sum(np.broadcast_to(roof[op], parts[op].shape))) / total if total > 0 else 0.0
-        labels[op] = "roofline" if share > 0.5 else name
-    return parts, StepProvenance(roof, law, hi, lo, labels)
+    return parts, StepProvenance(roof, law, hi, lo, _OpModels(parts, roof, model_name(k)))
+
+
+class _OpModels(Mapping):
+    """Per breakdown op, the kernel model that priced most of its time (the roofline where it priced more than
+    half), found on first use: a sweep's table does not carry it, so a sweep never pays for it."""
+
+    def __init__(self, parts: dict[str, np.ndarray], roof: dict[str, np.ndarray], name: str) -> None:
+        self._inputs = (dict(parts), dict(roof), name)   # as they are now (the caller adds its own terms after)
+        self._labels: dict[str, str] | None = None
+
+    def _found(self) -> dict[str, str]:
+        if self._labels is None:
+            parts, roof, name = self._inputs
+            self._labels = {}
+            for op in parts:
+                total = float(np.sum(parts[op]))
+                share = float(np.sum(np.broadcast_to(roof[op], parts[op].shape))) / total if total > 0 else 0.0
+                self._labels[op] = "roofline" if share > 0.5 else name
+            self._inputs = None
+        return self._labels
+
+    def __getitem__(self, op: str) -> str:
+        return self._found()[op]
+
+    def __iter__(self):
+        return iter(self._found())
+
+    def __len__(self) -> int:
+        return len(self._found())
 
 
 def interval_columns(ttl: np.ndarray, prov: StepProvenance, kernel_model_name: str,
