@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import point
 from .cost.step import BREAKDOWN_KEYS, decode_step
 
 #: kernel-model methods whose calls are recorded (every priced kernel of a step)
@@ -158,14 +159,18 @@ def ordered_sum(values) -> np.ndarray:
     return np.asarray(acc)
 
 
+def weightings(t, roof, law, d, w: float) -> tuple:
+    """One call's time ``t`` weighted four ways: priced by the roofline (``roof``), by an extrapolation law
+    (``law``: not the roofline and beyond the measured domain), and its widenings up and down by
+    ``e^(w d) - 1`` and ``1 - e^(-w d)`` (module docstring; ``d``: doublings beyond the measured domain, 0
+    where ``roof``). Arrays or floats: the vectorised path and the single point share these formulas."""
+    return t * roof, t * law, t * np.expm1(w * d), -t * np.expm1(-w * d)
+
+
 def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.ndarray:
-    """One recorded call's time ``t`` weighted four ways, stacked: priced by the roofline, by an extrapolation
-    law, and its widenings up and down (``d``: doublings beyond the measured domain, 0 where ``roof``)."""
+    """:func:`weightings` of one recorded call, stacked on a leading axis of four."""
     out = np.empty((4,) + np.broadcast_shapes(t.shape, roof.shape, d.shape))
-    np.multiply(t, roof, out=out[0])
-    np.multiply(t, ~roof & (d > 0), out=out[1])
-    np.multiply(t, np.expm1(w * d), out=out[2])
-    np.multiply(-t, np.expm1(-w * d), out=out[3])
+    out[0], out[1], out[2], out[3] = weightings(t, roof, ~roof & (d > 0), d, w)
     return out
 
 
@@ -210,13 +215,25 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
         name = model_name(k)
         return parts, StepProvenance(roofline_ms=dict(parts), law_ms=zero, widen_hi_ms=zero, widen_lo_ms=zero,
                                      kernel_model={op: name for op in parts})
+    w = rule.per_doubling
+    if point.ENABLED and all(np.size(v) == 1 for v in (batch, context, q_len, layouts.kvp)):
+        # one configuration: the step and its four weightings composed in one pass (uncertainty_point)
+        from .uncertainty_point import stacked_step
+
+        parts, out = stacked_step(k, w, model, layouts, batch, context, prec, q_len)
+        return parts, _provenance(k, parts, out)
     rec = _Recorder(k)
     parts = decode_step(rec, model, layouts, batch, context, prec, q_len=q_len)
-    w = rule.per_doubling
     # the four weightings of every recorded call (roofline, law, widen up, widen down) replayed in one pass,
     # stacked on a leading axis: the same elementwise arithmetic as four replays, a quarter of the calls
     weighted = [_weightings(t, roof, d, w) for t, roof, d in rec.calls]
     out = _replay(k, weighted, model, layouts, batch, context, prec, q_len)
+    return parts, _provenance(k, parts, out)
+
+
+def _provenance(k, parts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> StepProvenance:
+    """The provenance of a step's per-op times ``parts`` from the replay ``out`` of its four weightings
+    (stacked on a leading axis)."""
     # np.minimum(np.maximum(..)) is np.clip without its per-call overhead (same values, NaN included); on
     # each op's own shape (an op that does not vary with the context is clipped once per layout and batch)
     clipped = {op: np.minimum(np.maximum(compact(out[op]), 0.0), compact(parts[op])) for op in parts}
@@ -226,7 +243,7 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     law["overhead"] = np.clip(law["overhead"] - zero_overhead, 0.0, None)
     for d in (hi, lo):
         d["overhead"] = np.clip(d["overhead"] - zero_overhead, 0.0, None)
-    return parts, StepProvenance(roof, law, hi, lo, _OpModels(parts, roof, model_name(k)))
+    return StepProvenance(roof, law, hi, lo, _OpModels(parts, roof, model_name(k)))
 
 
 class _OpModels(Mapping):

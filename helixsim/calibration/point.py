@@ -125,16 +125,16 @@ def predict_family_one(memo: _TableMemo, table, spec, cat: tuple, cols: dict, co
     """:func:`.extrapolate.predict_family` of one query (``cols``: floats), as a float."""
     entries = memo.entries(roof)
     ck = (cat, tuple(const.items()))
-    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof)
     column = NON_DECREASING_IN.get(spec.name)
     if column is None:
-        return out
+        return _once(memo, entries, ck, table, spec, cat, cols, const, roof)
     levels = memo.levels.get((cat, column))
     if levels is None:
         levels = memo.levels[(cat, column)] = sorted(float(h) for h in table.column_values(cat, column).astype(float))
     q = cols[column]
     with_col = WITH.get(spec.name)
     other = cols[with_col] if with_col is not None else None
+    queries = [cols]
     for h in levels:
         if not q > h:
             continue
@@ -147,8 +147,53 @@ def predict_family_one(memo: _TableMemo, table, spec, cat: tuple, cols: dict, co
         sub[column] = h
         if other is not None:
             sub[with_col] = other * h / q
+        queries.append(sub)
+    _prefetch(entries, ck, table, spec, cat, queries, const, roof)
+    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof)
+    for sub in queries[1:]:
         out = _fmax(out, _once(memo, entries, ck, table, spec, cat, sub, const, roof))
     return out
+
+
+def _entry_key(ck: tuple, c: dict, axis: str) -> tuple:
+    """The memo key of a query's knot latencies: everything but the axis."""
+    return ck, tuple([kv for kv in c.items() if kv[0] != axis])
+
+
+def _prefetch(entries: dict, ck: tuple, table, spec, cat: tuple, queries: list[dict], const: Mapping[str, object],
+              roof) -> None:
+    """The knot latencies of those ``queries`` not yet in ``entries``, formed together where there are
+    several (one vectorised :meth:`.table.SweepTable.knot_latencies` over them, as the vectorised path
+    forms them: the head counts of a decode-attention envelope at a batch not seen before)."""
+    missing = {}
+    for c in queries:
+        key = _entry_key(ck, c, spec.axis)
+        if key not in entries:
+            missing[key] = c
+    if len(missing) < 2:
+        return
+    group = table._group(tuple(cat))
+    if group is None:
+        return
+    rows = list(missing.values())
+    n = len(rows)
+    arrays = {k: np.array([c[k] for c in rows], float) for k in rows[0]}
+    eff = spec.mode == "efficiency"
+    near = [arrays[k] if k in arrays else np.full(n, np.nan) for k in spec.near]
+    t_all = table.knot_latencies(group, near, [arrays[k] for k in spec.num], np.arange(n),
+                                 _roof_fn(spec, roof, const, arrays) if eff else None)
+    lt_all = np.log2(t_all)
+    for i, key in enumerate(missing):
+        one = {k: v[i:i + 1] for k, v in arrays.items()}
+        entries[key] = (t_all[i:i + 1], lt_all[i].tolist(), _roof_fn(spec, roof, const, one))
+
+
+def _roof_fn(spec, roof, const: Mapping[str, object], arrays: Mapping[str, np.ndarray]):
+    """The roofline (ms) of queries ``arrays`` (one array per column) at axis values ``xs`` of rows ``pts``."""
+    def roof_fn(xs, pts):
+        return spec.roof(roof, {**const, **{k: v[pts] for k, v in arrays.items()}, spec.axis: xs})
+
+    return roof_fn
 
 
 def _fmax(a: float, b: float) -> float:
@@ -164,7 +209,7 @@ def _once(memo: _TableMemo, entries: dict, ck: tuple, table, spec, cat: tuple, c
           const: Mapping[str, object], roof) -> float:
     """:meth:`.table.SweepTable.predict` of one query."""
     axis = spec.axis
-    key = (ck, tuple([kv for kv in c.items() if kv[0] != axis]))
+    key = _entry_key(ck, c, axis)
     entry = entries.get(key)
     if entry is None:
         entry = entries[key] = _knots(table, spec, cat, c, const, roof)
@@ -205,10 +250,7 @@ def _knots(table, spec, cat: tuple, c: Mapping[str, float], const: Mapping[str, 
     if group is None:
         return False
     arrays = {k: np.array([v], float) for k, v in c.items()}
-
-    def roof_fn(xs, pts):
-        return spec.roof(roof, {**const, **{k: v[pts] for k, v in arrays.items()}, spec.axis: xs})
-
+    roof_fn = _roof_fn(spec, roof, const, arrays)
     t_knots = None
     if not table.near or len(group.subs) <= 1:   # one measured near combination: interpolate here
         t_knots = _knot_latencies_one(table, group.subs[0], [c[k] for k in spec.num],
