@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration.domain import excursion_doublings
+from .calibration.domain import excursion_one
 from .calibration.point import scalar
 from .cost.step import decode_step
 from .uncertainty import KERNEL_METHODS, weightings
@@ -56,9 +56,11 @@ class _Stacked:
 
         def priced(*args, **kwargs):
             t = np.asarray(method(*args, **kwargs), float)
-            roof, d = excursion_doublings(k, name, args, kwargs)
-            shape = np.broadcast_shapes(t.shape, np.shape(roof), np.shape(d))
-            r, dd, tt = bool(np.any(roof)), scalar(d), scalar(t)
+            r, dd = excursion_one(k, name, args, kwargs)
+            # the shape the recorded call had: its time's, broadcast with its arguments' (roofline mask, doublings)
+            shape = np.broadcast_shapes(t.shape, *(v.shape for v in args if isinstance(v, np.ndarray)),
+                                        *(v.shape for v in kwargs.values() if isinstance(v, np.ndarray)))
+            tt = scalar(t)
             dd = 0.0 if r else dd
             out = np.empty((5,) + shape)
             out[0] = tt

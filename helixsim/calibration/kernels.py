@@ -505,6 +505,7 @@ class CalibratedKernels:
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
         return np.where(fb > 0, self._merge(best + router, fb), 0.0)
 
+    @_point.per_calibration
     def _moe_kernels(self, table, weight_dtype: str, fp4_format: str = "nvfp4") -> list[tuple]:
         """The measured gated MoE kernels of a weight format (:func:`moe_candidates`), each with the routing
         it is priced under."""
@@ -560,6 +561,7 @@ class CalibratedKernels:
                                          "message_size": np.tile(messages, len(counts))})
         return grid.reshape(len(counts), len(messages))[:, inverse]
 
+    @_point.per_calibration
     def _collective_kernels(self, op: str) -> list[tuple[str, tuple]]:
         """(family, cat) of the measured kernels that may run collective ``op`` (the fastest is taken)."""
         cands = []
@@ -610,6 +612,7 @@ class CalibratedKernels:
         covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
         return np.where(covered, best, fb)
 
+    @_point.per_calibration
     def _a2a_kernels(self, phase: str, dtype: str) -> list[tuple[list[tuple[str, tuple]], float]]:
         """The measured all-to-all kernels (each a sum of (family, cat) parts) of a phase and payload format,
         each with the largest tokens per rank measured for all its parts."""

@@ -91,6 +91,25 @@ def _memo_with(table, cat: tuple) -> _TableMemo | None:
     return memo if has else None
 
 
+def per_calibration(method):
+    """A kernel-model method whose result depends on its (hashable) arguments, the calibration, the kernel
+    sources and the MoE routing alone (which measured kernels may run a call): found once per calibration
+    and kept beside it, not once per call (a single point asks for each of them at every kernel call)."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        cache = self.calibration.__dict__.setdefault("_kernel_lists", {})
+        # (a table argument by identity: it is one of this calibration's own)
+        key = (type(self), method.__name__, tuple(a if isinstance(a, (str, int, float, tuple)) else id(a) for a in args),
+               self.moe_distribution,
+               tuple((f, tuple(v)) for f, v in sorted(self.kernel_sources.items())))
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = tuple(method(self, *args))
+        return found
+
+    return wrapper
+
+
 def scalar(value) -> float:
     """A float of a Python number, a numpy scalar or a one-element array."""
     return float(value.item()) if isinstance(value, np.ndarray) else float(value)
@@ -377,12 +396,17 @@ def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: floa
         return inside
     model = k.calibration.collectives.get(family, {}).get(cat)
     if model is not None:
-        extra = float(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes))
+        extra = _rise(model.time_ms, n, n_hi, nbytes)
     else:
         op = roofline_op.get(cat[0], "all_reduce")
-        extra = float(np.asarray(k.fallback.collective_ms(op, n, nbytes), float)
-                      - np.asarray(k.fallback.collective_ms(op, n_hi, nbytes), float))
+        extra = _rise(functools.partial(k.fallback.collective_ms, op), n, n_hi, nbytes)
     return curves[-1] + _nanmax(extra, 0.0)
+
+
+def _rise(time_ms, n: float, n_hi: float, nbytes: float) -> float:
+    """``time_ms(n, nbytes) - time_ms(n_hi, nbytes)``, both priced in one call (elementwise: the same numbers)."""
+    both = np.asarray(time_ms(np.array([n, n_hi]), nbytes), float)
+    return float(both[0] - both[1])
 
 
 def num_covered(table, cat: tuple, near: list[np.ndarray], num: list[np.ndarray]) -> np.ndarray:
@@ -482,8 +506,7 @@ def _a2a_candidate_one(k, family: str, cat: tuple, tok: float, hidden, top_k, ep
         return inside
     model = k.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
     if model is not None:
-        extra = float(model.time_ms(ep, wire_bytes) - model.time_ms(hi, wire_bytes))
+        extra = _rise(model.time_ms, ep, hi, wire_bytes)
     else:
-        extra = float(np.asarray(k.fallback.collective_ms("all_to_all", ep, wire_bytes), float)
-                      - np.asarray(k.fallback.collective_ms("all_to_all", hi, wire_bytes), float))
+        extra = _rise(functools.partial(k.fallback.collective_ms, "all_to_all"), ep, hi, wire_bytes)
     return inside + _nanmax(extra, 0.0)
