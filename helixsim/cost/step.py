@@ -21,6 +21,7 @@ from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
 from .dense_dp import dense_ffn_data_parallel
+from .fused_norms import separate_norm_kernels
 from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
@@ -303,9 +304,11 @@ def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarra
 
 
 def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
-    """Two RMSNorms and residual adds per layer: read and write [b, H] a few times."""
+    """Two RMSNorms and residual adds per layer: read and write [b, H] a few times; no launches of their
+    own where the framework runs them inside the TP all-reduce (:mod:`helixsim.cost.fused_norms`)."""
     b = np.maximum(s.attn_batch, o_proj_batch(s))
-    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations), n_kernels=2.0)
+    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations),
+                          n_kernels=separate_norm_kernels(k, model, s.strategy, s.o_tp, TP))
 
 
 def pp_comm_ms(k, model: ModelSpec, s: StepShapes, pp, prec: Precision) -> np.ndarray:
