@@ -50,10 +50,12 @@ def fuses_allreduce_norm(k, model) -> bool:
             and model.hidden_size > FUSION_MIN_HIDDEN_EXCLUSIVE)
 
 
-def separate_norm_kernels(k, model, strategy: np.ndarray, o_tp: np.ndarray, tp_code: int) -> np.ndarray:
-    """Norm kernels launched per layer: 0 where the norms ride in the all-reduce (plain tensor
-    parallelism, ``strategy == tp_code``, over more than one GPU), else 2."""
+def separate_norm_kernels(k, model, strategy: np.ndarray, o_tp: np.ndarray, ep_code: int) -> np.ndarray:
+    """Norm kernels launched per layer: 0 where the norms ride in the all-reduce after the output
+    projection (an all-reduce over ``o_tp`` > 1 GPUs and no attention data parallelism, i.e. not
+    ``strategy == ep_code``: TP, and Helix and Medha, whose layers run the same decoder-layer code;
+    Medha at kvp = 1 is TP), else 2."""
     if not fuses_allreduce_norm(k, model):
         return np.asarray(NORM_KERNELS_PER_LAYER)
-    fused = (np.asarray(strategy) == tp_code) & (np.asarray(o_tp) > 1)
+    fused = (np.asarray(strategy) != ep_code) & (np.asarray(o_tp) > 1)
     return np.where(fused, 0.0, NORM_KERNELS_PER_LAYER)

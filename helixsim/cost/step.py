@@ -308,7 +308,7 @@ def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
     own where the framework runs them inside the TP all-reduce (:mod:`helixsim.cost.fused_norms`)."""
     b = np.maximum(s.attn_batch, o_proj_batch(s))
     return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations),
-                          n_kernels=separate_norm_kernels(k, model, s.strategy, s.o_tp, TP))
+                          n_kernels=separate_norm_kernels(k, model, s.strategy, s.o_tp, EP))
 
 
 def pp_comm_ms(k, model: ModelSpec, s: StepShapes, pp, prec: Precision) -> np.ndarray:
