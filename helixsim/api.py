@@ -92,7 +92,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, c
     columns, kernel_model = _evaluate(model, hw, layouts, batch, context, precision, kernels, mtp, acceptance, rows,
                                       two_batch_overlap)
     out = frame_from_columns(columns)
-    out.attrs["kernel_model"] = kernel_model
+    out.attrs["kernel_model"] = dict(kernel_model)
     return out
 
 
@@ -124,7 +124,7 @@ def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, 
 
 def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,
               kernels=None, mtp=0, acceptance=None, rows=None,
-              two_batch_overlap: bool = False, tail: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+              two_batch_overlap: bool = False, tail: dict | None = None) -> tuple[dict[str, np.ndarray], Mapping[str, str]]:
     from .uncertainty import interval_columns, model_name, ordered_sum, step_provenance
     from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
@@ -167,7 +167,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
     flat = None if rows is None else np.ravel_multi_index(rows, shape)   # cells as flat indices, found once
     columns = {key: np.ravel(value) if rows is None else _pick(value, shape, rows, flat, None if tail is None
                                                                 else tail[key]) for key, value in frame.items()}
-    return columns, dict(prov.kernel_model)
+    return columns, prov.kernel_model   # a mapping found on first use (uncertainty._OpModels)
 
 
 def _pick(value, shape: tuple, rows: tuple, flat: np.ndarray | None = None, tail=None) -> np.ndarray:

@@ -69,8 +69,12 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     axes = (strategies, w, w, w, w, w, np.array(space.pp), np.array(space.hopb))
     # the GPU budget first, on the broadcast grid (it drops most candidates), then the layout rules on the
     # rest: the same layouts in the same (row-major) order as every mask on every candidate
-    n = LayoutArrays(*np.meshgrid(*axes, indexing="ij", sparse=True)).n_gpus
-    within = np.broadcast_to((n <= budget) & (n >= space.min_gpus), tuple(len(x) for x in axes))
+    grid = LayoutArrays(*np.meshgrid(*axes, indexing="ij", sparse=True))
+    n = grid.n_gpus
+    # every layout rule implies tpf x ep <= kvp x tpa x dp (the FFN runs on attention's GPUs): applied here too,
+    # it leaves the same layouts and drops most candidates before they are expanded
+    within = (n <= budget) & (n >= space.min_gpus) & (grid.n_ffn <= grid.n_attention)
+    within = np.broadcast_to(within, tuple(len(x) for x in axes))
     cols = [x[i] for x, i in zip(axes, np.nonzero(within))]
     arrays = LayoutArrays(*cols)
     ok = valid_mask(arrays, model)
@@ -297,9 +301,8 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -
     batch = np.asarray(batch, dtype=np.int64)
     if len(index) == 0:
         return pd.Categorical([])
-    key = index * (int(batch.max()) + 1) + batch
-    codes, uniq = pd.factorize(key)
     width = int(batch.max()) + 1
+    codes, uniq = _distinct_keys(index * width + batch, len(names) * width)
     cats = [f"{names[k // width]} b{k % width}" for k in uniq.tolist()]
     # sorted, equal labels (a Helix layout with HOP-B on and off) merged: np.unique's result, without
     # numpy's comparisons of Python objects (three times slower than sorted())
@@ -310,6 +313,19 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -
     remap = np.empty(len(cats), dtype=np.intp)
     remap[order] = np.cumsum(first) - 1
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(list(compress(ranked, first))))
+
+
+def _distinct_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct keys) of non-negative integer keys below ``space``: through a presence table where
+    that is not much larger than a sweep chunk (a few linear passes, no hashing), else a hash table."""
+    if space > 1 << 24:
+        return pd.factorize(key)
+    seen = np.zeros(space, dtype=bool)
+    seen[key] = True
+    uniq = np.flatnonzero(seen)
+    slot = np.empty(space, dtype=np.intp)
+    slot[uniq] = np.arange(len(uniq))
+    return slot[key], uniq
 
 
 def frontiers(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = None) -> dict[str, pd.DataFrame]:

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .calibration import point
 from .cost.step import BREAKDOWN_KEYS, decode_step
 
 #: kernel-model methods whose calls are recorded (every priced kernel of a step)
@@ -137,27 +139,38 @@ def compact(a: np.ndarray) -> np.ndarray:
 
 def ordered_sum(values) -> np.ndarray:
     """``sum(values)``, left to right from 0, with the same value in every cell, but each partial sum kept
-    on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated."""
-    acc = None
+    on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated.
+    A term that is zero in every cell is not added (``0 + v`` is never -0.0, so adding +-0.0 to a partial sum
+    changes no bit of it): most provenance terms (time by the roofline, by a law) are zero for most ops."""
+    acc = zero = None
     for v in values:
         v = compact(v)
+        if not v.any():
+            zero = v if zero is None else zero
+            continue
         if acc is None:
             acc = 0 + v
         elif acc.shape == np.broadcast_shapes(acc.shape, v.shape) and acc.dtype == np.result_type(acc, v):
             np.add(acc, v, out=acc)
         else:
             acc = acc + v
-    return np.asarray(0 if acc is None else acc)
+    if acc is None:
+        return np.asarray(0 if zero is None else 0 + zero)
+    return np.asarray(acc)
+
+
+def weightings(t, roof, law, d, w: float) -> tuple:
+    """One call's time ``t`` weighted four ways: priced by the roofline (``roof``), by an extrapolation law
+    (``law``: not the roofline and beyond the measured domain), and its widenings up and down by
+    ``e^(w d) - 1`` and ``1 - e^(-w d)`` (module docstring; ``d``: doublings beyond the measured domain, 0
+    where ``roof``). Arrays or floats: the vectorised path and the single point share these formulas."""
+    return t * roof, t * law, t * np.expm1(w * d), -t * np.expm1(-w * d)
 
 
 def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.ndarray:
-    """One recorded call's time ``t`` weighted four ways, stacked: priced by the roofline, by an extrapolation
-    law, and its widenings up and down (``d``: doublings beyond the measured domain, 0 where ``roof``)."""
+    """:func:`weightings` of one recorded call, stacked on a leading axis of four."""
     out = np.empty((4,) + np.broadcast_shapes(t.shape, roof.shape, d.shape))
-    np.multiply(t, roof, out=out[0])
-    np.multiply(t, ~roof & (d > 0), out=out[1])
-    np.multiply(t, np.expm1(w * d), out=out[2])
-    np.multiply(-t, np.expm1(-w * d), out=out[3])
+    out[0], out[1], out[2], out[3] = weightings(t, roof, ~roof & (d > 0), d, w)
     return out
 
 
@@ -181,7 +194,7 @@ class StepProvenance:
     law_ms: dict[str, np.ndarray]
     widen_hi_ms: dict[str, np.ndarray]
     widen_lo_ms: dict[str, np.ndarray]
-    kernel_model: dict[str, str]
+    kernel_model: Mapping[str, str]
 
 
 def model_name(k) -> str:
@@ -202,13 +215,25 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
         name = model_name(k)
         return parts, StepProvenance(roofline_ms=dict(parts), law_ms=zero, widen_hi_ms=zero, widen_lo_ms=zero,
                                      kernel_model={op: name for op in parts})
+    w = rule.per_doubling
+    if point.ENABLED and all(np.size(v) == 1 for v in (batch, context, q_len, layouts.kvp)):
+        # one configuration: the step and its four weightings composed in one pass (uncertainty_point)
+        from .uncertainty_point import stacked_step
+
+        parts, out = stacked_step(k, w, model, layouts, batch, context, prec, q_len)
+        return parts, _provenance(k, parts, out)
     rec = _Recorder(k)
     parts = decode_step(rec, model, layouts, batch, context, prec, q_len=q_len)
-    w = rule.per_doubling
     # the four weightings of every recorded call (roofline, law, widen up, widen down) replayed in one pass,
     # stacked on a leading axis: the same elementwise arithmetic as four replays, a quarter of the calls
     weighted = [_weightings(t, roof, d, w) for t, roof, d in rec.calls]
     out = _replay(k, weighted, model, layouts, batch, context, prec, q_len)
+    return parts, _provenance(k, parts, out)
+
+
+def _provenance(k, parts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> StepProvenance:
+    """The provenance of a step's per-op times ``parts`` from the replay ``out`` of its four weightings
+    (stacked on a leading axis)."""
     # np.minimum(np.maximum(..)) is np.clip without its per-call overhead (same values, NaN included); on
     # each op's own shape (an op that does not vary with the context is clipped once per layout and batch)
     clipped = {op: np.minimum(np.maximum(compact(out[op]), 0.0), compact(parts[op])) for op in parts}
@@ -218,13 +243,36 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     law["overhead"] = np.clip(law["overhead"] - zero_overhead, 0.0, None)
     for d in (hi, lo):
         d["overhead"] = np.clip(d["overhead"] - zero_overhead, 0.0, None)
-    name = model_name(k)
-    labels = {}
-    for op in parts:
-        total = float(np.sum(parts[op]))
-        share = float(np.sum(np.broadcast_to(roof[op], parts[op].shape))) / total if total > 0 else 0.0
-        labels[op] = "roofline" if share > 0.5 else name
-    return parts, StepProvenance(roof, law, hi, lo, labels)
+    return StepProvenance(roof, law, hi, lo, _OpModels(parts, roof, model_name(k)))
+
+
+class _OpModels(Mapping):
+    """Per breakdown op, the kernel model that priced most of its time (the roofline where it priced more than
+    half), found on first use: a sweep's table does not carry it, so a sweep never pays for it."""
+
+    def __init__(self, parts: dict[str, np.ndarray], roof: dict[str, np.ndarray], name: str) -> None:
+        self._inputs = (dict(parts), dict(roof), name)   # as they are now (the caller adds its own terms after)
+        self._labels: dict[str, str] | None = None
+
+    def _found(self) -> dict[str, str]:
+        if self._labels is None:
+            parts, roof, name = self._inputs
+            self._labels = {}
+            for op in parts:
+                total = float(np.sum(parts[op]))
+                share = float(np.sum(np.broadcast_to(roof[op], parts[op].shape))) / total if total > 0 else 0.0
+                self._labels[op] = "roofline" if share > 0.5 else name
+            self._inputs = None
+        return self._labels
+
+    def __getitem__(self, op: str) -> str:
+        return self._found()[op]
+
+    def __iter__(self):
+        return iter(self._found())
+
+    def __len__(self) -> int:
+        return len(self._found())
 
 
 def interval_columns(ttl: np.ndarray, prov: StepProvenance, kernel_model_name: str,

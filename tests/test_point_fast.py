@@ -43,6 +43,9 @@ CASES = [
     ("deepseek-v3.2", "gb200-nvl72", Layout("helix", kvp=8, tpf=1, ep=8), FP8, {}),
     ("qwen3.5-397b-a17b", "gb300-nvl72", Layout("helix", kvp=4, tpa=2, tpf=1, ep=8), FP8, {}),
     ("mixtral-8x22b", "b200-hgx", Layout("tp", tpa=8, tpf=1, ep=8), FP8, {"mtp": 2}),
+    ("gpt-oss-120b", "gb200-nvl72", Layout("helix", kvp=2, tpa=4, tpf=1, ep=8), FP4, {"backend": "sglang"}),
+    ("qwen3.5-397b-a17b", "h200-hgx", Layout("tp", tpa=8, tpf=1, ep=8), FP8, {"backend": "vllm", "mtp": 3}),
+    ("deepseek-r1", "b200-hgx", Layout("ep", dp=8, ep=8), FP4, {"backend": "sglang", "eplb": True, "mtp": 3}),
 ]
 BATCHES = (1, 6, 64, 1024)
 CONTEXTS = (1_000, 300_000, 4_000_000)
@@ -174,3 +177,48 @@ def test_each_measured_candidate_equals_the_vectorised_one():
                     assert got == pytest.approx(want, rel=1e-12, nan_ok=True), (family, cat, ep, tok)
                     checked += 1
     assert checked > 500
+
+
+def test_each_call_s_excursion_in_floats_equals_the_vectorised_one():
+    """The single point's domain check (:func:`helixsim.calibration.domain.excursion_one`, floats) gives, for
+    every kernel call of a spread of steps (MLA, GQA, DSA, linear attention, MoE, every collective, DeepEP),
+    the roofline flag and the doublings beyond the measured domain of :func:`excursion_doublings`."""
+    import numpy as np
+
+    from helixsim.api import kernels_for, resolve_hardware, resolve_model
+    from helixsim.calibration.domain import excursion_doublings, excursion_one
+    from helixsim.cost.step import decode_step
+    from helixsim.layout import LayoutArrays
+    from helixsim.uncertainty import KERNEL_METHODS
+
+    calls = []
+
+    class Asking:
+        def __init__(self, k):
+            self._k = k
+
+        def __getattr__(self, name):
+            attr = getattr(self._k, name)
+            if name not in KERNEL_METHODS:
+                return attr
+
+            def call(*args, **kwargs):
+                calls.append((self._k, name, args, kwargs))
+                return attr(*args, **kwargs)
+
+            return call
+
+    for model, hw, layout, prec, extra in CASES:
+        k = kernels_for(resolve_hardware(hw), backend=extra.get("backend", "trtllm"))
+        for batch, context in ((1, 1_000), (64, 4_000_000)):
+            decode_step(Asking(k), resolve_model(model), LayoutArrays.from_layout(layout), np.asarray(batch),
+                        np.asarray(context), prec, q_len=np.asarray(1 + extra.get("mtp", 0)))
+    outside = 0
+    for k, name, args, kwargs in calls:
+        roof, d = excursion_doublings(k, name, args, kwargs)
+        one_roof, one_d = excursion_one(k, name, args, kwargs)
+        assert one_roof == bool(np.asarray(roof).item()), (name, args)
+        want = float(np.asarray(d).item())
+        assert one_d == want or (math.isnan(one_d) and math.isnan(want)), (name, args)
+        outside += want > 0
+    assert len(calls) > 500 and outside > 20   # calls inside and beyond the measured domain

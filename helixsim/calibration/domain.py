@@ -21,6 +21,7 @@ calibration (the table in ``docs/calibration.md``).
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Mapping
 
 import numpy as np
@@ -108,20 +109,25 @@ def doublings_outside(spans: Mapping[str, tuple[float, float]], query: Mapping[s
 
 
 def _doublings_outside_one(spans: Mapping[str, tuple[float, float]], query: Mapping[str, object], axis: str) -> np.ndarray:
-    """:func:`doublings_outside` of one query (every value of size one) in floats: the same numbers
-    (numpy's log2 of a float), without numpy's per-call cost on arrays of one element."""
-    total, ndim = 0.0, 0
+    """:func:`doublings_outside` of one query (every value of size one), shaped as the vectorised result."""
+    ndim = max((getattr(v, "ndim", 0) for col, v in query.items() if col in spans), default=0)
+    return np.full((1,) * ndim, _doublings_float(spans, query, axis))
+
+
+def _doublings_float(spans: Mapping[str, tuple[float, float]], query: Mapping[str, object], axis: str) -> float:
+    """:func:`doublings_outside` of one query in floats: the same numbers (numpy's log2 of a float), without
+    numpy's per-call cost on arrays of one element."""
+    total = 0.0
     for col, value in query.items():
         if col not in spans:
             continue
-        ndim = max(ndim, getattr(value, "ndim", 0))
         lo, hi = spans[col]
-        q = point.scalar(value)
+        q = value if type(value) is float else point.scalar(value)
         q = q if not q < 1e-300 else 1e-300                 # np.maximum(q, 1e-300), a NaN kept
         above = _log2_at_least_one(q / hi)
         below = 0.0 if col == axis else _log2_at_least_one(lo / q)
         total = total + above + below
-    return np.full((1,) * ndim, total)
+    return total
 
 
 def _log2_at_least_one(r: float) -> float:
@@ -142,11 +148,30 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
     it: a format without data, a helper kernel, p2p, a group beyond the NVLink domain). ``doublings``:
     how far the query lies beyond the measured domain of the tables that price it, 0 inside.
     """
-    a = _arguments(method, args, kwargs)
-    tables = k.calibration.tables
-    no_table = (np.asarray(True), np.asarray(0.0))
+    return _excursion(k, method, _arguments(method, args, kwargs), False)
 
-    def over(family: str, pick, query: Mapping[str, object]) -> np.ndarray | None:
+
+def excursion_one(k, method: str, args: tuple, kwargs: Mapping) -> tuple[bool, float]:
+    """:func:`excursion_doublings` of a call whose arguments each hold one value (a single point), as a bool
+    and a float: the same numbers without numpy's per-call cost on arrays of one element."""
+    return _excursion(k, method, _arguments(method, args, kwargs), True)
+
+
+def _nanmin(values: list[float]) -> float:
+    """np.minimum.reduce of floats (a NaN wins)."""
+    return math.nan if any(v != v for v in values) else min(values)
+
+
+def _excursion(k, method: str, a: Mapping, one: bool):
+    """:func:`excursion_doublings` of the call's arguments ``a`` by name; ``one``: in floats."""
+    tables = k.calibration.tables
+    no_table = (True, 0.0) if one else (np.asarray(True), np.asarray(0.0))
+    _array = (lambda v: v if type(v) is float else point.scalar(v)) if one else (lambda v: np.asarray(v, float))
+
+    def outside(spans, query, axis):
+        return _doublings_float(spans, query, axis) if one else doublings_outside(spans, query, axis)
+
+    def over(family: str, pick, query: Mapping[str, object]):
         table = tables.get(family)
         if table is None:
             return None
@@ -159,19 +184,21 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
         spans = cache[key]
         if spans is None:
             return None
-        return doublings_outside(spans, query, FAMILIES[family].axis)
+        return outside(spans, query, FAMILIES[family].axis)
 
-    def fastest(found: list) -> tuple[np.ndarray, np.ndarray]:
+    def fastest(found: list):
         # priced by the fastest candidate: inside if any candidate covers the query
         found = [f for f in found if f is not None]
         if not found:
             return no_table
+        if one:
+            return False, found[0] if len(found) == 1 else _nanmin(found)
         if len(found) == 1:   # one candidate: its own doublings (what the reduction over one gives)
             return np.asarray(False), np.asarray(found[0])
         return np.asarray(False), np.minimum.reduce(np.broadcast_arrays(*found))
 
     if method == "law_ms":   # a fitted law (DSA indexer, gated delta-net) states its own excursion
-        return np.asarray(False), np.asarray(a["doublings"], float)
+        return (False, _array(a["doublings"])) if one else (np.asarray(False), np.asarray(a["doublings"], float))
     if method == "gemm_ms":
         dts = _GEMM.get(a["weight_dtype"], ())
         return fastest([over("gemm", lambda c: c[0] in dts, {"m": a["m"], "n": a["n"], "k": a["k"]})])
@@ -194,8 +221,8 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
                              {"num_tokens": a["tokens"], "moe_tp_size": a["tp"], "moe_ep_size": a["ep"]})])
     if method == "collective_ms":
         op = a["op"]
-        n = np.asarray(a["n"], float)
-        nbytes = a["message_bytes"]
+        n = _array(a["n"])
+        nbytes = _array(a["message_bytes"])
         nccl_op = _NCCL.get(op)
         spans = []
         for family, pick in (("nccl", lambda c: c[0] == nccl_op),
@@ -208,11 +235,10 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
                 cache[("collective", op)] = _cats(table, pick)
             for cat in cache[("collective", op)]:
                 eb = COLLECTIVE_ELEM_BYTES.get(str(cat[1]), 2.0)
-                spans.append(doublings_outside(category_domain(table, cat),
-                                               {"num_gpus": n, "message_size": np.asarray(nbytes, float) / eb},
-                                               "message_size"))
+                spans.append(outside(category_domain(table, cat), {"num_gpus": n, "message_size": nbytes / eb},
+                                     "message_size"))
         roof, d = fastest(spans)
-        return roof | (n > k.hw.nvlink_domain_gpus), d
+        return (roof or n > k.hw.nvlink_domain_gpus) if one else roof | (n > k.hw.nvlink_domain_gpus), d
     if method in ("moe_dispatch_ms", "moe_combine_ms"):
         phase = "dispatch" if method == "moe_dispatch_ms" else "combine"
         dts = _A2A.get(a["dtype"], ())
@@ -223,9 +249,13 @@ def excursion_doublings(k, method: str, args: tuple, kwargs: Mapping) -> tuple[n
         by_experts = ll.curves.get((int(a["hidden"]), int(a["top_k"]))) if ll is not None else None
         if by_experts is not None:   # measured in tokens per rank only; beyond its largest count: doublings
             top = by_experts.get(int(a["num_experts"]), by_experts[0])[0][-1]
-            tok = np.asarray(a["tokens_per_rank"], float)
-            roof, d = np.zeros(np.shape(tok), bool), np.log2(np.maximum(tok / top, 1.0))
-        return roof | (np.asarray(a["ep"], float) > k.hw.nvlink_domain_gpus), d
+            tok = _array(a["tokens_per_rank"])
+            if one:
+                roof, d = False, _log2_at_least_one(tok / top)
+            else:
+                roof, d = np.zeros(np.shape(tok), bool), np.log2(np.maximum(tok / top, 1.0))
+        ep = _array(a["ep"])
+        return (roof or ep > k.hw.nvlink_domain_gpus) if one else roof | (ep > k.hw.nvlink_domain_gpus), d
     return no_table   # memory_op_ms and anything else: the roofline's
 
 

@@ -122,8 +122,8 @@ def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > 4 * flat.size or abs(lo) > 2 ** 52 or abs(hi) > 2 ** 52:
         return None
     offset = flat - lo
-    whole = offset.astype(np.intp)
-    if not np.array_equal(whole, offset):
+    whole = offset.astype(np.intp, copy=False)
+    if offset.dtype.kind == "f" and not np.array_equal(whole, offset):   # integer arrays are whole already
         return None
     seen = np.zeros(int(hi - lo) + 1, dtype=bool)
     seen[whole] = True
@@ -227,7 +227,8 @@ def _unique_args(method):
         names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
         if all(args[i].size == 1 for i in names):   # scalars and one-element arrays: one shape (a single point)
             return method(self, *args, **kwargs)
-        arrays = [np.asarray(args[i], float) for i in names]
+        # integer arguments (batches, widths) are coded as they are (their distinct values become floats below)
+        arrays = [args[i] if args[i].dtype.kind in "iuf" else np.asarray(args[i], float) for i in names]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
         size = int(np.prod(shape))
         if size < 64:
@@ -240,7 +241,7 @@ def _unique_args(method):
             if space >= 2 ** 62:  # keys would overflow: price every element
                 return method(self, *args, **kwargs)
             key = key * len(uniq) + codes
-            values.append(uniq)
+            values.append(uniq.astype(float, copy=False))
         key = np.broadcast_to(key, shape).ravel()
         if space <= 4 * size:   # dense code space: a presence table finds the distinct keys in O(n)
             seen = np.zeros(space, dtype=bool)
@@ -504,6 +505,7 @@ class CalibratedKernels:
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
         return np.where(fb > 0, self._merge(best + router, fb), 0.0)
 
+    @_point.per_calibration
     def _moe_kernels(self, table, weight_dtype: str, fp4_format: str = "nvfp4") -> list[tuple]:
         """The measured gated MoE kernels of a weight format (:func:`moe_candidates`), each with the routing
         it is priced under."""
@@ -529,10 +531,7 @@ class CalibratedKernels:
             return np.full(n.shape, np.nan)
         eb = COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
         counts = np.sort(table.column_values(cat, "num_gpus").astype(float))
-        elems = nbytes / eb
-        curves = np.array([self._query(family, cat, {"num_gpus": np.full(n.shape, c), "message_size": elems})
-                           for c in counts])
-        curves = np.maximum.accumulate(curves, axis=0)
+        curves = np.maximum.accumulate(self._collective_curves(family, cat, counts, nbytes / eb), axis=0)
         lc, ln = np.log2(counts), np.log2(np.clip(n, counts[0], counts[-1]))
         if len(counts) > 1:
             i = np.clip(np.searchsorted(lc, ln, side="right") - 1, 0, len(counts) - 2)
@@ -552,6 +551,17 @@ class CalibratedKernels:
         # below its smallest measured count a kernel is held at that count (a smaller group is not slower)
         return np.where(n > n_hi, curves[-1] + extra, inside)
 
+    def _collective_curves(self, family: str, cat: tuple, counts: np.ndarray, elems: np.ndarray) -> np.ndarray:
+        """(len(counts),) + elems.shape: the measured kernel's latency at every measured GPU count for every
+        message of ``elems`` elements. A curve depends on the message alone, not on the asked GPU count, so each
+        distinct message is priced once per count, all counts in one table query (the same values per element
+        as one query per count over every message)."""
+        inverse, messages = _distinct(elems)
+        grid = self._query(family, cat, {"num_gpus": np.repeat(counts, len(messages)),
+                                         "message_size": np.tile(messages, len(counts))})
+        return grid.reshape(len(counts), len(messages))[:, inverse]
+
+    @_point.per_calibration
     def _collective_kernels(self, op: str) -> list[tuple[str, tuple]]:
         """(family, cat) of the measured kernels that may run collective ``op`` (the fastest is taken)."""
         cands = []
@@ -602,6 +612,7 @@ class CalibratedKernels:
         covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
         return np.where(covered, best, fb)
 
+    @_point.per_calibration
     def _a2a_kernels(self, phase: str, dtype: str) -> list[tuple[list[tuple[str, tuple]], float]]:
         """The measured all-to-all kernels (each a sum of (family, cat) parts) of a phase and payload format,
         each with the largest tokens per rank measured for all its parts."""

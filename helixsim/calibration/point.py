@@ -91,6 +91,25 @@ def _memo_with(table, cat: tuple) -> _TableMemo | None:
     return memo if has else None
 
 
+def per_calibration(method):
+    """A kernel-model method whose result depends on its (hashable) arguments, the calibration, the kernel
+    sources and the MoE routing alone (which measured kernels may run a call): found once per calibration
+    and kept beside it, not once per call (a single point asks for each of them at every kernel call)."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        cache = self.calibration.__dict__.setdefault("_kernel_lists", {})
+        # (a table argument by identity: it is one of this calibration's own)
+        key = (type(self), method.__name__, tuple(a if isinstance(a, (str, int, float, tuple)) else id(a) for a in args),
+               self.moe_distribution,
+               tuple((f, tuple(v)) for f, v in sorted(self.kernel_sources.items())))
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = tuple(method(self, *args))
+        return found
+
+    return wrapper
+
+
 def scalar(value) -> float:
     """A float of a Python number, a numpy scalar or a one-element array."""
     return float(value.item()) if isinstance(value, np.ndarray) else float(value)
@@ -125,16 +144,16 @@ def predict_family_one(memo: _TableMemo, table, spec, cat: tuple, cols: dict, co
     """:func:`.extrapolate.predict_family` of one query (``cols``: floats), as a float."""
     entries = memo.entries(roof)
     ck = (cat, tuple(const.items()))
-    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof)
     column = NON_DECREASING_IN.get(spec.name)
     if column is None:
-        return out
+        return _once(memo, entries, ck, table, spec, cat, cols, const, roof)
     levels = memo.levels.get((cat, column))
     if levels is None:
         levels = memo.levels[(cat, column)] = sorted(float(h) for h in table.column_values(cat, column).astype(float))
     q = cols[column]
     with_col = WITH.get(spec.name)
     other = cols[with_col] if with_col is not None else None
+    queries = [cols]
     for h in levels:
         if not q > h:
             continue
@@ -147,8 +166,53 @@ def predict_family_one(memo: _TableMemo, table, spec, cat: tuple, cols: dict, co
         sub[column] = h
         if other is not None:
             sub[with_col] = other * h / q
+        queries.append(sub)
+    _prefetch(entries, ck, table, spec, cat, queries, const, roof)
+    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof)
+    for sub in queries[1:]:
         out = _fmax(out, _once(memo, entries, ck, table, spec, cat, sub, const, roof))
     return out
+
+
+def _entry_key(ck: tuple, c: dict, axis: str) -> tuple:
+    """The memo key of a query's knot latencies: everything but the axis."""
+    return ck, tuple([kv for kv in c.items() if kv[0] != axis])
+
+
+def _prefetch(entries: dict, ck: tuple, table, spec, cat: tuple, queries: list[dict], const: Mapping[str, object],
+              roof) -> None:
+    """The knot latencies of those ``queries`` not yet in ``entries``, formed together where there are
+    several (one vectorised :meth:`.table.SweepTable.knot_latencies` over them, as the vectorised path
+    forms them: the head counts of a decode-attention envelope at a batch not seen before)."""
+    missing = {}
+    for c in queries:
+        key = _entry_key(ck, c, spec.axis)
+        if key not in entries:
+            missing[key] = c
+    if len(missing) < 2:
+        return
+    group = table._group(tuple(cat))
+    if group is None:
+        return
+    rows = list(missing.values())
+    n = len(rows)
+    arrays = {k: np.array([c[k] for c in rows], float) for k in rows[0]}
+    eff = spec.mode == "efficiency"
+    near = [arrays[k] if k in arrays else np.full(n, np.nan) for k in spec.near]
+    t_all = table.knot_latencies(group, near, [arrays[k] for k in spec.num], np.arange(n),
+                                 _roof_fn(spec, roof, const, arrays) if eff else None)
+    lt_all = np.log2(t_all)
+    for i, key in enumerate(missing):
+        one = {k: v[i:i + 1] for k, v in arrays.items()}
+        entries[key] = (t_all[i:i + 1], lt_all[i].tolist(), _roof_fn(spec, roof, const, one))
+
+
+def _roof_fn(spec, roof, const: Mapping[str, object], arrays: Mapping[str, np.ndarray]):
+    """The roofline (ms) of queries ``arrays`` (one array per column) at axis values ``xs`` of rows ``pts``."""
+    def roof_fn(xs, pts):
+        return spec.roof(roof, {**const, **{k: v[pts] for k, v in arrays.items()}, spec.axis: xs})
+
+    return roof_fn
 
 
 def _fmax(a: float, b: float) -> float:
@@ -164,7 +228,7 @@ def _once(memo: _TableMemo, entries: dict, ck: tuple, table, spec, cat: tuple, c
           const: Mapping[str, object], roof) -> float:
     """:meth:`.table.SweepTable.predict` of one query."""
     axis = spec.axis
-    key = (ck, tuple([kv for kv in c.items() if kv[0] != axis]))
+    key = _entry_key(ck, c, axis)
     entry = entries.get(key)
     if entry is None:
         entry = entries[key] = _knots(table, spec, cat, c, const, roof)
@@ -205,10 +269,7 @@ def _knots(table, spec, cat: tuple, c: Mapping[str, float], const: Mapping[str, 
     if group is None:
         return False
     arrays = {k: np.array([v], float) for k, v in c.items()}
-
-    def roof_fn(xs, pts):
-        return spec.roof(roof, {**const, **{k: v[pts] for k, v in arrays.items()}, spec.axis: xs})
-
+    roof_fn = _roof_fn(spec, roof, const, arrays)
     t_knots = None
     if not table.near or len(group.subs) <= 1:   # one measured near combination: interpolate here
         t_knots = _knot_latencies_one(table, group.subs[0], [c[k] for k in spec.num],
@@ -335,12 +396,17 @@ def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: floa
         return inside
     model = k.calibration.collectives.get(family, {}).get(cat)
     if model is not None:
-        extra = float(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes))
+        extra = _rise(model.time_ms, n, n_hi, nbytes)
     else:
         op = roofline_op.get(cat[0], "all_reduce")
-        extra = float(np.asarray(k.fallback.collective_ms(op, n, nbytes), float)
-                      - np.asarray(k.fallback.collective_ms(op, n_hi, nbytes), float))
+        extra = _rise(functools.partial(k.fallback.collective_ms, op), n, n_hi, nbytes)
     return curves[-1] + _nanmax(extra, 0.0)
+
+
+def _rise(time_ms, n: float, n_hi: float, nbytes: float) -> float:
+    """``time_ms(n, nbytes) - time_ms(n_hi, nbytes)``, both priced in one call (elementwise: the same numbers)."""
+    both = np.asarray(time_ms(np.array([n, n_hi]), nbytes), float)
+    return float(both[0] - both[1])
 
 
 def num_covered(table, cat: tuple, near: list[np.ndarray], num: list[np.ndarray]) -> np.ndarray:
@@ -440,8 +506,7 @@ def _a2a_candidate_one(k, family: str, cat: tuple, tok: float, hidden, top_k, ep
         return inside
     model = k.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
     if model is not None:
-        extra = float(model.time_ms(ep, wire_bytes) - model.time_ms(hi, wire_bytes))
+        extra = _rise(model.time_ms, ep, hi, wire_bytes)
     else:
-        extra = float(np.asarray(k.fallback.collective_ms("all_to_all", ep, wire_bytes), float)
-                      - np.asarray(k.fallback.collective_ms("all_to_all", hi, wire_bytes), float))
+        extra = _rise(functools.partial(k.fallback.collective_ms, "all_to_all"), ep, hi, wire_bytes)
     return inside + _nanmax(extra, 0.0)

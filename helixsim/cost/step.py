@@ -21,7 +21,8 @@ from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
 from .dense_dp import dense_ffn_data_parallel
-from .norm_fusion import norm_launches
+from .fused_norms import separate_norm_kernels
+from .rows import put_rows, select_rows
 from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
@@ -66,7 +67,7 @@ def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarr
     TensorRT-LLM (``fused_a``), SGLang and vLLM (``fused_qkv_a_proj``) run them; q_b
     for this GPU's heads; and the absorbed W_UK batched matmul (heads x [128 -> 512]).
     """
-    a, h, w = model.attention, model.hidden_size, prec.attention_weights_dtype
+    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
     b = s.attn_batch
     if not a.is_mla:   # an output gate (Qwen3.5) doubles the query part of the fused projection
         return k.gemm_ms(b, ((2 if a.output_gate else 1) * s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
@@ -109,9 +110,10 @@ def kvp_combine_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, prec: Pr
     (kvp - 1) shards; nothing overlaps (paper §3.2).
     """
     payload = partial_output_bytes(k, model, s, prec)
-    helix = k.collective_ms("all_to_all", kvp, payload)
-    medha = k.collective_ms("p2p", kvp, (kvp - 1) * payload)
-    return np.select([s.strategy == HELIX, is_medha(s.strategy)], [helix, medha], 0.0)
+    return select_rows([s.strategy == HELIX, is_medha(s.strategy)],
+                       [lambda r: k.collective_ms("all_to_all", r.pick(kvp), r.pick(payload)),
+                        lambda r: k.collective_ms("p2p", r.pick(kvp), r.pick((kvp - 1) * payload))],
+                       lambda r: 0.0)
 
 
 def hopb_chunks_ms(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, context: np.ndarray,
@@ -163,18 +165,8 @@ def hopb_overlap(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.n
     piped = t.hopb_makespan(c, m, n)
     use = piped < attn_sub + comb_sub
     chunked = n * c
-    return (_put_rows(attn_ms, np.where(use, chunked, attn_sub), rows, axis, n_rows),
-            _put_rows(combine_ms, np.where(use, piped - chunked, comb_sub), rows, axis, n_rows))
-
-
-def _put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -> np.ndarray:
-    """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
-    ``rows`` of ``axis`` (negative)."""
-    at = part.ndim + axis
-    out = np.array(np.broadcast_to(np.asarray(full, float), np.broadcast_shapes(
-        np.shape(full), part.shape[:at] + (n_rows,) + part.shape[at + 1:])))
-    out[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = part
-    return out
+    return (put_rows(attn_ms, np.where(use, chunked, attn_sub), rows, axis, n_rows),
+            put_rows(combine_ms, np.where(use, piped - chunked, comb_sub), rows, axis, n_rows))
 
 
 def is_medha(strategy: np.ndarray) -> np.ndarray:
@@ -189,15 +181,14 @@ def o_proj_batch(s: StepShapes) -> np.ndarray:
 
 
 def o_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
-    """Output projection at TP = o_tp (N for Helix, paper §2.2) in the dense format; MLA adds the
-    absorbed W_UV bmm in the attention projections' format (a half of kv_b, Precision.attention_weights)."""
-    a, h = model.attention, model.hidden_size
+    """Output projection at TP = o_tp (N for Helix, paper §2.2); MLA adds the absorbed W_UV bmm."""
+    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
     b = o_proj_batch(s)
     heads = a.num_q_heads // s.o_tp
     head_out = a.v_head_dim if a.is_mla else a.head_dim
-    proj = k.gemm_ms(b, h, heads * head_out, prec.dense_weights_dtype)   # wo: the dense format (Precision)
+    proj = k.gemm_ms(b, h, heads * head_out, w)
     if a.is_mla:
-        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, prec.attention_weights_dtype)
+        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, w)
     return proj
 
 
@@ -218,10 +209,11 @@ def dense_ffn_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndar
     Under ep the DP shares are gathered first, so the FFN sees the whole micro-batch too, unless
     the framework runs it data-parallel (each DP group its own requests at TP = tpa; dense_dp)."""
     f, dense = model.ffn.intermediate_size, prec.dense_weights_dtype
-    gathered = swiglu_ms(k, s.micro_batch, model.hidden_size, f, s.n_ffn, dense)
     if not (dense_ffn_data_parallel(k) and model.ffn.moe):   # a dense model's ep layout keeps its FFN split
-        return gathered
-    return np.where(s.strategy == EP, swiglu_ms(k, s.attn_batch, model.hidden_size, f, s.o_tp, dense), gathered)
+        return swiglu_ms(k, s.micro_batch, model.hidden_size, f, s.n_ffn, dense)
+    return select_rows([s.strategy == EP],
+                       [lambda r: swiglu_ms(k, r.pick(s.attn_batch), model.hidden_size, f, r.pick(s.o_tp), dense)],
+                       lambda r: swiglu_ms(k, r.pick(s.micro_batch), model.hidden_size, f, r.pick(s.n_ffn), dense))
 
 
 def dense_ffn_comm_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
@@ -229,10 +221,15 @@ def dense_ffn_comm_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np
     or, data-parallel (dense_dp), an all-reduce of the group's own requests over its tpa GPUs."""
     act = k.elem_bytes(prec.activations)
     msg = s.micro_batch * model.hidden_size * act
-    gathered = k.collective_ms("all_gather", s.n_ffn, msg) + k.collective_ms("reduce_scatter", s.n_ffn, msg)
-    if dense_ffn_data_parallel(k) and model.ffn.moe:
-        gathered = k.collective_ms("all_reduce", s.o_tp, s.attn_batch * model.hidden_size * act)
-    return np.where(s.strategy == EP, gathered, k.collective_ms("all_reduce", s.n_ffn, msg))
+
+    def gathered(r):
+        if dense_ffn_data_parallel(k) and model.ffn.moe:
+            return k.collective_ms("all_reduce", r.pick(s.o_tp), r.pick(s.attn_batch * model.hidden_size * act))
+        n, m = r.pick(s.n_ffn), r.pick(msg)
+        return k.collective_ms("all_gather", n, m) + k.collective_ms("reduce_scatter", n, m)
+
+    return select_rows([s.strategy == EP], [gathered],
+                       lambda r: k.collective_ms("all_reduce", r.pick(s.n_ffn), r.pick(msg)))
 
 
 def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> np.ndarray:
@@ -249,12 +246,12 @@ def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> 
         return routed
     width = m.shared_width
     dense = prec.dense_weights_dtype
-    shared_tp = swiglu_ms(k, s.micro_batch, model.hidden_size, width, s.n_ffn, dense)
-    shared_dp = swiglu_ms(k, s.attn_batch, model.hidden_size, width, s.o_tp, dense)  # o_tp = tpa under ep
-    shared = np.where(s.strategy == EP, shared_dp, shared_tp)
     # SGLang runs DeepSeek's shared expert inside the routed kernel where there is no EP (shared_experts)
-    fused = fused_shared_expert_ms(k, model, s.micro_batch, tpf, prec)
-    return routed + np.where(fuses_shared_experts(k, model, ep), fused, shared)
+    return routed + select_rows(
+        [fuses_shared_experts(k, model, ep), s.strategy == EP],
+        [lambda r: fused_shared_expert_ms(k, model, r.pick(s.micro_batch), r.pick(tpf), prec),
+         lambda r: swiglu_ms(k, r.pick(s.attn_batch), model.hidden_size, width, r.pick(s.o_tp), dense)],  # o_tp = tpa
+        lambda r: swiglu_ms(k, r.pick(s.micro_batch), model.hidden_size, width, r.pick(s.n_ffn), dense))
 
 
 def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> np.ndarray:
@@ -269,24 +266,31 @@ def moe_comm_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) ->
     m = model.ffn.moe
     act = k.elem_bytes(prec.activations)
     msg = s.micro_batch * model.hidden_size * act
-    helix = k.collective_ms("all_reduce", tpf, msg) + k.collective_ms("all_gather", ep, ep * msg)
-    flat = k.collective_ms("all_reduce", s.n_ffn, msg)
-    # dispatch in the experts' input format (FP8/FP4 with scales), combine in BF16 (helixsim.cost.wideep)
-    dispatch = (k.moe_dispatch_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep,
-                                  dispatch_payload_dtype(k.hw, prec), num_experts=m.num_experts)
-                + k.moe_combine_ms(s.attn_batch, model.hidden_size, m.experts_per_token, ep, prec.activations,
-                                   num_experts=m.num_experts))
-    # under ep, a tpf > 1 expert group first gathers its members' tokens and scatters the results back
-    group = s.attn_batch * tpf * model.hidden_size * act
-    dispatch = dispatch + k.collective_ms("all_gather", tpf, group) + k.collective_ms("reduce_scatter", tpf, group)
-    return np.select([s.strategy == HELIX, s.strategy == EP], [helix, dispatch], flat)
+
+    def helix(r):
+        return k.collective_ms("all_reduce", r.pick(tpf), r.pick(msg)) + k.collective_ms("all_gather", r.pick(ep),
+                                                                                       r.pick(ep * msg))
+
+    def dispatch(r):
+        tokens, width, group = r.pick(s.attn_batch), r.pick(tpf), r.pick(s.attn_batch * tpf * model.hidden_size * act)
+        # dispatch in the experts' input format (FP8/FP4 with scales), combine in BF16 (helixsim.cost.wideep)
+        a2a = (k.moe_dispatch_ms(tokens, model.hidden_size, m.experts_per_token, r.pick(ep),
+                                 dispatch_payload_dtype(k.hw, prec), num_experts=m.num_experts)
+               + k.moe_combine_ms(tokens, model.hidden_size, m.experts_per_token, r.pick(ep), prec.activations,
+                                  num_experts=m.num_experts))
+        # under ep, a tpf > 1 expert group first gathers its members' tokens and scatters the results back
+        return a2a + k.collective_ms("all_gather", width, group) + k.collective_ms("reduce_scatter", width, group)
+
+    return select_rows([s.strategy == HELIX, s.strategy == EP], [helix, dispatch],
+                       lambda r: k.collective_ms("all_reduce", r.pick(s.n_ffn), r.pick(msg)))
 
 
 def medha_broadcast_ms(k, model: ModelSpec, s: StepShapes, kvp, prec: Precision) -> np.ndarray:
     """Medha only: the FFN group sends the layer output to the other kvp - 1 attention groups."""
     msg = s.micro_batch * model.hidden_size * k.elem_bytes(prec.activations)
     tpa = s.n_attn // np.maximum(kvp, 1)
-    return np.where(is_medha(s.strategy), k.collective_ms("p2p", kvp, (kvp - 1) * msg / tpa), 0.0)
+    return select_rows([is_medha(s.strategy)], [lambda r: k.collective_ms("p2p", r.pick(kvp), r.pick((kvp - 1) * msg / tpa))],
+                       lambda r: 0.0)
 
 
 # ------------------------------------------------------------------ once per step
@@ -304,13 +308,12 @@ def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarra
     return head + gather
 
 
-def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision, tpf=1, ep=1) -> np.ndarray:
-    """Two RMSNorms and residual adds per layer: read and write [b, H] a few times; two kernels, or
-    fewer where the framework runs them inside the TP all-reduces (:mod:`.norm_fusion`; ``tpf``, ``ep``: the
-    FFN grid, which says whether an MoE layer ends in an all-reduce)."""
+def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+    """Two RMSNorms and residual adds per layer: read and write [b, H] a few times; no launches of their
+    own where the framework runs them inside the TP all-reduce (:mod:`helixsim.cost.fused_norms`)."""
     b = np.maximum(s.attn_batch, o_proj_batch(s))
-    launches = norm_launches(k, model, s, tpf, ep) if model.ffn.moe else 2.0
-    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations), n_kernels=launches)
+    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations),
+                          n_kernels=separate_norm_kernels(k, model, s.strategy, s.o_tp, EP))
 
 
 def pp_comm_ms(k, model: ModelSpec, s: StepShapes, pp, prec: Precision) -> np.ndarray:
@@ -381,7 +384,7 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
         "ffn_comm": f * ffn_comm,
         "lm_head": lm_head_ms(k, model, s, prec),
         "pp_comm": pp_comm_ms(k, model, s, a.pp, prec),
-        "overhead": f * L * norms_ms(k, model, s, prec, a.tpf, a.ep) + k.eff.step_overhead_us * 1e-3,
+        "overhead": f * L * norms_ms(k, model, s, prec) + k.eff.step_overhead_us * 1e-3,
         "mtp": 0.0,
     }
     # (a replay of recorded kernel times may stack several passes on a leading axis: helixsim.uncertainty)

@@ -1,0 +1,83 @@
+"""Terms priced only on the layouts that use them.
+
+A step term often depends on the strategy: the MoE's communication is an all-to-all under ep, an
+all-reduce and an all-gather under Helix, one all-reduce otherwise. Written as ``np.select`` over
+every variant, each variant is priced on every layout of a sweep and all but one thrown away.
+:func:`select_rows` gives the same cells (``np.select`` of the same values) but prices each variant
+only on the layout rows where it is the one chosen. The layout axis is the first of the mask's shape
+(``(layouts, 1)`` in a sweep's grid, ``(rows,)`` for its capacity-edge rows); a leading axis of stacked
+replays (:mod:`helixsim.uncertainty`) in front of it is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+#: fewer chosen rows than this: the variant is priced on every row (as one call over all of them), so a
+#: kernel call never sees an array small enough for the kernel models' single-point or unmemoised paths
+MIN_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Some rows of the layout axis (``rows`` None: all of them)."""
+
+    rows: np.ndarray | None = None
+    axis: int = -1            # the layout axis, counted from the end (the mask's -ndim)
+    n: int = 0                # its length
+
+    def pick(self, x):
+        """``x`` at these rows where it varies along the layout axis, else ``x`` itself."""
+        if self.rows is None:
+            return x
+        x = np.asarray(x)
+        return np.take(x, self.rows, axis=self.axis) if x.ndim >= -self.axis and x.shape[self.axis] == self.n else x
+
+    def put(self, part) -> np.ndarray:
+        """``part`` (priced on these rows) in an array over every row, zero on the others."""
+        part = np.asarray(part, float)
+        if self.rows is None or part.ndim < -self.axis or part.shape[self.axis] != len(self.rows):
+            return part   # every row, or a value that does not vary along them (it broadcasts)
+        return put_rows(0.0, part, self.rows, self.axis, self.n)
+
+
+def put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -> np.ndarray:
+    """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
+    ``rows`` of ``axis`` (negative)."""
+    at = part.ndim + axis
+    out = np.array(np.broadcast_to(np.asarray(full, float), np.broadcast_shapes(
+        np.shape(full), part.shape[:at] + (n_rows,) + part.shape[at + 1:])))
+    out[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = part
+    return out
+
+
+def rows_where(mask) -> Rows | None:
+    """The rows ``mask`` holds (a mask over the layout axis, ``(layouts, 1)`` or ``(rows,)``): all rows where
+    it is not a per-layout mask of at least MIN_ROWS rows (a single point prices every variant, as the
+    kernel log of ``simulate_point`` reports), holds them all or too few to split off; None where it holds none."""
+    mask = np.asarray(mask, bool)
+    if mask.ndim == 0 or mask.size != mask.shape[0] or mask.size < MIN_ROWS:
+        return Rows()
+    rows = np.flatnonzero(mask.ravel())
+    if len(rows) == mask.size or len(rows) < MIN_ROWS:
+        return Rows() if len(rows) else None
+    return Rows(rows, -mask.ndim, mask.shape[0])
+
+
+def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]],
+                default: Callable[[Rows], np.ndarray]) -> np.ndarray:
+    """``np.select(masks, [v(all rows) for v in variants], default(all rows))``, each variant (and the default)
+    priced only on the rows where it is chosen (a row takes the first mask that holds)."""
+    masks = [np.asarray(m, bool) for m in masks]
+    taken = np.zeros(np.broadcast_shapes(*(m.shape for m in masks)), bool)
+    choices = []
+    for mask, variant in zip(masks + [None], list(variants) + [default]):
+        chosen = ~taken if mask is None else mask & ~taken
+        rows = rows_where(chosen)
+        choices.append(0.0 if rows is None else rows.put(variant(rows)))
+        if mask is not None:
+            taken = taken | mask
+    return np.select(masks, choices[:-1], choices[-1])

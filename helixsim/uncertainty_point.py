@@ -1,0 +1,84 @@
+"""The provenance of one configuration's decode step in one pass (the single-point path of
+:func:`helixsim.uncertainty.step_provenance`).
+
+For a sweep, :func:`~helixsim.uncertainty.step_provenance` composes the step twice: once while recording
+every kernel call's time, roofline mask and excursion beyond the measured domain, and once more replaying
+the four weightings of each recorded time (roofline, law, widen up, widen down) stacked on a leading axis.
+A single point's kernel calls are scalars, so here each call returns its time and its four weightings
+already stacked (a leading axis of five) and the step is composed once: row 0 is the step, rows 1-4 the
+replay. Every row goes through the same elementwise arithmetic as in the two passes, so the numbers are
+those of the two passes (``tests/test_point_fast.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .calibration.domain import excursion_one
+from .calibration.point import scalar
+from .cost.step import decode_step
+from .uncertainty import KERNEL_METHODS, weightings
+
+
+class _Stacked:
+    """Wraps a calibrated kernel model: a priced call returns (time, its four weightings) on a leading axis."""
+
+    def __init__(self, k, per_doubling: float):
+        self._k = k
+        self._w = per_doubling
+        # a step asks for some shapes more than once (the same all-reduce after attention and after the FFN,
+        # each GEMM of the shared expert twice): priced once per step. Not where the kernel model logs which
+        # step function asked (a serving framework's model, helixsim.backends): each asking is noted there.
+        self._seen: dict | None = None if hasattr(k, "reset_log") else {}
+
+    def __getattr__(self, name):
+        attr = getattr(self._k, name)
+        if name in KERNEL_METHODS:
+            attr = self._stacking(name, attr)
+        self.__dict__[name] = attr   # found once per step
+        return attr
+
+    def _stacking(self, name: str, method):
+        k, w = self._k, self._w
+
+        def call(*args, **kwargs):
+            if self._seen is not None:
+                key = (name, tuple(map(_key, args)), tuple((n, _key(v)) for n, v in kwargs.items()))
+                try:
+                    out = self._seen.get(key)
+                except TypeError:   # an argument that is no dictionary key: priced every time
+                    return priced(*args, **kwargs)
+                if out is None:
+                    out = self._seen[key] = priced(*args, **kwargs)
+                    out.setflags(write=False)
+                return out
+            return priced(*args, **kwargs)
+
+        def priced(*args, **kwargs):
+            t = np.asarray(method(*args, **kwargs), float)
+            r, dd = excursion_one(k, name, args, kwargs)
+            # the shape the recorded call had: its time's, broadcast with its arguments' (roofline mask, doublings)
+            shape = np.broadcast_shapes(t.shape, *(v.shape for v in args if isinstance(v, np.ndarray)),
+                                        *(v.shape for v in kwargs.values() if isinstance(v, np.ndarray)))
+            tt = scalar(t)
+            dd = 0.0 if r else dd
+            out = np.empty((5,) + shape)
+            out[0] = tt
+            out[1], out[2], out[3], out[4] = weightings(tt, r, (not r) and dd > 0, dd, w)
+            return out
+
+        return call
+
+
+def _key(v):
+    """A call argument as a dictionary key: a one-element array by its value, shape and kind."""
+    if isinstance(v, np.ndarray):
+        return v.item(), v.shape, v.dtype.kind
+    return type(v), v
+
+
+def stacked_step(k, per_doubling: float, model, layouts, batch, context, prec, q_len=1):
+    """(the step's per-op times, their replay of the four weightings stacked on a leading axis) of one
+    configuration: what :func:`~helixsim.uncertainty.step_provenance` forms in two passes."""
+    both = decode_step(_Stacked(k, per_doubling), model, layouts, batch, context, prec, q_len=q_len)
+    return {op: v[0] for op, v in both.items()}, {op: v[1:] for op, v in both.items()}
