@@ -23,7 +23,7 @@ a grid of a million candidate layouts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -64,9 +64,7 @@ class Layout:
         return self.n_attention * self.pp
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("strategy")
-        return d
+        return {name: getattr(self, name) for name in WIDTHS + ("hopb",)}
 
     def label(self) -> str:
         """Blog-style label: KVP x TP x DP = TPF x EP (x PP)."""

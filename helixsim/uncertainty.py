@@ -142,9 +142,16 @@ def ordered_sum(values) -> np.ndarray:
     on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated.
     A term that is zero in every cell is not added (``0 + v`` is never -0.0, so adding +-0.0 to a partial sum
     changes no bit of it): most provenance terms (time by the roofline, by a law) are zero for most ops."""
+    values = [compact(v) for v in values]
+    if all(v.size == 1 for v in values):   # one point: the same additions in floats
+        return _ordered_sum_one(values)
+    return _ordered_sum_arrays(values)
+
+
+def _ordered_sum_arrays(values: list[np.ndarray]) -> np.ndarray:
+    """:func:`ordered_sum` of compact arrays."""
     acc = zero = None
     for v in values:
-        v = compact(v)
         if not v.any():
             zero = v if zero is None else zero
             continue
@@ -157,6 +164,24 @@ def ordered_sum(values) -> np.ndarray:
     if acc is None:
         return np.asarray(0 if zero is None else 0 + zero)
     return np.asarray(acc)
+
+
+def _ordered_sum_one(values: list[np.ndarray]) -> np.ndarray:
+    """:func:`ordered_sum` of one-element arrays: the same additions, left to right from 0, in Python numbers
+    (IEEE additions, as numpy's), on the shape the array version gives."""
+    acc = None
+    added, zeros = [], []
+    for v in values:
+        x = v.item()
+        if not x:   # (a NaN is added: it is not zero)
+            zeros.append(v)
+            continue
+        acc = 0 + x if acc is None else acc + x
+        added.append(v)
+    kept = added or zeros[:1]
+    ndim = max((v.ndim for v in kept), default=0)
+    dtype = np.result_type(0 + kept[0], *kept[1:]) if kept else np.asarray(0).dtype
+    return np.full((1,) * ndim, 0 if acc is None else acc, dtype=dtype)
 
 
 def weightings(t, roof, law, d, w: float) -> tuple:

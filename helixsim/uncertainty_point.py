@@ -58,14 +58,12 @@ class _Stacked:
             t = np.asarray(method(*args, **kwargs), float)
             r, dd = excursion_one(k, name, args, kwargs)
             # the shape the recorded call had: its time's, broadcast with its arguments' (roofline mask, doublings)
-            shape = np.broadcast_shapes(t.shape, *(v.shape for v in args if isinstance(v, np.ndarray)),
-                                        *(v.shape for v in kwargs.values() if isinstance(v, np.ndarray)))
+            # (every array of one point holds one element: the broadcast shape is ones, as many as the most axes)
+            ndim = max([t.ndim] + [v.ndim for v in args if isinstance(v, np.ndarray)]
+                       + [v.ndim for v in kwargs.values() if isinstance(v, np.ndarray)])
             tt = scalar(t)
             dd = 0.0 if r else dd
-            out = np.empty((5,) + shape)
-            out[0] = tt
-            out[1], out[2], out[3], out[4] = weightings(tt, r, (not r) and dd > 0, dd, w)
-            return out
+            return np.array([tt, *weightings(tt, r, (not r) and dd > 0, dd, w)]).reshape((5,) + (1,) * ndim)
 
         return call
 

@@ -222,3 +222,29 @@ def test_each_call_s_excursion_in_floats_equals_the_vectorised_one():
         assert one_d == want or (math.isnan(one_d) and math.isnan(want)), (name, args)
         outside += want > 0
     assert len(calls) > 500 and outside > 20   # calls inside and beyond the measured domain
+
+
+def test_an_ordered_sum_of_one_element_arrays_equals_the_array_loop():
+    """The single point's sum of per-op terms in floats (uncertainty._ordered_sum_one) gives the value, shape
+    and dtype of the array loop, bit for bit: zeros skipped, -0.0, NaN, infinities, integers, mixed axes."""
+    import numpy as np
+
+    from helixsim.uncertainty import _ordered_sum_arrays, _ordered_sum_one
+
+    rng = np.random.default_rng(14)
+    pool = [0.0, -0.0, 1.5, 1e-300, 3e8, np.nan, np.inf, -np.inf, 0.1, 0.2, 0.3]
+    checked = 0
+    for _ in range(400):
+        values = []
+        for _ in range(rng.integers(0, 8)):
+            ndim = int(rng.integers(1, 3))   # (the array loop takes arrays of at least one axis)
+            if rng.random() < 0.15:
+                values.append(np.full((1,) * ndim, int(rng.integers(0, 3))))
+            else:
+                values.append(np.full((1,) * ndim, pool[rng.integers(len(pool))] * rng.choice([1.0, 3.7])))
+        with np.errstate(invalid="ignore"):   # (inf - inf)
+            want, got = _ordered_sum_arrays(values), _ordered_sum_one(values)
+        assert got.shape == want.shape and got.dtype == want.dtype, values
+        assert got.tobytes() == want.tobytes() or (np.isnan(want).all() and np.isnan(got).all()), values
+        checked += 1
+    assert checked == 400
