@@ -132,7 +132,7 @@ def compact(a: np.ndarray) -> np.ndarray:
     """``a`` without its broadcast axes (length 1 where a view repeats one value): the same elements,
     so arithmetic on it gives each cell the value it would have given on the whole array."""
     a = np.asarray(a)
-    if not any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):
+    if a.size <= 1 or not any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):
         return a
     return a[tuple(slice(0, 1) if st == 0 and n > 1 else slice(None) for st, n in zip(a.strides, a.shape))]
 
@@ -265,9 +265,10 @@ def _provenance(k, parts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> 
     roof, law, hi, lo = ({op: _weighting(v, i, np.ndim(parts[op])) for op, v in clipped.items()} for i in range(4))
     zero_overhead = k.eff.step_overhead_us * 1e-3
     # the fixed per-step overhead is a constant of the efficiency file, not a calibrated kernel
-    law["overhead"] = np.clip(law["overhead"] - zero_overhead, 0.0, None)
+    # (np.maximum(x, 0.0) is np.clip(x, 0.0, None) without its per-call overhead: the same values, NaN kept)
+    law["overhead"] = np.maximum(law["overhead"] - zero_overhead, 0.0)
     for d in (hi, lo):
-        d["overhead"] = np.clip(d["overhead"] - zero_overhead, 0.0, None)
+        d["overhead"] = np.maximum(d["overhead"] - zero_overhead, 0.0)
     return StepProvenance(roof, law, hi, lo, _OpModels(parts, roof, model_name(k)))
 
 
