@@ -17,7 +17,7 @@ import math
 import pytest
 
 from helixsim.api import simulate_point
-from helixsim.calibration import point
+from helixsim.calibration import point, point_comm
 from helixsim.errors import SpecError
 from helixsim.layout import Layout
 from helixsim.precision import Precision
@@ -162,7 +162,7 @@ def test_each_measured_candidate_equals_the_vectorised_one():
                 for nbytes in (512.0, 3e5, 7e7, 5e9):
                     with point.vectorised():
                         want = k._collective_candidate(family, cat, np.array([n]), np.array([nbytes]))[0]
-                    got = point._collective_candidate_one(k, family, cat, n, nbytes, NCCL_OPS_INV)
+                    got = point_comm._collective_candidate_one(k, family, cat, n, nbytes, NCCL_OPS_INV)
                     assert got == pytest.approx(want, rel=1e-12, nan_ok=True), (family, cat, n, nbytes)
                     checked += 1
     for family in ("moe_alltoall", "moe_alltoall_nvlink"):
@@ -173,7 +173,7 @@ def test_each_measured_candidate_equals_the_vectorised_one():
                     with point.vectorised():
                         want = k._a2a_candidate(family, cat, np.array([tok]), 7168, 8, np.array([ep]),
                                                 np.array([wire]))[0]
-                    got = point._a2a_candidate_one(k, family, cat, tok, 7168, 8, ep, wire)
+                    got = point_comm._a2a_candidate_one(k, family, cat, tok, 7168, 8, ep, wire)
                     assert got == pytest.approx(want, rel=1e-12, nan_ok=True), (family, cat, ep, tok)
                     checked += 1
     assert checked > 500

@@ -60,6 +60,7 @@ from ..cost.kernels import RooflineKernels
 from . import roofline as rf
 from .extrapolate import predict_family
 from . import point as _point
+from . import point_comm as _point_comm
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
 from .stored import Calibration, CollectiveModel
 
@@ -576,7 +577,7 @@ class CalibratedKernels:
     @_unique_args
     def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
         if _point.ENABLED and np.size(n) == 1 and np.size(message_bytes) == 1:   # one point
-            return _point.collective_one(self, op, n, message_bytes, NCCL_OPS_INV)
+            return _point_comm.collective_one(self, op, n, message_bytes, NCCL_OPS_INV)
         fb = self.fallback.collective_ms(op, n, message_bytes)
         shape = np.shape(fb)
         n_a = np.broadcast_to(np.asarray(n, float), shape).astype(float)
@@ -593,7 +594,7 @@ class CalibratedKernels:
         shape = np.shape(fb)
         wire_elem = rf.ELEM_BYTES.get(A2A_DTYPES.get(dtype, ("bfloat16",))[0], 2.0)
         if _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1:   # one point
-            return _point.a2a_one(self, self._a2a_kernels(phase, dtype), tokens_per_rank, hidden, top_k, ep,
+            return _point_comm.a2a_one(self, self._a2a_kernels(phase, dtype), tokens_per_rank, hidden, top_k, ep,
                                   wire_elem, fb)
         tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape).astype(float)
         ep_a = np.broadcast_to(np.asarray(ep, float), shape).astype(float)

@@ -13,7 +13,11 @@ arithmetic in plain Python floats:
   another token count is one binary search and one interpolation;
 - along the axis the interpolation, the continuation above the last knot and the
   family floor are those of :meth:`.table.SweepTable.predict`, and the envelope over
-  head counts that of :func:`.extrapolate.predict_family`, element for element.
+  head counts that of :func:`.extrapolate.predict_family`, element for element (the head
+  counts of an envelope not yet seen, e.g. at a new batch, formed together in one
+  vectorised call).
+
+GEMMs and MoE layers are priced here, collectives and MoE all-to-alls in :mod:`.point_comm`.
 
 ``tests/test_point_fast.py`` checks it against the vectorised path (equal to 1e-12
 relative) over models, systems, layouts, frameworks, batches and contexts.
@@ -31,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from .extrapolate import NON_DECREASING_IN, WITH
-from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
+from .families import FAMILIES
 from .table import _norm_key
 
 #: the fast path is used (``vectorised()`` turns it off, to compare the two)
@@ -350,65 +354,6 @@ def _fmin(a: float, b: float) -> float:
     return a if a <= b else b
 
 
-def collective_one(k, op: str, n, message_bytes, roofline_op: Mapping[str, str]) -> np.ndarray:
-    """:meth:`.kernels.CalibratedKernels.collective_ms` of one collective (the fastest measured kernel at
-    ``n`` GPUs, the roofline beyond the NVLink domain or where none is measured; ``roofline_op``: the
-    roofline's name of each measured op)."""
-    n_a, m_a = scalar(n), scalar(message_bytes)
-    best = math.nan
-    for family, cat in k._collective_kernels(op):
-        best = _fmin(best, _collective_candidate_one(k, family, cat, n_a, m_a, roofline_op))
-    covered = n_a > 1 and m_a > 0 and n_a <= k.hw.nvlink_domain_gpus and math.isfinite(best)
-    if covered:   # the roofline's time is not used, only its shape (that of n and the message)
-        return np.full(np.broadcast_shapes(np.shape(n), np.shape(message_bytes)), best)
-    return np.asarray(k.fallback.collective_ms(op, n, message_bytes), float)
-
-
-def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: float,
-                              roofline_op: Mapping[str, str]) -> float:
-    """:meth:`.kernels.CalibratedKernels._collective_candidate` at one (n, bytes)."""
-    table = k._table(family)
-    memo = _memo_with(table, cat)
-    if memo is None:
-        return math.nan
-    counts = memo.levels.get((cat, "num_gpus"))
-    if counts is None:
-        counts = memo.levels[(cat, "num_gpus")] = sorted(float(c) for c in table.column_values(cat, "num_gpus"))
-    spec = FAMILIES[family]
-    elems = nbytes / COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
-    curves, top = [], -math.inf
-    for c in counts:   # made non-decreasing in the count (a running maximum, NaN carried)
-        top = _nanmax(top, query_one(table, spec, cat, {"num_gpus": c, "message_size": elems}, None, k._p)) \
-            if curves else query_one(table, spec, cat, {"num_gpus": c, "message_size": elems}, None, k._p)
-        curves.append(top)
-    if len(counts) > 1:
-        lc = memo.levels.get((cat, "log2 num_gpus"))
-        if lc is None:
-            lc = memo.levels[(cat, "log2 num_gpus")] = np.log2(np.asarray(counts)).tolist()
-        ln = float(np.log2(min(max(n, counts[0]), counts[-1])))
-        i = min(max(bisect_right(lc, ln) - 1, 0), len(counts) - 2)
-        f = (ln - lc[i]) / (lc[i + 1] - lc[i])
-        inside = curves[i] * (1.0 - f) + curves[i + 1] * f
-    else:
-        inside = curves[0]
-    n_hi = counts[-1]
-    if not n > n_hi:
-        return inside
-    model = k.calibration.collectives.get(family, {}).get(cat)
-    if model is not None:
-        extra = _rise(model.time_ms, n, n_hi, nbytes)
-    else:
-        op = roofline_op.get(cat[0], "all_reduce")
-        extra = _rise(functools.partial(k.fallback.collective_ms, op), n, n_hi, nbytes)
-    return curves[-1] + _nanmax(extra, 0.0)
-
-
-def _rise(time_ms, n: float, n_hi: float, nbytes: float) -> float:
-    """``time_ms(n, nbytes) - time_ms(n_hi, nbytes)``, both priced in one call (elementwise: the same numbers)."""
-    both = np.asarray(time_ms(np.array([n, n_hi]), nbytes), float)
-    return float(both[0] - both[1])
-
-
 def num_covered(table, cat: tuple, near: list[np.ndarray], num: list[np.ndarray]) -> np.ndarray:
     """:meth:`.table.SweepTable.num_covered`, kept per query where there is one query (a single point)."""
     if not ENABLED or any(np.size(a) != 1 for a in near) or any(np.size(a) != 1 for a in num):
@@ -472,41 +417,3 @@ def moe_one(k, table, cats: list[tuple], fb, tokens, hidden, inter, top_k, num_e
     router = k.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
     shape = np.broadcast_shapes(np.shape(fb), np.shape(router))
     return _merged(k, shape, fb, best + float(np.asarray(router, float).item()))
-
-
-def a2a_one(k, kernels: list, tokens_per_rank, hidden, top_k, ep, wire_elem: float, fb) -> np.ndarray:
-    """:meth:`.kernels.CalibratedKernels._a2a_ms` of one MoE dispatch or combine (``kernels``: from
-    ``_a2a_kernels``): the fastest measured up to these tokens per rank, the roofline where none is."""
-    tok, ep_a = scalar(tokens_per_rank), scalar(ep)
-    wire_bytes = tok * top_k * hidden * wire_elem
-    offers = [(sum(_a2a_candidate_one(k, f, c, tok, hidden, top_k, ep_a, wire_bytes) for f, c in parts), reach)
-              for parts, reach in kernels]
-    best = math.nan
-    if offers:
-        top = max(reach for _, reach in offers)
-        for t, reach in offers:
-            best = _fmin(best, t if (tok <= reach or reach >= top) else math.nan)
-    covered = ep_a > 1 and tok > 0 and ep_a <= k.hw.nvlink_domain_gpus and math.isfinite(best)
-    return np.full(np.shape(fb), best) if covered else np.asarray(fb, float)
-
-
-def _a2a_candidate_one(k, family: str, cat: tuple, tok: float, hidden, top_k, ep: float, wire_bytes: float) -> float:
-    """:meth:`.kernels.CalibratedKernels._a2a_candidate` of one query."""
-    table = k._table(family)
-    memo = _memo(table)
-    span = memo.levels.get((cat, "moe_ep_size span"))
-    if span is None:
-        sizes = table.column_values(cat, "moe_ep_size").astype(float)
-        span = memo.levels[(cat, "moe_ep_size span")] = (float(sizes.min()), float(sizes.max()))
-    lo, hi = span
-    inside = query_one(table, FAMILIES[family], cat,
-                       {"num_tokens": tok, "hidden_size": float(hidden), "topk": float(top_k),
-                        "moe_ep_size": min(max(ep, lo), hi)}, {"comm_dtype": cat[2], "moe_dtype": cat[2]}, k._p)
-    if not ep > hi:
-        return inside
-    model = k.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
-    if model is not None:
-        extra = _rise(model.time_ms, ep, hi, wire_bytes)
-    else:
-        extra = _rise(functools.partial(k.fallback.collective_ms, "all_to_all"), ep, hi, wire_bytes)
-    return inside + _nanmax(extra, 0.0)
