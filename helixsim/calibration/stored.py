@@ -166,9 +166,19 @@ def load_binary(folder: Path, manifest: Mapping) -> Calibration | None:
                        source=header["source"])
 
 
+_BUILTIN_FOUND: dict[str, Path] = {}
+
+
 def builtin_calibration_path(hardware_name: str) -> Path | None:
-    """The shipped calibration of a built-in hardware name (``hardware/calibration/<name>/``), or None."""
+    """The shipped calibration of a built-in hardware name (``hardware/calibration/<name>/``), or None (one
+    found is kept for the process: every single point asks for it)."""
+    found = _BUILTIN_FOUND.get(hardware_name)
+    if found is not None:
+        return found
     from ..specs.registry import data_dir
 
     root = data_dir("hardware") / "calibration" / hardware_name
-    return root if (root / "calibration.json").is_file() else None
+    if not (root / "calibration.json").is_file():
+        return None
+    _BUILTIN_FOUND[hardware_name] = root
+    return root
