@@ -64,7 +64,7 @@ class BackendDefaults:
     #: requests, TP over its attention group) under attention DP, rather than gathered and split
     #: over the whole group (:mod:`helixsim.cost.dense_dp`)
     dense_mlp_data_parallel: bool = False
-    #: whether a dense Llama layer's residual adds and RMSNorms run inside its tensor-parallel
+    #: whether a dense Llama or gpt-oss layer's residual adds and RMSNorms run inside its tensor-parallel
     #: all-reduces rather than as kernels of their own (:mod:`helixsim.cost.fused_norms`)
     fuses_allreduce_norm: bool = False
 
@@ -77,10 +77,11 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # which is what the measured TensorRT-LLM runs use (calibration data README, "KV-cache precision")
         source="TensorRT-LLM serving recipes (FP8 KV cache with FP8/FP4 checkpoints); its custom one-/two-shot "
                "all-reduce or NCCL, whichever is faster; dense MLP data-parallel under attention DP; a dense Llama "
-               "layer's residual adds and RMSNorms inside its TP all-reduces",
+               "or gpt-oss layer's residual adds and RMSNorms inside its TP all-reduces",
         # modeling_deepseekv3.py _compute_mlp_tp_size: 1 with enable_attention_dp (helixsim.cost.dense_dp)
         dense_mlp_data_parallel=True,
-        # modeling_llama.py LlamaDecoderLayer: PRE_MLP_FUSION / POST_MLP_FUSION (AllReduceFusionOp.RESIDUAL_RMS_NORM)
+        # modeling_llama.py LlamaDecoderLayer: PRE_MLP_FUSION / POST_MLP_FUSION; modeling_gpt_oss.py
+        # TransformerBlock.forward_tp (AllReduceFusionOp.RESIDUAL_RMS_NORM)
         fuses_allreduce_norm=True),
     "sglang": BackendDefaults(
         "sglang", "SGLang", kv_cache_quantized="bf16",

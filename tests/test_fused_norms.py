@@ -1,6 +1,7 @@
-"""TensorRT-LLM runs a dense Llama layer's residual adds + RMSNorms inside its TP all-reduces
+"""TensorRT-LLM runs a dense Llama or gpt-oss layer's residual adds + RMSNorms inside its TP all-reduces
 (helixsim.cost.fused_norms; tensorrt_llm/_torch/models/modeling_llama.py, LlamaDecoderLayer
-PRE_MLP_FUSION / POST_MLP_FUSION, only for hidden_size > 4096)."""
+PRE_MLP_FUSION / POST_MLP_FUSION, only for hidden_size > 4096; modeling_gpt_oss.py,
+TransformerBlock.forward_tp)."""
 
 import numpy as np
 import pytest
@@ -19,12 +20,14 @@ NORM_BYTES_MS_80_LAYERS = 80 * 524_288 / (7_700 * 0.85 * 1e6)
 NORM_FLOORS_MS_80_LAYERS = 80 * 2 * 3.0e-3
 
 
-def _overhead_ms(model: str, tpa: int, backend: str = "trtllm", calibration=None, batch: int = 8) -> float:
+def _overhead_ms(model: str, tpa: int, backend: str = "trtllm", calibration=None, batch: int = 8,
+                 weights: str = "fp8", dp: int = 1) -> float:
     hw = load_hardware("b200-hgx")
-    layout = Layout("tp", kvp=1, tpa=tpa, dp=1, tpf=tpa, ep=1, pp=1, hopb=False)
+    strategy = "ep" if dp > 1 else "tp"
+    layout = Layout(strategy, kvp=1, tpa=tpa, dp=dp, tpf=tpa * dp, ep=1, pp=1, hopb=False)
     res = evaluate(load_model(model), hw, LayoutArrays.from_layout(layout), np.array([batch]), np.array([4096]),
-                   Precision(weights="fp8", kv_cache="fp8"), kernels=kernels_for(hw, calibration=calibration,
-                                                                                 backend=backend))
+                   Precision(weights=weights, kv_cache="fp8"), kernels=kernels_for(hw, calibration=calibration,
+                                                                                   backend=backend))
     return float(res["overhead_ms"].iloc[0])
 
 
@@ -44,6 +47,16 @@ def test_other_frameworks_and_small_llama_keep_their_norm_kernels():
     # Llama-3.1-8B: hidden 4096, TensorRT-LLM leaves fusion off ("hidden_size > 4096"): 32 layers x 2 x 3 us
     bytes_8b = 32 * 4 * 8 * 4096 * 2 / (7_700 * 0.85 * 1e6)
     assert _overhead_ms("llama-3.1-8b", 4, calibration="none") == pytest.approx(bytes_8b + 32 * 2 * 3.0e-3, rel=1e-9)
+
+
+def test_trtllm_gpt_oss_tp_norms_ride_in_the_allreduce():
+    # gpt-oss (36 layers, hidden 2880): forward_tp fuses at any hidden size; 36 x 2 x 3 us = 0.216 ms
+    bytes_oss = 36 * 4 * 8 * 2880 * 2 / (7_700 * 0.85 * 1e6)
+    assert _overhead_ms("gpt-oss-120b", 4, calibration="none", weights="fp4") == pytest.approx(bytes_oss, rel=1e-9)
+    trt = _overhead_ms("gpt-oss-120b", 4, weights="fp4")
+    assert _overhead_ms("gpt-oss-120b", 4, backend="vllm", weights="fp4") - trt == pytest.approx(36 * 2 * 3.0e-3)
+    # attention DP (is_tp false: forward_normal) keeps its two norm kernels per layer
+    assert _overhead_ms("gpt-oss-120b", 1, calibration="none", weights="fp4", dp=4) >= 36 * 2 * 3.0e-3
 
 
 def test_single_point_path_agrees():

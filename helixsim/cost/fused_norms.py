@@ -1,43 +1,52 @@
-"""RMSNorms that TensorRT-LLM runs inside the tensor-parallel all-reduce (Llama decoder layers).
+"""RMSNorms that TensorRT-LLM runs inside the tensor-parallel all-reduce (Llama and gpt-oss decoder layers).
 
-A decode layer of a dense Llama model has two residual adds + RMSNorms: after
-the attention output projection and after the MLP. helixsim prices them as two
-bandwidth-only kernels per layer (:func:`helixsim.cost.step.norms_ms`: a kernel
-floor each plus the bytes they move). TensorRT-LLM does not launch them:
+A decode layer has two residual adds + RMSNorms: after the attention output
+projection and after the MLP. helixsim prices them as two bandwidth-only kernels
+per layer (:func:`helixsim.cost.step.norms_ms`: a kernel floor each plus the bytes
+they move). TensorRT-LLM does not launch them for the decoder layers below:
 
-- ``LlamaDecoderLayer.__init__`` (tensorrt_llm/_torch/models/modeling_llama.py)
-  sets ``PRE_MLP_FUSION = mapping.has_tp() and not enable_attention_dp and
-  enable_fusion`` and ``POST_MLP_FUSION = mapping.has_tp() and enable_fusion``,
-  with ``enable_fusion`` on unless ``TRTLLM_LLAMA_EAGER_FUSION_DISABLED`` is set and
-  only for ``hidden_size > 4096`` ("Disable fusion for small models due to
-  accuracy issues");
-- ``LlamaDecoderLayer.forward`` then calls the attention and MLP all-reduces with
-  ``AllReduceFusionOp.RESIDUAL_RMS_NORM`` (``..._QUANT_FP8`` / ``..._QUANT_NVFP4``
-  for FP8 / NVFP4 checkpoints): the residual add, the post-attention RMSNorm and
-  the next layer's input RMSNorm are done by the all-reduce kernel itself.
+- dense Llama, ``LlamaDecoderLayer`` (tensorrt_llm/_torch/models/modeling_llama.py):
+  ``__init__`` sets ``PRE_MLP_FUSION = mapping.has_tp() and not enable_attention_dp and
+  enable_fusion`` and ``POST_MLP_FUSION = mapping.has_tp() and enable_fusion``, with
+  ``enable_fusion`` on unless ``TRTLLM_LLAMA_EAGER_FUSION_DISABLED`` is set and only for
+  ``hidden_size > 4096`` ("Disable fusion for small models due to accuracy issues");
+  ``forward`` then calls the attention and MLP all-reduces with
+  ``AllReduceFusionOp.RESIDUAL_RMS_NORM`` (``..._QUANT_FP8`` / ``..._QUANT_NVFP4`` for FP8 /
+  NVFP4 checkpoints);
+- gpt-oss, ``TransformerBlock`` (tensorrt_llm/_torch/models/modeling_gpt_oss.py):
+  ``is_tp = mapping.has_tp() and not enable_attn_dp`` selects ``forward_tp``, whose two
+  all-reduces carry ``AllReduceFusionOp.RESIDUAL_RMS_NORM`` with the post-attention and
+  the next layer's norm weights (whatever the hidden size).
 
-The all-reduce is priced from TensorRT-LLM's measured custom all-reduce, which
-was measured without fusion (``AllReduceFusionOp.NONE``, aiconfigurator
-``collector/collect_all_reduce.py``). Under the fusion the norms' bytes still
-move (inside the all-reduce kernel), but their two kernel launches are gone:
-:func:`separate_norm_kernels` gives 0 instead of 2 there, and
-:func:`helixsim.cost.step.norms_ms` keeps the bytes. Only the decoder layer whose
-source was read is covered (dense Llama); every other model keeps two kernels.
+The residual add, the post-attention RMSNorm and the next layer's input RMSNorm are
+then done by the all-reduce kernel itself. The all-reduce is priced from
+TensorRT-LLM's measured custom all-reduce, which was measured without fusion
+(``AllReduceFusionOp.NONE``, aiconfigurator ``collector/collect_all_reduce.py``).
+Under the fusion the norms' bytes still move (inside the all-reduce kernel), but
+their two kernel launches are gone: :func:`separate_norm_kernels` gives 0 instead
+of 2 there, and :func:`helixsim.cost.step.norms_ms` keeps the bytes. Only decoder
+layers whose source was read are covered; every other model keeps two kernels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: TensorRT-LLM fuses the norms only above this hidden size (modeling_llama.py, ``enable_fusion``)
-FUSION_MIN_HIDDEN_EXCLUSIVE = 4096
+#: TensorRT-LLM fuses a Llama layer's norms only above this hidden size (modeling_llama.py, ``enable_fusion``)
+LLAMA_FUSION_MIN_HIDDEN_EXCLUSIVE = 4096
 #: norm kernels per layer when nothing is fused: the post-attention and the next layer's input RMSNorm
 NORM_KERNELS_PER_LAYER = 2.0
 
 
-def runs_llama_decoder_layer(model) -> bool:
-    """A dense Llama model (Llama 3.x: ``LlamaForCausalLM``, served by TensorRT-LLM's ``LlamaDecoderLayer``)."""
-    return model.ffn.moe is None and not model.attention.is_mla and "llama" in str(model.hf_id).lower()
+def trtllm_fusing_decoder(model) -> str | None:
+    """Which of TensorRT-LLM's norm-fusing decoder layers serves ``model`` (module docstring), if any:
+    ``"llama"`` for a dense Llama (``LlamaForCausalLM``), ``"gpt-oss"`` for gpt-oss (``GptOssForCausalLM``)."""
+    hf = str(model.hf_id).lower()
+    if "gpt-oss" in hf:
+        return "gpt-oss"
+    if "llama" in hf and model.ffn.moe is None and not model.attention.is_mla:
+        return "llama"
+    return None
 
 
 def fuses_allreduce_norm(k, model) -> bool:
@@ -46,8 +55,10 @@ def fuses_allreduce_norm(k, model) -> bool:
     from ..backends import DEFAULTS
 
     backend = getattr(k, "backend", "trtllm")
-    return (backend in DEFAULTS and DEFAULTS[backend].fuses_allreduce_norm and runs_llama_decoder_layer(model)
-            and model.hidden_size > FUSION_MIN_HIDDEN_EXCLUSIVE)
+    decoder = trtllm_fusing_decoder(model)
+    if not (backend in DEFAULTS and DEFAULTS[backend].fuses_allreduce_norm and decoder):
+        return False
+    return decoder != "llama" or model.hidden_size > LLAMA_FUSION_MIN_HIDDEN_EXCLUSIVE
 
 
 def separate_norm_kernels(k, model, strategy: np.ndarray, o_tp: np.ndarray, ep_code: int) -> np.ndarray:
