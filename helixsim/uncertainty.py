@@ -199,6 +199,14 @@ def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.
     return out
 
 
+def _clip_to(x: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """``np.minimum(np.maximum(x, 0.0), top)``, the second step in place where it can be (no second array)."""
+    low = np.maximum(x, 0.0)
+    if isinstance(low, np.ndarray) and low.shape == np.broadcast_shapes(low.shape, np.shape(top)) and low.dtype == np.result_type(low, top):
+        return np.minimum(low, top, out=low)
+    return np.minimum(low, top)
+
+
 def _weighting(stacked: np.ndarray, i: int, ndim: int) -> np.ndarray:
     """Weighting ``i`` of an op's stacked replay (an op no recorded call reached has one, shared)."""
     if stacked.ndim <= ndim:
@@ -261,7 +269,7 @@ def _provenance(k, parts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> 
     (stacked on a leading axis)."""
     # np.minimum(np.maximum(..)) is np.clip without its per-call overhead (same values, NaN included); on
     # each op's own shape (an op that does not vary with the context is clipped once per layout and batch)
-    clipped = {op: np.minimum(np.maximum(compact(out[op]), 0.0), compact(parts[op])) for op in parts}
+    clipped = {op: _clip_to(compact(out[op]), compact(parts[op])) for op in parts}
     roof, law, hi, lo = ({op: _weighting(v, i, np.ndim(parts[op])) for op, v in clipped.items()} for i in range(4))
     zero_overhead = k.eff.step_overhead_us * 1e-3
     # the fixed per-step overhead is a constant of the efficiency file, not a calibrated kernel

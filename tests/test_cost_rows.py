@@ -51,3 +51,41 @@ def test_small_or_whole_masks_price_every_row():
     assert rows_where(few).rows is None                                        # too few to split off
     assert rows_where(np.array(True)).rows is None                             # one point: every variant
     assert rows_where(np.array([False])).rows is None
+
+
+def test_patched_rows_give_the_bits_of_whole_array_arithmetic():
+    """The exposed combine kept as (per-layout base, context-varying patch on some rows): the step's sums
+    and products on it give the bits of the same operations on the whole (layouts, contexts) array."""
+    from helixsim.cost.rows import PatchedRows, Rows, put_rows
+
+    rng = np.random.default_rng(3)
+    n, c = 200, 5
+    rows = np.flatnonzero(rng.random(n) < 0.2)
+    base = rng.random((4, n, 1))                        # a stacked replay in front of the layout axis
+    patch = rng.random((4, len(rows), c))
+    oar, f = rng.random((4, n, 1)), rng.random((n, 1))
+    whole = put_rows(base, patch, rows, -2, n)
+    want = f * (61 * whole + 3 * whole + 61 * oar)
+    p = PatchedRows(base, patch, Rows(rows, -2, n))
+    got = f * (61 * p + 3 * PatchedRows(base, patch, Rows(rows.copy(), -2, n)) + 61 * oar)
+    assert np.shape(got) == want.shape
+    assert np.asarray(got, float).tobytes() == want.tobytes()
+
+
+def test_patched_rows_over_a_whole_base_leave_the_original_untouched():
+    """Attention under HOP-B: the base already spans the contexts; the patch goes into the step's own
+    result array, never into the priced attention it started from."""
+    from helixsim.cost.rows import PatchedRows, Rows, put_rows
+
+    rng = np.random.default_rng(5)
+    n, c = 150, 4
+    rows = np.arange(0, n, 7)
+    base, patch, f = rng.random((n, c)), rng.random((len(rows), c)), rng.random((n, 1))
+    kept = base.copy()
+    want = f * (61 * put_rows(base, patch, rows, -2, n))
+    got = np.asarray(f * (61 * PatchedRows(base, patch, Rows(rows, -2, n))), float)
+    assert got.tobytes() == want.tobytes()
+    assert base.tobytes() == kept.tobytes()
+    assert np.asarray(PatchedRows(base, patch, Rows(rows, -2, n)), float).tobytes() == put_rows(
+        base, patch, rows, -2, n).tobytes()
+    assert base.tobytes() == kept.tobytes()

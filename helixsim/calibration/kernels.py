@@ -101,13 +101,14 @@ def moe_candidates(categories: Sequence[tuple], weight_dtype: str, fp4_format: s
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes shaped like ``values``, distinct values): found through a hash table (pandas.factorize,
-    linear time) for large arrays, by numpy's sort for small ones."""
+    """(codes shaped like ``values``, distinct values): whole numbers over a narrow range through a presence
+    table (sorted, as numpy's sort gives them), else through a hash table (pandas.factorize, linear time) for
+    large arrays and numpy's sort for small ones."""
     flat = values.ravel()
+    found = _distinct_integers(flat) if flat.size > 32 else None
+    if found is not None:
+        return found[0].reshape(values.shape), found[1].astype(values.dtype)
     if flat.size > 4096:
-        found = _distinct_integers(flat)
-        if found is not None:
-            return found[0].reshape(values.shape), found[1].astype(values.dtype)
         import pandas as pd
 
         codes, uniq = pd.factorize(flat, use_na_sentinel=False)

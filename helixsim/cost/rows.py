@@ -81,3 +81,58 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
         if mask is not None:
             taken = taken | mask
     return np.select(masks, choices[:-1], choices[-1])
+
+
+class PatchedRows:
+    """An array equal to ``base`` (broadcast) except at some rows of the layout axis, which hold ``patch``.
+
+    The exposed KVP combine of a step varies with the context only on the Helix layouts that pipeline it
+    with HOP-B (a tenth of a sweep's layouts); kept in two parts, ``+`` and ``*`` apply to each part (the
+    other operand picked at the patched rows), and the context axis is filled in once, by ``np.asarray``,
+    not at every step of the sum. Each cell gets the operations it would get on the whole array, in the
+    same order, so the same bits."""
+
+    __array_ufunc__ = None   # ``array + patched`` and ``array * patched`` come to the reflected operators
+
+    def __init__(self, base, patch: np.ndarray, rows: Rows, owned: bool = False) -> None:
+        self.base, self.patch, self.rows = np.asarray(base), np.asarray(patch), rows
+        self.owned = owned   # base is an array made by this object's arithmetic (nothing else holds it)
+
+    @property
+    def shape(self) -> tuple:
+        at = self.patch.ndim + self.rows.axis
+        whole = self.patch.shape[:at] + (self.rows.n,) + self.patch.shape[at + 1:]
+        return np.broadcast_shapes(self.base.shape, whole)
+
+    def _apply(self, op, other, reflected: bool) -> "PatchedRows":
+        if isinstance(other, PatchedRows):
+            if other.rows is not self.rows and not np.array_equal(other.rows.rows, self.rows.rows):
+                return NotImplemented
+            pair = ((self.base, other.base), (self.patch, other.patch))
+        else:
+            pair = ((self.base, other), (self.patch, self.rows.pick(other)))
+        (b, ob), (p, op_) = pair
+        return (PatchedRows(op(ob, b), op(op_, p), self.rows, True) if reflected
+                else PatchedRows(op(b, ob), op(p, op_), self.rows, True))
+
+    def __add__(self, other):
+        return self._apply(np.add, other, False)
+
+    def __radd__(self, other):
+        return self._apply(np.add, other, True)
+
+    def __mul__(self, other):
+        return self._apply(np.multiply, other, False)
+
+    def __rmul__(self, other):
+        return self._apply(np.multiply, other, True)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        r = self.rows
+        if (self.owned and self.base.shape == self.shape and self.base.dtype == float and self.base.flags.writeable
+                and self.patch.ndim == self.base.ndim):   # a whole array of our own: the patch written into it
+            self.base[(Ellipsis, r.rows) + (slice(None),) * (-r.axis - 1)] = self.patch
+            whole = self.base
+        else:
+            whole = put_rows(self.base, np.asarray(self.patch, float), r.rows, r.axis, r.n)
+        return whole if dtype is None else whole.astype(dtype, copy=False)

@@ -22,7 +22,7 @@ from . import attention_kinds as ak
 from . import terms as t
 from .dense_dp import dense_ffn_data_parallel
 from .fused_norms import separate_norm_kernels
-from .rows import put_rows, select_rows
+from .rows import PatchedRows, Rows, select_rows
 from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
@@ -154,19 +154,16 @@ def hopb_overlap(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.n
     if not len(rows):
         return attn_ms, combine_ms
     axis, n_rows = -can.ndim, can.shape[0]
-
-    def pick(x):
-        x = np.asarray(x)
-        return np.take(x, rows, axis=axis) if x.ndim >= can.ndim and x.shape[axis] == n_rows else x
-
+    pick = Rows(rows, axis, n_rows).pick
     sub = StepShapes(**{f: pick(getattr(s, f)) for f in StepShapes.__dataclass_fields__})
     c, m = hopb_chunks_ms(k, model, sub, pick(kvp), pick(context), prec, sliding)
     n, attn_sub, comb_sub = sub.attn_batch, pick(attn_ms), pick(combine_ms)
     piped = t.hopb_makespan(c, m, n)
     use = piped < attn_sub + comb_sub
     chunked = n * c
-    return (put_rows(attn_ms, np.where(use, chunked, attn_sub), rows, axis, n_rows),
-            put_rows(combine_ms, np.where(use, piped - chunked, comb_sub), rows, axis, n_rows))
+    # kept apart from the other rows until the step is summed (the combine varies with the context only here)
+    return (PatchedRows(attn_ms, np.where(use, chunked, attn_sub), Rows(rows, axis, n_rows)),
+            PatchedRows(combine_ms, np.where(use, piped - chunked, comb_sub), Rows(rows, axis, n_rows)))
 
 
 def is_medha(strategy: np.ndarray) -> np.ndarray:

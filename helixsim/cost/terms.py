@@ -74,6 +74,11 @@ def kv_tokens_per_gpu(context: ArrayLike, kvp: ArrayLike) -> np.ndarray:
     Round-robin blocks keep ranks within one block of each other (paper §2.3);
     at long contexts ceil(S/KVP) is exact to well under 0.1 %.
     """
+    context, kvp = np.asarray(context), np.asarray(kvp)
+    if (context.ndim == kvp.ndim == 2 and context.shape[0] == 1 and kvp.shape[1] == 1 and kvp.shape[0] > 64
+            and context.shape[1] > 1):   # a sweep's grid, layouts x contexts: divide once per distinct KVP width
+        widths, which = np.unique(kvp[:, 0], return_inverse=True)
+        return cdiv(context, widths[:, None])[which.ravel()]
     return cdiv(context, kvp)
 
 
