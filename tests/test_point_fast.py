@@ -248,3 +248,35 @@ def test_an_ordered_sum_of_one_element_arrays_equals_the_array_loop():
         assert got.tobytes() == want.tobytes() or (np.isnan(want).all() and np.isnan(got).all()), values
         checked += 1
     assert checked == 400
+
+
+def test_measured_kernel_lists_kept_per_calibration_equal_those_formed_afresh():
+    """The lists of measured kernels a call may run (kept per calibration: point.per_calibration) are those
+    the methods form afresh, for every framework, routing (EPLB switches it on the same calibration), format
+    and op; a changed routing or framework is not served an earlier list."""
+    from helixsim.api import kernels_for, resolve_hardware
+    from helixsim.calibration.kernels import CalibratedKernels
+    from helixsim.cost.wideep import use_eplb_routing
+
+    checked = 0
+    for hw in ("gb200-nvl72", "h200-hgx", "b200-hgx"):
+        for backend in ("trtllm", "sglang", "vllm"):
+            for eplb in (False, True):
+                k = kernels_for(resolve_hardware(hw), backend=backend)
+                if eplb:
+                    use_eplb_routing(k)
+                moe = k._table("moe")
+                for dtype in ("bf16", "fp8", "fp4"):
+                    if moe is not None:
+                        for fmt in ("nvfp4", "mxfp4"):
+                            fresh = CalibratedKernels._moe_kernels.__wrapped__(k, moe, dtype, fmt)
+                            assert k._moe_kernels(moe, dtype, fmt) == tuple(fresh), (hw, backend, eplb, dtype, fmt)
+                            checked += 1
+                    for phase in ("dispatch", "combine"):
+                        fresh = CalibratedKernels._a2a_kernels.__wrapped__(k, phase, dtype)
+                        assert k._a2a_kernels(phase, dtype) == tuple(fresh), (hw, backend, phase, dtype)
+                        checked += 1
+                for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
+                    assert k._collective_kernels(op) == tuple(CalibratedKernels._collective_kernels.__wrapped__(k, op))
+                    checked += 1
+    assert checked > 200
