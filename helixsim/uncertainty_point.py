@@ -27,9 +27,10 @@ class _Stacked:
         self._k = k
         self._w = per_doubling
         # a step asks for some shapes more than once (the same all-reduce after attention and after the FFN,
-        # each GEMM of the shared expert twice): priced once per step. Not where the kernel model logs which
-        # step function asked (a serving framework's model, helixsim.backends): each asking is noted there.
-        self._seen: dict | None = None if hasattr(k, "reset_log") else {}
+        # each GEMM of the shared expert twice), and points of one configuration share the shapes that do not
+        # depend on what differs between them (HOP-B's one-request chunk whatever the batch; every GEMM,
+        # collective and MoE whatever the context): each is priced once per process (shared_memo)
+        self._seen = shared_memo(k, per_doubling)
 
     def __getattr__(self, name):
         attr = getattr(self._k, name)
@@ -66,6 +67,32 @@ class _Stacked:
             return np.array([tt, *weightings(tt, r, (not r) and dd > 0, dd, w)]).reshape((5,) + (1,) * ndim)
 
         return call
+
+
+#: stacked kernel calls kept per kernel model at most; beyond, its memo starts afresh
+SHARED_LIMIT = 1 << 14
+
+
+def shared_memo(k, per_doubling: float) -> dict | None:
+    """The stacked kernel calls already priced by a kernel model like ``k`` (same calibration, hardware,
+    efficiencies, MoE routing and interval rule), kept beside its calibration; None for a model that logs
+    which step function asked for each call (a serving framework's, :mod:`helixsim.backends`: every asking
+    is noted there) or one of another class (a what-if wrapper)."""
+    from .calibration.kernels import CalibratedKernels
+
+    if type(k) is not CalibratedKernels:
+        return None
+    held = (k.fallback.hw, k.fallback.eff)   # (process-wide objects: compared by identity, kept alive here)
+    ident = (k.moe_distribution, tuple((f, tuple(v)) for f, v in sorted(k.kernel_sources.items())), per_doubling)
+    memos = k.calibration.__dict__.setdefault("_stacked_calls", [])
+    for objects, other, memo in memos:
+        if objects[0] is held[0] and objects[1] is held[1] and other == ident:
+            if len(memo) >= SHARED_LIMIT:
+                memo.clear()
+            return memo
+    memos.append((held, ident, {}))
+    del memos[:-8]   # (a few configurations per calibration)
+    return memos[-1][2]
 
 
 def _key(v):

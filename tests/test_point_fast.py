@@ -280,3 +280,33 @@ def test_measured_kernel_lists_kept_per_calibration_equal_those_formed_afresh():
                     assert k._collective_kernels(op) == tuple(CalibratedKernels._collective_kernels.__wrapped__(k, op))
                     checked += 1
     assert checked > 200
+
+
+def test_points_of_one_configuration_share_priced_kernel_calls():
+    """A kernel call priced for one point is found, not priced again, by the next point of the same
+    configuration (uncertainty_point.shared_memo: a context sweep at one batch reuses every GEMM, collective
+    and MoE price); what the next point returns is still what the vectorised path returns."""
+    from helixsim.api import kernels_for, resolve_hardware
+    from helixsim.uncertainty import shipped_rule
+    from helixsim.uncertainty_point import shared_memo
+
+    layout = Layout("helix", kvp=8, tpf=2, ep=4)
+
+    def one(context):
+        return dict(_flat(simulate_point("deepseek-r1", "gb200-nvl72", layout, batch=23, context=context,
+                                         precision=FP4).to_json_dict()))
+
+    memo = shared_memo(kernels_for(resolve_hardware("gb200-nvl72")), shipped_rule().per_doubling)
+    one(17_000)
+    before = len(memo)
+    got = one(2_900_000)
+    added = len(memo) - before
+    assert 0 < added <= 8   # the attention and its KVP combine are new; the rest is found
+    with point.vectorised():
+        want = one(2_900_000)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+        else:
+            assert got[key] == value, key
