@@ -31,6 +31,8 @@ class _Stacked:
         # depend on what differs between them (HOP-B's one-request chunk whatever the batch; every GEMM,
         # collective and MoE whatever the context): each is priced once per process (shared_memo)
         self._seen = shared_memo(k, per_doubling)
+        if self._seen is None and not hasattr(k, "reset_log"):   # another model without a log: once per step
+            self._seen = {}
 
     def __getattr__(self, name):
         attr = getattr(self._k, name)
@@ -44,10 +46,10 @@ class _Stacked:
 
         def call(*args, **kwargs):
             if self._seen is not None:
-                key = (name, tuple(map(_key, args)), tuple((n, _key(v)) for n, v in kwargs.items()))
                 try:
+                    key = (name, tuple(map(_key, args)), tuple((n, _key(v)) for n, v in kwargs.items()))
                     out = self._seen.get(key)
-                except TypeError:   # an argument that is no dictionary key: priced every time
+                except (TypeError, ValueError):   # an argument that is no dictionary key: priced every time
                     return priced(*args, **kwargs)
                 if out is None:
                     out = self._seen[key] = priced(*args, **kwargs)
@@ -75,9 +77,9 @@ SHARED_LIMIT = 1 << 14
 
 def shared_memo(k, per_doubling: float) -> dict | None:
     """The stacked kernel calls already priced by a kernel model like ``k`` (same calibration, hardware,
-    efficiencies, MoE routing and interval rule), kept beside its calibration; None for a model that logs
-    which step function asked for each call (a serving framework's, :mod:`helixsim.backends`: every asking
-    is noted there) or one of another class (a what-if wrapper)."""
+    efficiencies, MoE routing and interval rule), kept beside its calibration; None for a model of another
+    class: one that logs which step function asked for each call (a serving framework's,
+    :mod:`helixsim.backends`: every asking is noted there) or a what-if wrapper."""
     from .calibration.kernels import CalibratedKernels
 
     if type(k) is not CalibratedKernels:
