@@ -54,6 +54,7 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
         return out
     q = np.asarray(cols[column], float)
     other = np.asarray(cols[WITH[spec.name]], float) if spec.name in WITH else None
+    lower = []   # (queries, the same at measured head count h) for every h below some query's own
     for h in np.sort(table.column_values(cat, column).astype(float)):
         ok = q > h
         if other is not None:   # a TP split of the query's heads: h = q / 2^j, at least one KV head
@@ -66,5 +67,14 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
         sub[column] = np.full(len(idx), h)
         if other is not None:
             sub[WITH[spec.name]] = other[idx] * h / q[idx]
-        out[idx] = np.fmax(out[idx], once(sub))
+        lower.append((idx, sub))
+    if not lower:
+        return out
+    # every head count's queries priced in one table query (the same price per query), then the envelope taken
+    # head count by head count, in increasing order
+    prices = once({k: np.concatenate([sub[k] for _, sub in lower]) for k in lower[0][1]})
+    at = 0
+    for idx, _ in lower:
+        out[idx] = np.fmax(out[idx], prices[at:at + len(idx)])
+        at += len(idx)
     return out
