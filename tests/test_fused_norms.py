@@ -68,3 +68,18 @@ def test_single_point_path_agrees():
                    np.array([4096]), prec, kernels=kernels_for(hw))
     assert point.breakdown_ms["overhead"] == pytest.approx(float(vec["overhead_ms"].iloc[0]), rel=1e-12)
     assert point.ttl_ms == pytest.approx(float(vec["ttl_ms"].iloc[0]), rel=1e-12)
+
+
+def test_prefill_keeps_its_norm_kernels():
+    # a prefill chunk's all-reduce runs on NCCL and TensorRT-LLM then launches the norm on its own
+    # (allreduceOp.cpp runNCCLAllReduce -> fallbackRunSubsequentOps): TensorRT-LLM's prefill overhead equals
+    # vLLM's (both two launches per layer; the norms are priced by the same roofline memory op)
+    from helixsim.prefill import simulate_prefill
+
+    lay = Layout("tp", kvp=1, tpa=8, dp=1, tpf=8, ep=1, pp=1, hopb=False)
+    prec = Precision(weights="fp8", kv_cache="fp8")
+    trt = simulate_prefill("llama-3.1-70b", "b200-hgx", lay, isl=4096, precision=prec, backend="trtllm")
+    vllm = simulate_prefill("llama-3.1-70b", "b200-hgx", lay, isl=4096, precision=prec, backend="vllm")
+    assert trt.breakdown_ms["overhead"] == pytest.approx(vllm.breakdown_ms["overhead"], rel=1e-12)
+    # and that overhead holds the two launches: at least 80 layers x 2 x 3 us
+    assert trt.breakdown_ms["overhead"] >= NORM_FLOORS_MS_80_LAYERS

@@ -26,6 +26,12 @@ Under the fusion the norms' bytes still move (inside the all-reduce kernel), but
 their two kernel launches are gone: :func:`separate_norm_kernels` gives 0 instead
 of 2 there, and :func:`helixsim.cost.step.norms_ms` keeps the bytes. Only decoder
 layers whose source was read are covered; every other model keeps two kernels.
+
+Only a decode step's all-reduce (a batch of tokens, within the one-/two-shot kernels'
+reach) is fused this way: a prefill chunk's all-reduce of thousands of tokens runs on
+NCCL, and ``AllreduceOp::runNCCLAllReduce`` (cpp/tensorrt_llm/thop/allreduceOp.cpp)
+then runs the norm as a kernel of its own (``fallbackRunSubsequentOps``: "AllReduce +
+residual_rms_norm + following operations"), so prefill keeps its two launches.
 """
 
 from __future__ import annotations

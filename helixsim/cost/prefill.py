@@ -230,7 +230,8 @@ def prefill_time(k, pcal, model: ModelSpec, a: LayoutArrays, isl, requests, chun
         "ffn": f * ffn,
         "ffn_comm": f * ffn_comm,
         "pp_comm": st.pp_comm_ms(k, model, s, lay.pp, prec),
-        "overhead": f * L * st.norms_ms(k, model, s, prec) + k.eff.step_overhead_us * 1e-3,
+        # a prefill chunk's all-reduce runs on NCCL, then the norm as a kernel of its own (helixsim.cost.fused_norms)
+        "overhead": f * L * st.norms_ms(k, model, s, prec, allreduce_fusion=False) + k.eff.step_overhead_us * 1e-3,
     }
     per_chunk = {key: np.where(live, np.broadcast_to(v, live.shape), 0.0) for key, v in per_chunk.items()}
     pp = lay.pp[:, 0].astype(float)

@@ -305,12 +305,14 @@ def lm_head_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarra
     return head + gather
 
 
-def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
+def norms_ms(k, model: ModelSpec, s: StepShapes, prec: Precision, allreduce_fusion: bool = True) -> np.ndarray:
     """Two RMSNorms and residual adds per layer: read and write [b, H] a few times; no launches of their
-    own where the framework runs them inside the TP all-reduce (:mod:`helixsim.cost.fused_norms`)."""
+    own where the framework runs them inside the TP all-reduce (:mod:`helixsim.cost.fused_norms`; a
+    decode step's all-reduce; ``allreduce_fusion=False`` for prefill chunks, whose all-reduce runs on NCCL
+    followed by a norm kernel)."""
     b = np.maximum(s.attn_batch, o_proj_batch(s))
-    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations),
-                          n_kernels=separate_norm_kernels(k, model, s.strategy, s.o_tp, EP))
+    n = separate_norm_kernels(k, model, s.strategy, s.o_tp, EP) if allreduce_fusion else 2.0
+    return k.memory_op_ms(4.0 * b * model.hidden_size * k.elem_bytes(prec.activations), n_kernels=n)
 
 
 def pp_comm_ms(k, model: ModelSpec, s: StepShapes, pp, prec: Precision) -> np.ndarray:
