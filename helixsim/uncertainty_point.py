@@ -72,7 +72,7 @@ class _Stacked:
 
 
 #: stacked kernel calls kept per kernel model at most; beyond, its memo starts afresh
-SHARED_LIMIT = 1 << 14
+SHARED_LIMIT = 1 << 12
 
 
 def shared_memo(k, per_doubling: float) -> dict | None:
@@ -93,7 +93,7 @@ def shared_memo(k, per_doubling: float) -> dict | None:
                 memo.clear()
             return memo
     memos.append((held, ident, {}))
-    del memos[:-8]   # (a few configurations per calibration)
+    del memos[:-4]   # (a few configurations per calibration: some 20 MB at most in all)
     return memos[-1][2]
 
 
