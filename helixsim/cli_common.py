@@ -59,6 +59,9 @@ def precision_options(func):
                      help="attention tensor-core format [default: fp8 for an fp8/fp4 cache, else bf16]"),
         click.option("--dense-weights", type=click.Choice(DTYPES), default=None,
                      help="format of the non-expert linear layers [default: as --weights]"),
+        click.option("--attention-weights", type=click.Choice(DTYPES), default=None,
+                     help="format of the attention input projections (MLA: q_a/kv_a, q_b, kv_b) [default: as "
+                          "--dense-weights; NVIDIA's FP4 DeepSeek-R1 checkpoints: bf16]"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -73,7 +76,8 @@ def precision_from(kw: dict, backend: str = "trtllm", hw=None, model: str | None
     weights = kw.pop("weights") or (default_weights(hw) if hw is not None else "fp8")
     kv = kw.pop("kv_cache")
     return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights, model), activations=kw.pop("activations"),
-                     attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"))
+                     attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"),
+                     attention_weights=kw.pop("attention_weights"))
 
 
 def draft_counts(text: str) -> tuple[int, ...]:

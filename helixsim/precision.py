@@ -39,8 +39,20 @@ class Precision:
 
     weights: storage format of the weights; with ``dense_weights`` set, of the
     routed experts only, and ``dense_weights`` is the format of every other
-    linear layer (attention projections, dense FFN, shared experts, as in
-    NVIDIA's FP4 DeepSeek-R1 checkpoint, whose attention stays FP8).
+    linear layer (dense FFN, shared experts, attention output projection, and
+    the attention input projections unless ``attention_weights`` names theirs).
+    attention_weights: format of the attention's input projections (MLA: the
+    fused q_a/kv_a down-projection, q_b, and kv_b, whose halves run as the
+    absorbed W_UK/W_UV batched matmuls) where it differs from the other
+    non-expert layers. NVIDIA's FP4 DeepSeek-R1 checkpoints keep ``self_attn``
+    in BF16: TensorRT Model Optimizer ``examples/deepseek/ptq.py`` turns
+    ``*attn*`` quantisation off unless asked and ``quantize_to_nvfp4.py`` writes
+    unquantised layers dequantised to BF16 (nvidia/DeepSeek-R1-FP4's
+    ``exclude_modules`` lists ``model.layers.N.self_attn*`` for every layer,
+    TensorRT-LLM issue #5766); the v2 checkpoints ("additionally quantizes
+    the wo module in attention layers", nvidia/DeepSeek-R1-0528-FP4-v2 model
+    card; ``ptq.py --enable_wo_quant``) hold the output projection in NVFP4
+    like the dense FFN and shared experts.
     kv_cache: storage format of the KV cache. activations: the format of
     activations and of every communication payload. attention_math: the
     tensor-core format of the attention products (explicit, since absorbed
@@ -56,11 +68,12 @@ class Precision:
     attention_math: str | None = None
     gemm_math: str | None = None
     dense_weights: str | None = None
+    attention_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("weights", "kv_cache", "activations"):
             check_dtype(getattr(self, name), f"--{name.replace('_', '-')}")
-        for name in ("attention_math", "gemm_math", "dense_weights"):
+        for name in ("attention_math", "gemm_math", "dense_weights", "attention_weights"):
             value = getattr(self, name)
             if value is not None:
                 check_dtype(value, f"--{name.replace('_', '-')}")
@@ -75,6 +88,11 @@ class Precision:
     def dense_weights_dtype(self) -> str:
         """Format of the non-expert linear layers."""
         return self.dense_weights or self.weights
+
+    @property
+    def attention_weights_dtype(self) -> str:
+        """Format of the attention projections (MLA: also the absorbed W_UK/W_UV batched matmuls)."""
+        return self.attention_weights or self.dense_weights_dtype
 
     @property
     def gemm_math_dtype(self) -> str:

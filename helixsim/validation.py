@@ -44,10 +44,18 @@ SYSTEM_TO_HARDWARE = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "b200_sxm"
 #: TensorRT-LLM FP8; vLLM BF16 unless told otherwise): see helixsim.backends.DEFAULTS.
 PRECISION = {"fp4": ("fp4", "fp8"), "nvfp4": ("fp4", "fp8"), "mxfp4": ("fp4", "fp8"), "fp8": ("fp8", "fp8"),
              "fp8_block": ("fp8", "fp8"), "bf16": ("bf16", "bf16")}
-#: Format of the non-expert linear layers of an FP4 MoE checkpoint. NVIDIA's DeepSeek-R1-FP4
-#: quantises only the MoE experts' linear layers to FP4 (its model card); gpt-oss keeps attention,
-#: router, embedding and LM head in BF16 (config.json quantization_config.modules_to_not_convert).
-FP4_DENSE_WEIGHTS = {"deepseek-r1": "fp8", "kimi-k2": "fp8", "gpt-oss-120b": "bf16"}
+#: Format of the non-expert linear layers of an FP4 MoE checkpoint (absent: FP4 like the experts).
+#: gpt-oss keeps attention, router, embedding and LM head in BF16 (config.json
+#: quantization_config.modules_to_not_convert).
+FP4_DENSE_WEIGHTS = {"kimi-k2": "fp8", "gpt-oss-120b": "bf16"}
+#: Format of the attention input projections of an FP4 checkpoint where it differs from its other
+#: non-expert layers. NVIDIA's DeepSeek-R1 FP4 checkpoints keep ``self_attn`` in BF16 (TensorRT Model
+#: Optimizer ``examples/deepseek``: ``ptq.py`` turns ``*attn*`` quantisation off unless asked,
+#: ``quantize_to_nvfp4.py`` writes unquantised layers dequantised to BF16; nvidia/DeepSeek-R1-FP4's
+#: ``exclude_modules`` are ``lm_head`` and ``model.layers.N.self_attn*``, TensorRT-LLM issue #5766), except
+#: the output projection wo, NVFP4 in the v2 checkpoints these 1k/1k, 1k/8k, 8k/1k runs use
+#: (nvidia/DeepSeek-R1-0528-FP4-v2 model card), like the dense FFN layers and shared experts.
+FP4_ATTENTION_WEIGHTS = {"deepseek-r1": "bf16"}
 #: What ``decode_batch`` counts when attention is data-parallel: "rank" (requests per attention-DP
 #: rank, the instance decodes decode_batch x attention_dp) or "instance" (the whole instance).
 #: The shipped measurements count per rank, although their README says per instance: in every one
@@ -110,8 +118,10 @@ def row_config(row: pd.Series, dp_batch: str = "rank") -> tuple[str, str, Layout
     weights, _ = prec  # FP4 weights on Hopper run on FP8 units (README, modelling choice 4)
     kv = "bf16" if prec[1] == "bf16" else default_kv_cache(row_backend(row), weights, model)
     dense = FP4_DENSE_WEIGHTS.get(model) if weights == "fp4" else None
+    attn = FP4_ATTENTION_WEIGHTS.get(model) if weights == "fp4" else None
     batch = _int(row["decode_batch"]) * (dp if dp_batch == "rank" else 1)
-    return (model, hardware, layout, Precision(weights=weights, kv_cache=kv, dense_weights=dense),
+    return (model, hardware, layout, Precision(weights=weights, kv_cache=kv, dense_weights=dense,
+                                               attention_weights=attn),
             batch, _int(row["ctx_mid"]))
 
 

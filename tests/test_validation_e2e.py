@@ -17,8 +17,10 @@ def test_row_mapping_dp_attention_with_expert_parallel_moe():
     model, hardware, layout, prec, batch, context = row_config(row)
     assert (model, hardware) == ("deepseek-r1", "gb200-nvl72")
     assert (layout.strategy, layout.dp, layout.tpa, layout.tpf, layout.ep) == ("ep", 8, 1, 1, 8)
-    # NVIDIA's FP4 DeepSeek-R1 checkpoint: FP4 experts, FP8 attention; FP8 KV cache
-    assert (prec.weights, prec.dense_weights_dtype, prec.kv_cache) == ("fp4", "fp8", "fp8")
+    # NVIDIA's FP4 DeepSeek-R1 checkpoint: NVFP4 experts, dense FFN and wo, BF16 attention input
+    # projections (self_attn excluded from quantisation; tests/test_fp4_checkpoint_formats.py); FP8 KV cache
+    assert (prec.weights, prec.dense_weights_dtype, prec.attention_weights_dtype, prec.kv_cache) == \
+        ("fp4", "fp4", "bf16", "fp8")
     # decode_batch counts requests per attention-DP rank: the instance decodes 256 x 8
     assert (batch, context) == (256 * 8, 5120)
     assert row_config(row, dp_batch="instance")[4] == 256

@@ -128,7 +128,7 @@ def dsa_indexer_roofline_ms(k, batch, tokens, model: ModelSpec) -> np.ndarray:
 def dsa_index_proj_ms(k, model: ModelSpec, batch, prec: Precision) -> np.ndarray:
     """Indexer projections, replicated on every attention GPU: wq_b from the q latent, and wk with
     weights_proj from the hidden state as one fused GEMM (DeepSeek-V3.2 ``Indexer``)."""
-    a, d, w = model.attention, model.attention.dsa, prec.dense_weights_dtype
+    a, d, w = model.attention, model.attention.dsa, prec.attention_weights_dtype
     return (k.gemm_ms(batch, d.index_heads * d.index_head_dim, a.q_lora_rank, w)
             + k.gemm_ms(batch, d.index_head_dim + d.index_heads, model.hidden_size, w))
 
@@ -214,7 +214,7 @@ def gdn_attention_ms(k, model: ModelSpec, batch, tp, law: LinearLaw | None) -> n
 
 def gdn_proj_ms(k, model: ModelSpec, batch, tp, prec: Precision) -> tuple[np.ndarray, np.ndarray]:
     """(input, output) projections of one linear layer at TP = tp: fused q,k,v,z,b,a then out_proj."""
-    la, h, w = model.linear_attention, model.hidden_size, prec.dense_weights_dtype
+    la, h, w = model.linear_attention, model.hidden_size, prec.attention_weights_dtype
     vh = linear_heads_per_gpu(la.num_value_heads, tp)
     kh = linear_heads_per_gpu(la.num_key_heads, tp)
     width = 2 * kh * la.key_head_dim + 2 * vh * la.value_head_dim + 2 * vh

@@ -1,4 +1,5 @@
-"""RMSNorms that TensorRT-LLM runs inside the tensor-parallel all-reduce (Llama and gpt-oss decoder layers).
+"""RMSNorms that the frameworks run inside the tensor-parallel all-reduce (TensorRT-LLM: Llama, gpt-oss and
+DeepSeek-V3 decoder layers; SGLang: DeepSeek-V3 on SM100).
 
 A decode layer has two residual adds + RMSNorms: after the attention output
 projection and after the MLP. helixsim prices them as two bandwidth-only kernels
@@ -17,6 +18,16 @@ they move). TensorRT-LLM does not launch them for the decoder layers below:
   ``is_tp = mapping.has_tp() and not enable_attn_dp`` selects ``forward_tp``, whose two
   all-reduces carry ``AllReduceFusionOp.RESIDUAL_RMS_NORM`` with the post-attention and
   the next layer's norm weights (whatever the hidden size).
+- DeepSeek-V3 architecture (MLA + MoE: DeepSeek-R1/V3, Kimi-K2), ``DeepseekV3DecoderLayer``
+  (modeling_deepseekv3.py): ``enable_fusion &= not enable_attention_dp`` and
+  ``PRE_MOE_FUSION = POST_MOE_FUSION = enable_fusion and mapping.has_tp()`` (the dense layers'
+  ``PRE_MLP_FUSION`` / ``POST_MLP_FUSION`` likewise), whatever the hidden size.
+
+SGLang does the same for DeepSeek-V3 on SM100: ``ServerArgs._handle_model_specific_adjustments``
+turns ``enable_flashinfer_allreduce_fusion`` on for ``DeepseekV3ForCausalLM`` on SM100 without DP
+attention on one node (python/sglang/srt/server_args.py, 0.5.x), and its ``LayerCommunicator`` runs
+the post-attention norm and, deferred, the MoE all-reduce with the next layer's input norm as
+FlashInfer's fused all-reduce + RMSNorm (priced with SGLang's measured custom all-reduce).
 
 The residual add, the post-attention RMSNorm and the next layer's input RMSNorm are
 then done by the all-reduce kernel itself. The all-reduce is priced from
@@ -44,12 +55,21 @@ LLAMA_FUSION_MIN_HIDDEN_EXCLUSIVE = 4096
 NORM_KERNELS_PER_LAYER = 2.0
 
 
+def runs_deepseek_v3_decoder_layer(model) -> bool:
+    """The DeepSeek-V3 architecture (MLA attention with MoE, no sparse-attention indexer): DeepSeek-R1/V3,
+    Kimi-K2 (TensorRT-LLM's ``DeepseekV3DecoderLayer``, SGLang's ``DeepseekV2DecoderLayer``)."""
+    return model.ffn.moe is not None and model.attention.is_mla and not model.attention.is_dsa
+
+
 def trtllm_fusing_decoder(model) -> str | None:
     """Which of TensorRT-LLM's norm-fusing decoder layers serves ``model`` (module docstring), if any:
-    ``"llama"`` for a dense Llama (``LlamaForCausalLM``), ``"gpt-oss"`` for gpt-oss (``GptOssForCausalLM``)."""
+    ``"llama"`` for a dense Llama (``LlamaForCausalLM``), ``"gpt-oss"`` for gpt-oss (``GptOssForCausalLM``),
+    ``"deepseek-v3"`` for the DeepSeek-V3 architecture (:func:`runs_deepseek_v3_decoder_layer`)."""
     hf = str(model.hf_id).lower()
     if "gpt-oss" in hf:
         return "gpt-oss"
+    if runs_deepseek_v3_decoder_layer(model):
+        return "deepseek-v3"
     if "llama" in hf and model.ffn.moe is None and not model.attention.is_mla:
         return "llama"
     return None
@@ -62,6 +82,8 @@ def fuses_allreduce_norm(k, model) -> bool:
 
     backend = getattr(k, "backend", "trtllm")
     decoder = trtllm_fusing_decoder(model)
+    if backend == "sglang" and decoder == "deepseek-v3":   # SM100: the GPUs with FP4 tensor cores
+        return k.hw.dense_tflops.fp4 is not None
     if not (backend in DEFAULTS and DEFAULTS[backend].fuses_allreduce_norm and decoder):
         return False
     return decoder != "llama" or model.hidden_size > LLAMA_FUSION_MIN_HIDDEN_EXCLUSIVE
@@ -75,4 +97,6 @@ def separate_norm_kernels(k, model, strategy: np.ndarray, o_tp: np.ndarray, ep_c
     if not fuses_allreduce_norm(k, model):
         return np.asarray(NORM_KERNELS_PER_LAYER)
     fused = (np.asarray(strategy) != ep_code) & (np.asarray(o_tp) > 1)
+    if getattr(k, "backend", "trtllm") == "sglang":   # SGLang's fusion only on one node (nnodes == 1)
+        fused = fused & (np.asarray(o_tp) <= k.hw.gpus_per_node)
     return np.where(fused, 0.0, NORM_KERNELS_PER_LAYER)

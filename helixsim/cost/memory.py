@@ -108,13 +108,15 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     or, for Medha and for ep's DP attention groups, over the group's tpa GPUs, as their LM
     head runs in :func:`~.step.lm_head_ms`)."""
     stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
-    w_dense = k.elem_bytes(prec.dense_weights_dtype)
+    w_dense, w_attn = k.elem_bytes(prec.dense_weights_dtype), k.elem_bytes(prec.attention_weights_dtype)
     act = k.elem_bytes(prec.activations)
-    layer_weights = (model.softmax_layers * attention_weight_elements(model, a) * w_dense
+    o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: dense format
+    attn_bytes = (attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_dense
+    layer_weights = (model.softmax_layers * attn_bytes
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense, dense_ffn_data_parallel(k)))
     if model.linear_layers:
         o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
-        layer_weights = layer_weights + model.linear_layers * ak.linear_weight_elements(model, o_tp) * w_dense
+        layer_weights = layer_weights + model.linear_layers * ak.linear_weight_elements(model, o_tp) * w_attn
     norms = model.norm_params_per_layer() * model.num_layers * act
     vocab_split = np.where(is_medha(a.strategy) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act

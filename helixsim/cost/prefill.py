@@ -154,7 +154,7 @@ def mla_prefill_proj_ms(k, model: ModelSpec, tokens, q_heads, prec: Precision) -
     """MLA input projections at m = tokens: fused q_a/kv_a down-projection, q_b, and the kv_b
     up-projection of the latent into this GPU's heads' keys (nope part) and values (prefill does
     not absorb W_UK/W_UV, TensorRT-LLM and SGLang's context path)."""
-    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
+    a, h, w = model.attention, model.hidden_size, prec.attention_weights_dtype
     return (k.gemm_ms(tokens, a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim, h, w)
             + k.gemm_ms(tokens, q_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim), a.q_lora_rank, w)
             + k.gemm_ms(tokens, q_heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, w))

@@ -67,7 +67,7 @@ def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarr
     TensorRT-LLM (``fused_a``), SGLang and vLLM (``fused_qkv_a_proj``) run them; q_b
     for this GPU's heads; and the absorbed W_UK batched matmul (heads x [128 -> 512]).
     """
-    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
+    a, h, w = model.attention, model.hidden_size, prec.attention_weights_dtype
     b = s.attn_batch
     if not a.is_mla:   # an output gate (Qwen3.5) doubles the query part of the fused projection
         return k.gemm_ms(b, ((2 if a.output_gate else 1) * s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
@@ -178,14 +178,15 @@ def o_proj_batch(s: StepShapes) -> np.ndarray:
 
 
 def o_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
-    """Output projection at TP = o_tp (N for Helix, paper §2.2); MLA adds the absorbed W_UV bmm."""
-    a, h, w = model.attention, model.hidden_size, prec.dense_weights_dtype
+    """Output projection at TP = o_tp (N for Helix, paper §2.2) in the dense format; MLA adds the
+    absorbed W_UV bmm in the attention projections' format (a half of kv_b, Precision.attention_weights)."""
+    a, h = model.attention, model.hidden_size
     b = o_proj_batch(s)
     heads = a.num_q_heads // s.o_tp
     head_out = a.v_head_dim if a.is_mla else a.head_dim
-    proj = k.gemm_ms(b, h, heads * head_out, w)
+    proj = k.gemm_ms(b, h, heads * head_out, prec.dense_weights_dtype)   # wo: the dense format (Precision)
     if a.is_mla:
-        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, w)
+        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, prec.attention_weights_dtype)
     return proj
 
 
