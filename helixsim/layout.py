@@ -166,8 +166,28 @@ def valid_mask(a: LayoutArrays, model: ModelSpec) -> np.ndarray:
     return ok
 
 
+#: layouts already found valid, per model object: (layout, the types of its fields) -> the model (kept alive, so
+#: its id is not reused); a single point checks the same layout at every call
+_VALID: dict[tuple, ModelSpec] = {}
+
+
 def check_layout(layout: Layout, model: ModelSpec, source: str = "layout") -> Layout:
     """Raise a one-line :class:`SpecError` for the first rule ``layout`` breaks."""
+    try:   # (True == 1 and 16.0 == 16: the field types are part of the key, a bool width is still refused)
+        key = (layout, tuple(type(v) for v in layout.__dict__.values()), id(model))
+        if _VALID.get(key) is model:
+            return layout
+    except TypeError:   # a field that is no dictionary key: checked every time
+        key = None
+    _check_layout(layout, model, source)
+    if key is not None:
+        if len(_VALID) >= 1024:
+            _VALID.clear()
+        _VALID[key] = model
+    return layout
+
+
+def _check_layout(layout: Layout, model: ModelSpec, source: str) -> None:
     strategy_code(layout.strategy)
     for name in WIDTHS:
         value = getattr(layout, name)
@@ -182,7 +202,6 @@ def check_layout(layout: Layout, model: ModelSpec, source: str = "layout") -> La
     for field, message, rule in RULES:
         if not bool(rule(arrays, model)[0]):
             raise SpecError(source, f"--{field}", f"{message} (model {model.name}, layout {layout.label()})")
-    return layout
 
 
 def infer_ffn_widths(strategy: str, n_attention: int, tpf: int | None, ep: int | None) -> tuple[int, int]:

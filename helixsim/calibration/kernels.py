@@ -51,6 +51,7 @@ measured latency. Choices made where the data offer several kernels:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -389,12 +390,14 @@ class CalibratedKernels:
     # ------------------------------------------------------------ compute kernels
     @_unique_args
     def gemm_ms(self, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
-        fb = self.fallback.gemm_ms(m, n, k, weight_dtype, act_dtype)
+        one = _point.ENABLED and np.size(m) == np.size(n) == np.size(k) == 1   # one point
+        fb = (_point.fallback_one(self.fallback.gemm_ms, (m, n, k), weight_dtype, act_dtype) if one
+              else self.fallback.gemm_ms(m, n, k, weight_dtype, act_dtype))
         table = self._table("gemm")
         cats = [(d,) for d in GEMM_DTYPES.get(weight_dtype, ()) if table is not None and table.has((d,))]
         if not cats:
             return fb
-        if _point.ENABLED and np.size(m) == np.size(n) == np.size(k) == 1:   # one point
+        if one:
             return _point.gemm_one(self, table, cats, fb, m, n, k)
         t = np.full(np.shape(fb), np.nan)
         for cat in cats:   # FP8: the faster of the per-tensor and the block-scaled kernels
@@ -405,7 +408,9 @@ class CalibratedKernels:
     @_unique_args
     def bmm_ms(self, batch, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         """MLA absorption bmm: the q x W_UK table where k <= n (128 -> 512), else attn x W_UV (512 -> 128)."""
-        fb = self.fallback.bmm_ms(batch, m, n, k, weight_dtype, act_dtype)
+        fb = (_point.fallback_one(self.fallback.bmm_ms, (batch, m, n, k), weight_dtype, act_dtype)
+              if _point.ENABLED and np.size(batch) == np.size(m) == np.size(n) == np.size(k) == 1   # one point
+              else self.fallback.bmm_ms(batch, m, n, k, weight_dtype, act_dtype))
         dts = BMM_DTYPES.get(weight_dtype, ())
         shape = np.shape(fb)
         results = {}
@@ -675,13 +680,19 @@ NCCL_OPS_INV = {v: k for k, v in NCCL_OPS.items()}
 
 
 _LOADED: dict[tuple[str, float], Calibration] = {}
+_MANIFESTS: dict[tuple[str, str], Path] = {}   # a calibration path as asked for -> its resolved calibration.json
 
 
 def _load_cached(path: Path) -> Calibration:
     """The calibration in folder ``path`` (or of its ``calibration.json``), read once per process: from
     its binary copy ``calibration.npz`` when that matches the readable files, else from the CSVs."""
-    path = Path(path).resolve()
-    manifest = path / "calibration.json" if path.is_dir() else path
+    asked = (str(path), os.getcwd())   # (a relative path is resolved against the working directory)
+    manifest = _MANIFESTS.get(asked)
+    if manifest is None:   # (resolving a path is some twenty system calls: once per path asked for)
+        resolved = Path(path).resolve()
+        manifest = resolved / "calibration.json" if resolved.is_dir() else resolved
+        if len(_MANIFESTS) < 256:
+            _MANIFESTS[asked] = manifest
     key = (str(manifest), manifest.stat().st_mtime)
     if key not in _LOADED:
         _LOADED[key] = _load(manifest.parent)

@@ -63,15 +63,15 @@ class RooflineKernels:
         flops = t.gemm_flops(m, n, k)
         time = t.roofline_ms(nbytes, flops, self.hbm_gbps,
                              self._compute_peak(weight_dtype, self.eff.gemm_compute), self.floor_us)
-        return np.where(np.asarray(m, float) * np.asarray(n, float) * np.asarray(k, float) > 0, time, 0.0)
+        return t.where_positive(t.as_float(m) * t.as_float(n) * t.as_float(k), time)
 
     def bmm_ms(self, batch, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         """``batch`` independent GEMMs in one kernel (MLA's absorbed W_UK / W_UV per head)."""
-        nbytes = np.asarray(batch, float) * t.gemm_bytes(m, n, k, self.elem_bytes(weight_dtype), self.elem_bytes(act_dtype))
-        flops = np.asarray(batch, float) * t.gemm_flops(m, n, k)
+        nbytes = t.as_float(batch) * t.gemm_bytes(m, n, k, self.elem_bytes(weight_dtype), self.elem_bytes(act_dtype))
+        flops = t.as_float(batch) * t.gemm_flops(m, n, k)
         time = t.roofline_ms(nbytes, flops, self.hbm_gbps,
                              self._compute_peak(weight_dtype, self.eff.gemm_compute), self.floor_us)
-        return np.where(np.asarray(batch, float) * np.asarray(m, float) > 0, time, 0.0)
+        return t.where_positive(t.as_float(batch) * t.as_float(m), time)
 
     def _attention_ms(self, kv_bytes, flops, math_dtype: str) -> np.ndarray:
         time = t.roofline_ms(kv_bytes, flops, self.hbm_gbps,

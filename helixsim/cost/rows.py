@@ -72,6 +72,8 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
     """``np.select(masks, [v(all rows) for v in variants], default(all rows))``, each variant (and the default)
     priced only on the rows where it is chosen (a row takes the first mask that holds)."""
     masks = [np.asarray(m, bool) for m in masks]
+    if all(m.size == 1 for m in masks):   # one layout (a single point): every variant priced on it, as below
+        return _select_one(masks, [v(Rows()) for v in variants] + [default(Rows())])
     taken = np.zeros(np.broadcast_shapes(*(m.shape for m in masks)), bool)
     choices = []
     for mask, variant in zip(masks + [None], list(variants) + [default]):
@@ -81,6 +83,15 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
         if mask is not None:
             taken = taken | mask
     return np.select(masks, choices[:-1], choices[-1])
+
+
+def _select_one(masks: list[np.ndarray], values: list) -> np.ndarray:
+    """``np.select(masks, values[:-1], values[-1])`` where every mask holds one element: the value of the first
+    mask that holds (else the last), broadcast to the shape and type np.select gives, without its per-call work."""
+    values = [np.asarray(v, float) for v in values]
+    chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
+    shape = np.broadcast_shapes(*(m.shape for m in masks), *(v.shape for v in values))
+    return np.array(np.broadcast_to(values[chosen], shape))
 
 
 class PatchedRows:

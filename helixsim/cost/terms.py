@@ -21,33 +21,52 @@ def cdiv(a: ArrayLike, b: ArrayLike) -> np.ndarray:
 
 # --------------------------------------------------------------------- roofline
 
+def as_float(x: ArrayLike) -> np.ndarray | float:
+    """``np.asarray(x, float)``, a Python float kept as it is: the single-point path prices one query in
+    floats (Python's float arithmetic is numpy's float64 arithmetic, without numpy's per-call cost)."""
+    return x if type(x) is float else np.asarray(x, float)
+
+
+def maximum(a, b):
+    """``np.maximum(a, b)``; of two Python floats, in floats (a NaN wins, as in numpy)."""
+    if type(a) is float and type(b) is float:
+        return a if (a != a or a > b) else b   # (of equal values numpy gives b: max(0.0, -0.0) is -0.0)
+    return np.maximum(a, b)
+
+
+def where_positive(x, value):
+    """``np.where(x > 0, value, 0.0)``; of two Python floats, in floats."""
+    if type(x) is float and type(value) is float:
+        return value if x > 0 else 0.0
+    return np.where(x > 0, value, 0.0)
+
+
 def transfer_ms(nbytes: ArrayLike, bandwidth_gbps: ArrayLike) -> np.ndarray:
     """Time to move ``nbytes`` at ``bandwidth_gbps`` (GB/s), in ms."""
-    return np.asarray(nbytes, dtype=float) / (np.asarray(bandwidth_gbps, dtype=float) * 1e6)
+    return as_float(nbytes) / (as_float(bandwidth_gbps) * 1e6)
 
 
 def compute_ms(flops: ArrayLike, peak_tflops: ArrayLike) -> np.ndarray:
     """Time to execute ``flops`` at ``peak_tflops`` (TFLOP/s), in ms."""
-    return np.asarray(flops, dtype=float) / (np.asarray(peak_tflops, dtype=float) * 1e9)
+    return as_float(flops) / (as_float(peak_tflops) * 1e9)
 
 
 def roofline_ms(nbytes: ArrayLike, flops: ArrayLike, bandwidth_gbps: ArrayLike,
                 peak_tflops: ArrayLike, floor_us: ArrayLike = 0.0) -> np.ndarray:
     """Roofline op time: floor + max(bytes / bandwidth, FLOPs / peak) (Williams et al. 2009)."""
-    return np.asarray(floor_us) * 1e-3 + np.maximum(transfer_ms(nbytes, bandwidth_gbps),
-                                                   compute_ms(flops, peak_tflops))
+    return as_float(floor_us) * 1e-3 + maximum(transfer_ms(nbytes, bandwidth_gbps), compute_ms(flops, peak_tflops))
 
 
 # --------------------------------------------------------------------- GEMMs
 
 def gemm_flops(m: ArrayLike, n: ArrayLike, k: ArrayLike) -> np.ndarray:
     """2 m n k FLOPs for an [m,k] x [k,n] product."""
-    return 2.0 * np.asarray(m, float) * np.asarray(n, float) * np.asarray(k, float)
+    return 2.0 * as_float(m) * as_float(n) * as_float(k)
 
 
 def gemm_bytes(m: ArrayLike, n: ArrayLike, k: ArrayLike, weight_bytes: float, act_bytes: float) -> np.ndarray:
     """Bytes a decode GEMM moves: the [k,n] weight once, plus input [m,k] and output [m,n] activations."""
-    m, n, k = (np.asarray(x, float) for x in (m, n, k))
+    m, n, k = (as_float(x) for x in (m, n, k))
     return k * n * weight_bytes + (m * k + m * n) * act_bytes
 
 
