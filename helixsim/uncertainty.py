@@ -189,7 +189,13 @@ def weightings(t, roof, law, d, w: float) -> tuple:
     (``law``: not the roofline and beyond the measured domain), and its widenings up and down by
     ``e^(w d) - 1`` and ``1 - e^(-w d)`` (module docstring; ``d``: doublings beyond the measured domain, 0
     where ``roof``). Arrays or floats: the vectorised path and the single point share these formulas."""
-    return t * roof, t * law, t * np.expm1(w * d), -t * np.expm1(-w * d)
+    return t * roof, t * law, t * _expm1(w * d), -t * _expm1(-w * d)
+
+
+def _expm1(x):
+    """``np.expm1(x)``; of a Python float zero (a call inside the measured domain), that zero itself (expm1 of
+    +-0 is +-0) without numpy's per-call cost."""
+    return x if type(x) is float and x == 0.0 else np.expm1(x)
 
 
 def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.ndarray:
@@ -293,8 +299,13 @@ class _OpModels(Mapping):
             parts, roof, name = self._inputs
             self._labels = {}
             for op in parts:
-                total = float(np.sum(parts[op]))
-                share = float(np.sum(np.broadcast_to(roof[op], parts[op].shape))) / total if total > 0 else 0.0
+                part = np.asarray(parts[op])
+                if part.size == 1 and np.size(roof[op]) == 1:   # one point: the sums of one element are the element
+                    total = float(part.item())
+                    share = float(np.asarray(roof[op]).item()) / total if total > 0 else 0.0
+                else:
+                    total = float(np.sum(part))
+                    share = float(np.sum(np.broadcast_to(roof[op], part.shape))) / total if total > 0 else 0.0
                 self._labels[op] = "roofline" if share > 0.5 else name
             self._inputs = None
         return self._labels

@@ -230,13 +230,14 @@ def _excursion(k, method: str, a: Mapping, one: bool):
             table = tables.get(family)
             if table is None:
                 continue
-            cache = table.__dict__.setdefault("_union_cache", {})   # the categories of an op, found once
-            if ("collective", op) not in cache:
-                cache[("collective", op)] = _cats(table, pick)
-            for cat in cache[("collective", op)]:
-                eb = COLLECTIVE_ELEM_BYTES.get(str(cat[1]), 2.0)
-                spans.append(outside(category_domain(table, cat), {"num_gpus": n, "message_size": nbytes / eb},
-                                     "message_size"))
+            # the measured ranges and element sizes of an op's categories, found once
+            cache = table.__dict__.setdefault("_union_cache", {})
+            found = cache.get(("collective", op))
+            if found is None:
+                found = cache[("collective", op)] = [(category_domain(table, cat), COLLECTIVE_ELEM_BYTES.get(str(cat[1]), 2.0))
+                                                     for cat in _cats(table, pick)]
+            for domain, eb in found:
+                spans.append(outside(domain, {"num_gpus": n, "message_size": nbytes / eb}, "message_size"))
         roof, d = fastest(spans)
         return (roof or n > k.hw.nvlink_domain_gpus) if one else roof | (n > k.hw.nvlink_domain_gpus), d
     if method in ("moe_dispatch_ms", "moe_combine_ms"):

@@ -664,14 +664,22 @@ class CalibratedKernels:
     @_unique_args
     def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
                         num_experts: int = 0) -> np.ndarray:
-        fb = self.fallback.moe_dispatch_ms(tokens_per_rank, hidden, top_k, ep, dtype, num_experts=num_experts)
+        def fb_of(tokens, width):
+            return self.fallback.moe_dispatch_ms(tokens, hidden, top_k, width, dtype, num_experts=num_experts)
+
+        one = _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1   # one point: in floats
+        fb = _point.fallback_one(fb_of, (tokens_per_rank, ep)) if one else fb_of(tokens_per_rank, ep)
         return self._a2a_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
                             num_experts=num_experts)
 
     @_unique_args
     def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
                        num_experts: int = 0) -> np.ndarray:
-        fb = self.fallback.moe_combine_ms(tokens_per_rank, hidden, top_k, ep, dtype, num_experts=num_experts)
+        def fb_of(tokens, width):
+            return self.fallback.moe_combine_ms(tokens, hidden, top_k, width, dtype, num_experts=num_experts)
+
+        one = _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1   # one point: in floats
+        fb = _point.fallback_one(fb_of, (tokens_per_rank, ep)) if one else fb_of(tokens_per_rank, ep)
         return self._a2a_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
                             num_experts=num_experts)
 

@@ -119,11 +119,12 @@ def scalar(value) -> float:
     return float(value.item()) if isinstance(value, np.ndarray) else float(value)
 
 
-def fallback_one(method, arrays: tuple, *rest) -> np.ndarray:
-    """``method(*arrays, *rest)`` (a roofline kernel method) of arguments holding one value each, priced in
-    Python floats (the roofline's formulas keep floats as floats: :func:`helixsim.cost.terms.as_float`; the
-    same IEEE arithmetic) and shaped as the arrays would make it."""
-    return np.full(np.broadcast_shapes(*(np.shape(a) for a in arrays)), method(*(scalar(a) for a in arrays), *rest))
+def fallback_one(method, arrays: tuple, *rest, **kwargs) -> np.ndarray:
+    """``method(*arrays, *rest, **kwargs)`` (a roofline kernel method) of arguments holding one value each,
+    priced in Python floats (the roofline's formulas keep floats as floats: :func:`helixsim.cost.terms.as_float`;
+    the same IEEE arithmetic) and shaped as the arrays would make it."""
+    return np.full(np.broadcast_shapes(*(np.shape(a) for a in arrays)),
+                   method(*(scalar(a) for a in arrays), *rest, **kwargs), dtype=float)
 
 
 # numpy's log2 and power on a float give the bits numpy gives on arrays (Python's math.log2 and ** may

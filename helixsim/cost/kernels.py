@@ -142,10 +142,10 @@ class RooflineKernels:
         bottlenecked by the scale-out NIC and pays its latency (a deliberately
         simple, conservative model).
         """
-        inside = np.asarray(n) <= self.hw.nvlink_domain_gpus
-        bw = np.where(inside, self.hw.nvlink_bandwidth_gbps_per_direction * self.eff.nvlink,
-                      self.hw.scale_out_bandwidth_gbps_per_direction * self.eff.scale_out)
-        extra = np.where(inside, 0.0, self.hw.scale_out_latency_us if self.eff.collective_floors else 0.0)
+        inside = (n if type(n) is float else np.asarray(n)) <= self.hw.nvlink_domain_gpus
+        bw = t.where(inside, self.hw.nvlink_bandwidth_gbps_per_direction * self.eff.nvlink,
+                     self.hw.scale_out_bandwidth_gbps_per_direction * self.eff.scale_out)
+        extra = t.where(inside, 0.0, self.hw.scale_out_latency_us if self.eff.collective_floors else 0.0)
         return bw, extra
 
     def collective_latency_us(self, op: str) -> float:
@@ -164,14 +164,14 @@ class RooflineKernels:
         (n-1) M per GPU) and two-shot (two latencies, 2 (n-1)/n M per GPU), as
         TensorRT-LLM's AUTO strategy does.
         """
-        n = np.asarray(n)
-        m = np.asarray(message_bytes, float)
+        n = n if type(n) is float else np.asarray(n)   # (one query of the single-point path: in floats)
+        m = t.as_float(message_bytes)
         bw, extra_us = self.link(n)
         alpha = (self.collective_latency_us(op) + extra_us) * 1e-3
         if op == "all_reduce":
             one = alpha + t.transfer_ms(t.one_shot_all_reduce_bytes(m, n), bw)
             two = 2 * alpha + t.transfer_ms(t.all_reduce_bytes_on_wire(m, n), bw)
-            time = np.minimum(one, two)
+            time = t.minimum(one, two)
         elif op in ("all_gather", "reduce_scatter"):
             time = alpha + t.transfer_ms(t.all_gather_bytes_on_wire(m, n), bw)
         elif op == "all_to_all":
@@ -180,13 +180,13 @@ class RooflineKernels:
             time = alpha + t.transfer_ms(m, bw)
         else:
             raise ValueError(f"unknown collective {op}")
-        return np.where((n > 1) & (m > 0), time, 0.0)
+        return t.where((n > 1) & (m > 0), time, 0.0)
 
     def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
                         num_experts: int = 0) -> np.ndarray:
         """Expert-parallel token dispatch: each rank sends its tokens' top-k copies (DeepEP-style all-to-all).
         ``num_experts`` (0: not given) picks a measured kernel's rows where the tables hold several."""
-        send = np.asarray(tokens_per_rank, float) * top_k * hidden * self.elem_bytes(dtype)
+        send = t.as_float(tokens_per_rank) * top_k * hidden * self.elem_bytes(dtype)
         return self.collective_ms("all_to_all", ep, send)
 
     def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",

@@ -44,6 +44,16 @@ class Rows:
         return put_rows(0.0, part, self.rows, self.axis, self.n)
 
 
+def broadcast_view(x, shape: tuple) -> np.ndarray:
+    """``np.broadcast_to(x, shape)``: a read-only view; of an array already of that shape, made without numpy's
+    Python-level checks (a single point broadcasts every op of its step, each of one element)."""
+    if type(x) is np.ndarray and x.shape == shape:
+        view = x.view()
+        view.flags.writeable = False
+        return view
+    return np.broadcast_to(x, shape)
+
+
 def put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -> np.ndarray:
     """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
     ``rows`` of ``axis`` (negative)."""
@@ -91,7 +101,7 @@ def _select_one(masks: list[np.ndarray], values: list) -> np.ndarray:
     values = [np.asarray(v, float) for v in values]
     chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
     shape = np.broadcast_shapes(*(m.shape for m in masks), *(v.shape for v in values))
-    return np.array(np.broadcast_to(values[chosen], shape))
+    return np.array(broadcast_view(values[chosen], shape))
 
 
 class PatchedRows:

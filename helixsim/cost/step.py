@@ -22,7 +22,7 @@ from . import attention_kinds as ak
 from . import terms as t
 from .dense_dp import dense_ffn_data_parallel
 from .fused_norms import separate_norm_kernels
-from .rows import PatchedRows, Rows, select_rows
+from .rows import PatchedRows, Rows, broadcast_view, select_rows
 from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
 
@@ -389,4 +389,4 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
     }
     # (a replay of recorded kernel times may stack several passes on a leading axis: helixsim.uncertainty)
     shape = np.broadcast_shapes(np.broadcast(batch, context, a.kvp).shape, *(np.shape(v) for v in out.values()))
-    return {key: np.broadcast_to(np.asarray(v, float), shape) for key, v in out.items()}
+    return {key: broadcast_view(np.asarray(v, float), shape) for key, v in out.items()}

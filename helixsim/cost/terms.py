@@ -34,6 +34,20 @@ def maximum(a, b):
     return np.maximum(a, b)
 
 
+def minimum(a, b):
+    """``np.minimum(a, b)``; of two Python floats, in floats (a NaN wins, as in numpy)."""
+    if type(a) is float and type(b) is float:
+        return a if (a != a or a < b) else b   # (of equal values numpy gives b)
+    return np.minimum(a, b)
+
+
+def where(condition, a, b):
+    """``np.where(condition, a, b)``; of a Python bool, the value it picks (the single-point path)."""
+    if type(condition) is bool:
+        return a if condition else b
+    return np.where(condition, a, b)
+
+
 def where_positive(x, value):
     """``np.where(x > 0, value, 0.0)``; of two Python floats, in floats."""
     if type(x) is float and type(value) is float:
@@ -138,25 +152,25 @@ def helix_a2a_send_bytes(batch: ArrayLike, q_heads: ArrayLike, tpa: ArrayLike, k
 
 def all_reduce_bytes_on_wire(message_bytes: ArrayLike, n: ArrayLike) -> np.ndarray:
     """Per-GPU bytes of a bandwidth-optimal (ring / two-shot) all-reduce: 2 (n-1)/n x M."""
-    n = np.asarray(n, float)
-    return 2.0 * (n - 1.0) / n * np.asarray(message_bytes, float)
+    n = as_float(n)
+    return 2.0 * (n - 1.0) / n * as_float(message_bytes)
 
 
 def one_shot_all_reduce_bytes(message_bytes: ArrayLike, n: ArrayLike) -> np.ndarray:
     """Per-GPU bytes of a one-shot all-reduce: every GPU reads the n-1 peer buffers, (n-1) x M."""
-    return (np.asarray(n, float) - 1.0) * np.asarray(message_bytes, float)
+    return (as_float(n) - 1.0) * as_float(message_bytes)
 
 
 def all_gather_bytes_on_wire(output_bytes: ArrayLike, n: ArrayLike) -> np.ndarray:
     """Per-GPU bytes received by an all-gather whose gathered output is M: (n-1)/n x M."""
-    n = np.asarray(n, float)
-    return (n - 1.0) / n * np.asarray(output_bytes, float)
+    n = as_float(n)
+    return (n - 1.0) / n * as_float(output_bytes)
 
 
 def all_to_all_bytes_on_wire(send_buffer_bytes: ArrayLike, n: ArrayLike) -> np.ndarray:
     """Per-GPU bytes sent by an all-to-all of a per-rank buffer M: (n-1)/n x M leaves the GPU."""
-    n = np.asarray(n, float)
-    return (n - 1.0) / n * np.asarray(send_buffer_bytes, float)
+    n = as_float(n)
+    return (n - 1.0) / n * as_float(send_buffer_bytes)
 
 
 # --------------------------------------------------------------------- overlap
