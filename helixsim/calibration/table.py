@@ -291,12 +291,14 @@ class SweepTable:
         i0, i1 = self._first[sid], self._last[sid]
         rows = np.arange(len(sid))
         j = np.arange(v.shape[1])[None, :]
-        log_r = np.log2(roof_knots)
         below = j < i0[:, None]
+        above = j > i1[:, None]
+        if not below.any() and not above.any():   # measured at every knot: nothing to fill
+            return v
+        log_r = np.log2(roof_knots)
         if below.any():
             fill = (v[rows, i0] + log_r[rows, i0])[:, None] - log_r
             v[below] = fill[below]
-        above = j > i1[:, None]
         if above.any():
             if self.upper == "linear":
                 hi, lo = i1, np.maximum(i1 - 1, 0)
@@ -396,7 +398,9 @@ class SweepTable:
             acc = np.zeros((len(sel), k))
             for col in range(sids.shape[1]):
                 ok = sids[:, col] >= 0
-                if ok.any():
+                if ok.all():   # every query has this corner (the same additions, without picking rows)
+                    acc += wts[:, col][:, None] * self.knot_values(sids[:, col], roof_k)
+                elif ok.any():
                     acc[ok] += wts[ok, col][:, None] * self.knot_values(sids[ok, col], roof_k[ok])
             t_knots[sel] = roof_k * 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
         # non-decreasing along the axis: a knot above a later one is lowered to it
@@ -447,11 +451,12 @@ class SweepTable:
         for bits in itertools.product((0, 1), repeat=d):
             if any(b and s for b, s in zip(bits, single)):
                 continue
-            w = np.ones(m)
+            w = None   # (1.0 x the first factor is that factor: the product starts from it)
             idx = []
             for j, b in enumerate(bits):
-                w = w * (fr[j] if b else 1.0 - fr[j])
+                w = (fr[j] if b else 1.0 - fr[j]) if w is None else w * (fr[j] if b else 1.0 - fr[j])
                 idx.append(lo[j] + b)
+            w = np.ones(m) if w is None else w
             sid = sub.dense[tuple(idx)] if d else np.full(m, int(sub.dense))
             ok = (sid >= 0) & (w > 1e-12)
             sids.append(np.where(ok, sid, -1))
