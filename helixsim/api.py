@@ -149,8 +149,6 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
     total = np.broadcast_to(mem.total_bytes, shape)
     n_gpus = np.broadcast_to(layouts.n_gpus, shape)
     b = np.broadcast_to(batch, shape)
-    feasible = total <= hw.hbm_capacity_bytes
-    tps_user = 1000.0 * accepted_tokens_per_step(mtp, acceptance) / ttl
     frame = {
         "strategy": np.broadcast_to(layouts.strategy, shape),
         **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
@@ -158,16 +156,40 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         **({"mtp": np.broadcast_to(mtp, shape)} if np.any(mtp > 0) else {}),
         **({"two_batch_overlap": np.full(shape, True)} if two_batch_overlap else {}),
         "ttl_ms": ttl, **{key: np.broadcast_to(v, shape) for key, v in interval.items()},
-        "tokens_per_s_user": tps_user, "tokens_per_s_gpu": b * tps_user / n_gpus,
-        "memory_per_gpu_gb": total / 1e9, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes / 1e9, shape),
+        "tokens_per_s_user": None, "tokens_per_s_gpu": None,   # derived from the picked cells, below
+        "memory_per_gpu_gb": None, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes / 1e9, shape),
         "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes / 1e9, shape),
-        "feasible": feasible, "max_batch": max_b,
+        "feasible": None, "max_batch": max_b,
         **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
     }
     flat = None if rows is None else np.ravel_multi_index(rows, shape)   # cells as flat indices, found once
-    columns = {key: np.ravel(value) if rows is None else _pick(value, shape, rows, flat, None if tail is None
-                                                                else tail[key]) for key, value in frame.items()}
+    columns = {key: value if value is None else np.ravel(value) if rows is None else
+               _pick(value, shape, rows, flat, None if tail is None else tail[key]) for key, value in frame.items()}
+    per_cell = {"total": total, "tokens": 1000.0 * accepted_tokens_per_step(mtp, acceptance)}
+    per_cell = {key: np.ravel(np.broadcast_to(value, shape)) if rows is None else _pick(np.broadcast_to(value, shape),
+                shape, rows, flat) for key, value in per_cell.items()}
+    columns.update(_derived_columns(columns, per_cell, hw.hbm_capacity_bytes, tail))
     return columns, prov.kernel_model   # a mapping found on first use (uncertainty._OpModels)
+
+
+def _derived_columns(columns: dict, per_cell: dict, hbm_bytes, tail: dict | None) -> dict[str, np.ndarray]:
+    """Throughput, memory and feasibility of the picked cells, from their picked step time, batch and GPU count
+    (``columns``) and memory in bytes and tokens per step x 1000 (``per_cell``, the picked cells only): the same
+    elementwise arithmetic as on the whole grid, done on the cells kept. ``tail``'s rows follow, as they are."""
+    n = len(per_cell["total"])
+    ttl, b, n_gpus = (columns[key][:n] for key in ("ttl_ms", "batch", "n_gpus"))
+    total, tokens = per_cell["total"], per_cell["tokens"]
+    out = {key: np.empty(n + (0 if tail is None else len(tail[key])), dtype)
+           for key, dtype in (("tokens_per_s_user", float), ("tokens_per_s_gpu", float),
+                              ("memory_per_gpu_gb", float), ("feasible", bool))}
+    if tail is not None:
+        for key, column in out.items():
+            column[n:] = tail[key]
+    tps_user = np.divide(tokens, ttl, out=out["tokens_per_s_user"][:n])
+    np.divide(b * tps_user, n_gpus, out=out["tokens_per_s_gpu"][:n])
+    np.divide(total, 1e9, out=out["memory_per_gpu_gb"][:n])
+    np.less_equal(total, hbm_bytes, out=out["feasible"][:n])
+    return out
 
 
 def _pick(value, shape: tuple, rows: tuple, flat: np.ndarray | None = None, tail=None) -> np.ndarray:

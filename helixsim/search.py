@@ -12,7 +12,6 @@ capacity-edge rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import compress
 from typing import Callable, Sequence
 
 import numpy as np
@@ -293,33 +292,34 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -
     attention is TP's (Helix's FFN), and its label names it so, ``tp* 1xTPx1=TPFxEP bB`` (as the key
     of the faceted frontier plots does, :func:`helixsim.facets.real_strategy`)."""
     helix = STRATEGIES.index("helix")
-    names = np.array([("tp* " if code == helix and w[0] == 1 else "") + Layout("tp", *w).label()
-                      for code, *w in zip(*(getattr(layouts, f).tolist()
-                                            for f in ("strategy", "kvp", "tpa", "dp", "tpf", "ep", "pp")))] or [""],
-                     dtype=object)
+    names = [("tp* " if code == helix and w[0] == 1 else "") + Layout("tp", *w).label()
+             for code, *w in zip(*(getattr(layouts, f).tolist() for f in ("strategy", "kvp", "tpa", "dp", "tpf", "ep", "pp")))]
     index = np.asarray(index, dtype=np.int64)
     batch = np.asarray(batch, dtype=np.int64)
     if len(index) == 0:
         return pd.Categorical([])
+    # the categories sorted as strings (np.unique's order), found on whole numbers: two labels of different
+    # layout names compare as their names followed by " b" do (no name holds " b", so neither is a prefix of
+    # the other), two of one name as their batches' decimal digits; equal labels (a Helix layout with HOP-B
+    # on and off) get one key
+    spelled = sorted(set(names), key=lambda name: name + " b")
+    rank = {name: i for i, name in enumerate(spelled)}
+    name_rank = np.array([rank[name] for name in names], dtype=np.int64)
     width = int(batch.max()) + 1
-    codes, uniq = _distinct_keys(index * width + batch, len(names) * width)
-    cats = [f"{names[k // width]} b{k % width}" for k in uniq.tolist()]
-    # sorted, equal labels (a Helix layout with HOP-B on and off) merged: np.unique's result, without
-    # numpy's comparisons of Python objects (three times slower than sorted())
-    order = sorted(range(len(cats)), key=cats.__getitem__)
-    ranked = [cats[i] for i in order]
-    first = np.ones(len(ranked), dtype=bool)
-    first[1:] = [a != b for a, b in zip(ranked, ranked[1:])]
-    remap = np.empty(len(cats), dtype=np.intp)
-    remap[order] = np.cumsum(first) - 1
-    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(list(compress(ranked, first))))
+    digits = sorted(range(width), key=str)   # batches in the order of their decimal digits
+    batch_rank = np.empty(width, dtype=np.int64)
+    batch_rank[digits] = np.arange(width)
+    codes, uniq = _sorted_keys(name_rank[index] * width + batch_rank[batch], len(spelled) * width)
+    cats = [f"{spelled[k // width]} b{digits[k % width]}" for k in uniq.tolist()]
+    return pd.Categorical.from_codes(codes, categories=pd.Index(cats))
 
 
-def _distinct_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, distinct keys) of non-negative integer keys below ``space``: through a presence table where
-    that is not much larger than a sweep chunk (a few linear passes, no hashing), else a hash table."""
+def _sorted_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted distinct keys) of non-negative integer keys below ``space``: through a presence table where
+    that is not much larger than a sweep chunk (a few linear passes, no sorting), else by np.unique."""
     if space > 1 << 24:
-        return pd.factorize(key)
+        uniq, codes = np.unique(key, return_inverse=True)
+        return codes, uniq
     seen = np.zeros(space, dtype=bool)
     seen[key] = True
     uniq = np.flatnonzero(seen)
