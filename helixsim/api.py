@@ -125,7 +125,7 @@ def evaluate_columns(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, 
 def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, context, precision: Precision,
               kernels=None, mtp=0, acceptance=None, rows=None,
               two_batch_overlap: bool = False, tail: dict | None = None) -> tuple[dict[str, np.ndarray], Mapping[str, str]]:
-    from .uncertainty import interval_columns, model_name, ordered_sum, step_provenance
+    from .uncertainty import interval_sums, model_name, ordered_sum, step_provenance
     from .cost.mtp import DEFAULT_ACCEPTANCE, accepted_tokens_per_step, draft_ms
 
     k = kernels if kernels is not None else kernels_for(hw)
@@ -143,7 +143,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
 
         parts = apply_two_batch_overlap(parts, k, model, layouts, batch, context, precision, q_len=1 + mtp)
     ttl = np.broadcast_to(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)   # sum() without its temporaries
-    interval = interval_columns(ttl, prov, model_name(k))
+    kernel_model = model_name(k)
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
     max_b = np.broadcast_to(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
     total = np.broadcast_to(mem.total_bytes, shape)
@@ -155,8 +155,8 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
         **({"mtp": np.broadcast_to(mtp, shape)} if np.any(mtp > 0) else {}),
         **({"two_batch_overlap": np.full(shape, True)} if two_batch_overlap else {}),
-        "ttl_ms": ttl, **{key: np.broadcast_to(v, shape) for key, v in interval.items()},
-        "tokens_per_s_user": None, "tokens_per_s_gpu": None,   # derived from the picked cells, below
+        "ttl_ms": ttl, "ttl_ms_lo": None, "ttl_ms_hi": None, "extrapolated_fraction": None,   # derived from the
+        "tokens_per_s_user": None, "tokens_per_s_gpu": None,                                  # picked cells, below
         "memory_per_gpu_gb": None, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes / 1e9, shape),
         "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes / 1e9, shape),
         "feasible": None, "max_batch": max_b,
@@ -165,26 +165,34 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
     flat = None if rows is None else np.ravel_multi_index(rows, shape)   # cells as flat indices, found once
     columns = {key: value if value is None else np.ravel(value) if rows is None else
                _pick(value, shape, rows, flat, None if tail is None else tail[key]) for key, value in frame.items()}
-    per_cell = {"total": total, "tokens": 1000.0 * accepted_tokens_per_step(mtp, acceptance)}
+    per_cell = {"total": total, "tokens": 1000.0 * accepted_tokens_per_step(mtp, acceptance),
+                **interval_sums(prov, kernel_model)}
     per_cell = {key: np.ravel(np.broadcast_to(value, shape)) if rows is None else _pick(np.broadcast_to(value, shape),
                 shape, rows, flat) for key, value in per_cell.items()}
-    columns.update(_derived_columns(columns, per_cell, hw.hbm_capacity_bytes, tail))
+    columns.update(_derived_columns(columns, per_cell, hw.hbm_capacity_bytes, kernel_model, tail))
     return columns, prov.kernel_model   # a mapping found on first use (uncertainty._OpModels)
 
 
-def _derived_columns(columns: dict, per_cell: dict, hbm_bytes, tail: dict | None) -> dict[str, np.ndarray]:
-    """Throughput, memory and feasibility of the picked cells, from their picked step time, batch and GPU count
-    (``columns``) and memory in bytes and tokens per step x 1000 (``per_cell``, the picked cells only): the same
-    elementwise arithmetic as on the whole grid, done on the cells kept. ``tail``'s rows follow, as they are."""
+def _derived_columns(columns: dict, per_cell: dict, hbm_bytes, kernel_model_name: str,
+                     tail: dict | None) -> dict[str, np.ndarray]:
+    """The interval, throughput, memory and feasibility of the picked cells, from their picked step time, batch
+    and GPU count (``columns``) and memory in bytes, tokens per step x 1000 and the interval's sums (``per_cell``,
+    the picked cells only): the same elementwise arithmetic as on the whole grid, done on the cells kept.
+    ``tail``'s rows follow, as they are."""
+    from .uncertainty import interval_from_sums
+
     n = len(per_cell["total"])
     ttl, b, n_gpus = (columns[key][:n] for key in ("ttl_ms", "batch", "n_gpus"))
     total, tokens = per_cell["total"], per_cell["tokens"]
     out = {key: np.empty(n + (0 if tail is None else len(tail[key])), dtype)
-           for key, dtype in (("tokens_per_s_user", float), ("tokens_per_s_gpu", float),
+           for key, dtype in (("ttl_ms_lo", float), ("ttl_ms_hi", float), ("extrapolated_fraction", float),
+                              ("tokens_per_s_user", float), ("tokens_per_s_gpu", float),
                               ("memory_per_gpu_gb", float), ("feasible", bool))}
     if tail is not None:
         for key, column in out.items():
             column[n:] = tail[key]
+    for key, value in interval_from_sums(ttl, per_cell, kernel_model_name).items():
+        out[key][:n] = value
     tps_user = np.divide(tokens, ttl, out=out["tokens_per_s_user"][:n])
     np.divide(b * tps_user, n_gpus, out=out["tokens_per_s_gpu"][:n])
     np.divide(total, 1e9, out=out["memory_per_gpu_gb"][:n])

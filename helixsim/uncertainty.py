@@ -323,20 +323,36 @@ class _OpModels(Mapping):
 def interval_columns(ttl: np.ndarray, prov: StepProvenance, kernel_model_name: str,
                      rule: IntervalRule | None = None) -> dict[str, np.ndarray]:
     """``ttl_ms_lo``, ``ttl_ms_hi`` and ``extrapolated_fraction`` for step times ``ttl`` (module docstring)."""
+    return interval_from_sums(ttl, interval_sums(prov, kernel_model_name), kernel_model_name, rule)
+
+
+def interval_sums(prov: StepProvenance, kernel_model_name: str) -> dict[str, np.ndarray]:
+    """The step's time priced by the roofline, by an extrapolation law, and its widenings up and down, each
+    summed over the breakdown ops (the widenings only where the interval uses them: not for ``ideal``)."""
+    sums = {"roofline": ordered_sum(prov.roofline_ms[op] for op in BREAKDOWN_KEYS),
+            "law": ordered_sum(prov.law_ms[op] for op in BREAKDOWN_KEYS)}
+    if kernel_model_name != "ideal":
+        sums["widen_hi"] = ordered_sum(prov.widen_hi_ms[op] for op in BREAKDOWN_KEYS)
+        sums["widen_lo"] = ordered_sum(prov.widen_lo_ms[op] for op in BREAKDOWN_KEYS)
+    return sums
+
+
+def interval_from_sums(ttl: np.ndarray, sums: Mapping[str, np.ndarray], kernel_model_name: str,
+                       rule: IntervalRule | None = None) -> dict[str, np.ndarray]:
+    """:func:`interval_columns` from the step's :func:`interval_sums` (elementwise: the cells of a sweep kept
+    after picking give each the same numbers as the whole grid)."""
     rule = rule or shipped_rule()
     ttl = np.asarray(ttl, float)
-    roof = ordered_sum(prov.roofline_ms[op] for op in BREAKDOWN_KEYS)
-    law = ordered_sum(prov.law_ms[op] for op in BREAKDOWN_KEYS)
-    roof = np.minimum(roof, ttl)
+    roof = np.minimum(sums["roofline"], ttl)
     cal = np.maximum(ttl - roof, 0.0)
     if kernel_model_name == "ideal":
         lo = hi = ttl
     else:
         (c10, c90), (r10, r90) = rule.calibrated_q, rule.roofline_q
-        hi = cal * np.exp(c90) + roof * np.exp(r90) + ordered_sum(prov.widen_hi_ms[op] for op in BREAKDOWN_KEYS)
-        lo = cal * np.exp(c10) + roof * np.exp(r10) - ordered_sum(prov.widen_lo_ms[op] for op in BREAKDOWN_KEYS)
+        hi = cal * np.exp(c90) + roof * np.exp(r90) + sums["widen_hi"]
+        lo = cal * np.exp(c10) + roof * np.exp(r10) - sums["widen_lo"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(ttl > 0, np.clip((roof + law) / ttl, 0.0, 1.0), 0.0)
+        frac = np.where(ttl > 0, np.clip((roof + sums["law"]) / ttl, 0.0, 1.0), 0.0)
     return {"ttl_ms_lo": np.minimum(np.maximum(lo, 0.0), ttl), "ttl_ms_hi": np.maximum(hi, ttl),
             "extrapolated_fraction": frac}
 
