@@ -73,9 +73,9 @@ def _collective_candidate_one(k, family: str, cat: tuple, n: float, nbytes: floa
 
 
 def _rise(time_ms, n: float, n_hi: float, nbytes: float) -> float:
-    """``time_ms(n, nbytes) - time_ms(n_hi, nbytes)``, both priced in one call (elementwise: the same numbers)."""
-    both = np.asarray(time_ms(np.array([n, n_hi]), nbytes), float)
-    return float(both[0] - both[1])
+    """``time_ms(n, nbytes) - time_ms(n_hi, nbytes)`` of floats (the fitted model's and the roofline's formulas
+    keep floats as floats: the same numbers as elementwise on arrays)."""
+    return float(time_ms(float(n), float(nbytes)) - time_ms(float(n_hi), float(nbytes)))
 
 
 def a2a_one(k, kernels: list, tokens_per_rank, hidden, top_k, ep, wire_elem: float, fb) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..cost.terms import as_float, maximum
 from .families import WIRE
 from .roofline import RoofParams
 from .table import SweepTable, _norm_key
@@ -55,9 +56,10 @@ class CollectiveModel:
     n_max: int
 
     def time_ms(self, n, nbytes) -> np.ndarray:
-        n = np.asarray(n, float)
-        return (self.alpha_ms + self.alpha_per_log2n_ms * np.log2(np.maximum(n, 1.0))
-                + WIRE[self.op](np.asarray(nbytes, float), np.maximum(n, 1.0)) * self.ms_per_byte)
+        # (floats stay floats: the single-point path prices one query without numpy's per-call cost)
+        n = maximum(as_float(n), 1.0)
+        return (self.alpha_ms + self.alpha_per_log2n_ms * np.log2(n)
+                + WIRE[self.op](as_float(nbytes), n) * self.ms_per_byte)
 
     def to_dict(self) -> dict:
         bw = 1.0 / (self.ms_per_byte * 1e6) if self.ms_per_byte > 0 else None

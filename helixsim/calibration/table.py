@@ -384,11 +384,14 @@ class SweepTable:
         m = len(first)
         num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
                  else np.zeros((m, 0)))
-        combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
         k = len(self.knots)
         t_knots = np.full((m, k), np.nan)
-        for c in np.unique(combo):
-            sel = np.nonzero(combo == c)[0]
+        if not self.near or len(group.subs) <= 1:   # one measured near combination: every query takes it
+            combos = [(0, np.arange(m))] if m else []
+        else:
+            combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
+            combos = [(c, np.nonzero(combo == c)[0]) for c in np.unique(combo)]
+        for c, sel in combos:
             if self.mode == "efficiency":   # the roofline at every knot of every query, in one call
                 roof_k = np.asarray(roof_fn(np.tile(self.knots, len(sel)), np.repeat(first[sel], k)),
                                     float).reshape(len(sel), k)
