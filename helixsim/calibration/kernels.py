@@ -22,7 +22,7 @@ measured latency. Choices made where the data offer several kernels:
   measured KV length (131,072) time grows linearly in tokens with the
   per-token slope of the last measured doubling.
 - MoE: the fastest measured gated kernel for the weight format (FP8: per-tensor
-  or block-scaled), among those measured at the asked TP x EP width for the
+  or block-scaled; a block-scaled checkpoint on Hopper only the block-scaled kernels), among those measured at the asked TP x EP width for the
   nearest measured shape when any is (a width held at a measured edge keeps
   that edge's efficiency, which is optimistic for narrow TP splits), routed with
   ``moe_distribution`` (default ``power_law_1.01``, mildly skewed routing; ``power_law_1.01_eplb``
@@ -73,6 +73,9 @@ MOE_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4
 MOE_MXFP4_DTYPES = ("w4a16_mxfp4", "w4a8_mxfp4_mxfp8")
 #: NVFP4 experts (NVIDIA's FP4 checkpoints: E4M3 scale per 16 weights) by the NVFP4 kernels
 MOE_NVFP4_DTYPES = ("nvfp4",)
+#: block-scaled FP8 experts (DeepSeek's checkpoints: FP32 scale per 128x128 weights) by the block-scale kernels
+#: where TensorRT-LLM runs them so on Hopper (:meth:`CalibratedKernels.fp8_block_only`)
+MOE_FP8_BLOCK_DTYPES = ("fp8_block",)
 BMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
 # An FP4 KV cache has no measured kernel: it is priced from the measured FP8 kernel at equal efficiency
 # against the roofline of FP4's bytes (0.5625 B per element with its block scales), i.e. the FP8 time
@@ -85,15 +88,20 @@ NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all
 
 
 def moe_candidates(categories: Sequence[tuple], weight_dtype: str, fp4_format: str = "nvfp4",
-                   prefer: Sequence[str] = ()) -> list[tuple]:
+                   prefer: Sequence[str] = (), fp8_block_only: bool = False) -> list[tuple]:
     """The measured gated MoE kernels (``(moe_dtype, kernel_source, distribution)``) that may price experts
-    stored in ``weight_dtype``: MXFP4 experts only by the MXFP4 kernels; where the serving framework names the
-    kernels it runs for the format (``prefer``, :data:`helixsim.backends.DEFAULTS`) and the tables hold one of
-    them, only those."""
+    stored in ``weight_dtype``: MXFP4 experts only by the MXFP4 kernels, NVFP4 only by the NVFP4 ones and,
+    with ``fp8_block_only``, FP8 experts only by the block-scaled FP8 kernels (each where the tables hold
+    one); where the serving framework names the kernels it runs for the format (``prefer``,
+    :data:`helixsim.backends.DEFAULTS`) and the tables hold one of them, only those."""
+    own_format = ()
     if weight_dtype == "fp4":   # each block-scaled FP4 format by its own kernels; any FP4 kernel only without them
         own_format = MOE_MXFP4_DTYPES if fp4_format == "mxfp4" else MOE_NVFP4_DTYPES
+    elif weight_dtype == "fp8" and fp8_block_only:
+        own_format = MOE_FP8_BLOCK_DTYPES
+    if own_format:
         dtypes = own_format if any(c[0] in own_format and "nongated" not in c[1] for c in categories) \
-            else MOE_DTYPES["fp4"]
+            else MOE_DTYPES[weight_dtype]
     else:
         dtypes = MOE_DTYPES.get(weight_dtype, ())
     cats = [c for c in categories if c[0] in dtypes and "nongated" not in c[1]]
@@ -467,15 +475,16 @@ class CalibratedKernels:
 
     @_unique_args
     def moe_ms(self, tokens, hidden: int, inter: int, top_k: int, num_experts: int, tp, ep,
-               weight_dtype: str, act_dtype: str = "bf16", fp4_format: str = "nvfp4") -> np.ndarray:
+               weight_dtype: str, act_dtype: str = "bf16", fp4_format: str = "nvfp4",
+               fp8_block_scales: bool = False) -> np.ndarray:
         fb = self.fallback.moe_ms(tokens, hidden, inter, top_k, num_experts, tp, ep, weight_dtype, act_dtype,
-                                  fp4_format=fp4_format)
+                                  fp4_format=fp4_format, fp8_block_scales=fp8_block_scales)
         table = self._table("moe")
         if table is None:
             return fb
         shape = np.shape(fb)
         mxfp4 = weight_dtype == "fp4" and fp4_format == "mxfp4"
-        kernels = self._moe_kernels(table, weight_dtype, fp4_format)
+        kernels = self._moe_kernels(table, weight_dtype, fp4_format, self.fp8_block_only(fp8_block_scales))
         if _point.ENABLED and not mxfp4 and np.size(tokens) == np.size(tp) == np.size(ep) == 1:   # one point
             return _point.moe_one(self, table, kernels, fb, tokens, hidden, inter, top_k, num_experts, tp, ep,
                                   act_dtype)
@@ -512,11 +521,24 @@ class CalibratedKernels:
         router = self.gemm_ms(tokens, num_experts, hidden, "bf16", act_dtype)
         return np.where(fb > 0, self._merge(best + router, fb), 0.0)
 
+    def fp8_block_only(self, fp8_block_scales: bool) -> bool:
+        """Whether block-scaled FP8 experts may take only the block-scaled FP8 MoE kernels: where TensorRT-LLM's
+        tables price them on Hopper. Its ``CutlassFusedMoE._get_quant_method``
+        (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py) gives FP8 block scales
+        ``DeepSeekFP8BlockScalesFusedMoEMethod`` (quantization.py) on SM90 and the per-tensor
+        ``FP8QDQFusedMoEMethod`` only to per-tensor checkpoints. Hopper: no FP4 tensor cores. (On SM100 such
+        runs evidently used the TRTLLM-gen block-scale MoE, which TensorRT-LLM's tables do not measure: there
+        the fastest FP8 kernel stays; a framework's own tables (helixsim.backends) keep their kernels.)"""
+        return (fp8_block_scales and getattr(self, "backend", "trtllm") == "trtllm"
+                and self.hw.dense_tflops.for_dtype("fp4") is None)
+
     @_point.per_calibration
-    def _moe_kernels(self, table, weight_dtype: str, fp4_format: str = "nvfp4") -> list[tuple]:
+    def _moe_kernels(self, table, weight_dtype: str, fp4_format: str = "nvfp4",
+                     fp8_block_only: bool = False) -> list[tuple]:
         """The measured gated MoE kernels of a weight format (:func:`moe_candidates`), each with the routing
         it is priced under."""
-        cats = moe_candidates(table.categories(), weight_dtype, fp4_format, self.kernel_sources.get("moe", ()))
+        cats = moe_candidates(table.categories(), weight_dtype, fp4_format, self.kernel_sources.get("moe", ()),
+                              fp8_block_only)
         out = []
         for dtype, kernel in sorted({(c[0], c[1]) for c in cats}):
             dists = [c[2] for c in cats if c[:2] == (dtype, kernel)]

@@ -97,8 +97,13 @@ class RooflineKernels:
         return self._attention_ms(kv, flops, math_dtype)
 
     def moe_ms(self, tokens, hidden: int, inter: int, top_k: int, num_experts: int, tp, ep,
-               weight_dtype: str, act_dtype: str = "bf16", fp4_format: str = "nvfp4") -> np.ndarray:
+               weight_dtype: str, act_dtype: str = "bf16", fp4_format: str = "nvfp4",
+               fp8_block_scales: bool = False) -> np.ndarray:
         """Routed experts of one MoE layer on the busiest GPU of a TPF x EP grid.
+
+        ``fp8_block_scales``: FP8 experts with one FP32 scale per 128x128 block; the scales (4 / 16,384
+        bytes per weight) are left out of the bytes here and matter only to which measured kernels
+        price the layer (:meth:`helixsim.calibration.kernels.CalibratedKernels.fp8_block_only`).
 
         ``fp4_format``: the block-scaled format of FP4 experts; MXFP4 stores one E8M0 scale per 32
         values (OCP Microscaling Formats spec v1.0), 0.5 + 1/32 bytes per element instead of NVFP4's 0.5625.

@@ -239,7 +239,8 @@ def moe_ffn_ms(k, model: ModelSpec, s: StepShapes, tpf, ep, prec: Precision) -> 
     """
     m = model.ffn.moe
     routed = k.moe_ms(s.micro_batch, model.hidden_size, m.expert_intermediate_size, m.experts_per_token,
-                      m.num_experts, tpf, ep, prec.weights, fp4_format=m.fp4_format) + redundant_slot_read_ms(k, model, tpf, ep, prec)
+                      m.num_experts, tpf, ep, prec.weights, fp4_format=m.fp4_format,
+                      fp8_block_scales=m.fp8_block_scales) + redundant_slot_read_ms(k, model, tpf, ep, prec)
     if not m.shared_experts:
         return routed
     width = m.shared_width

@@ -228,7 +228,7 @@ def _ffn(c: _Config, layers: int, dialect: Dialect) -> dict:
             "moe": {"num_experts": c.int(experts_key), "experts_per_token": c.int("num_experts_per_tok"),
                     "shared_experts": shared, "expert_intermediate_size": expert_width,
                     "shared_expert_intermediate_size": shared_width if shared_width != expert_width else None,
-                    "fp4_format": _expert_fp4_format(c)}}
+                    "fp4_format": _expert_fp4_format(c), "fp8_block_scales": _expert_fp8_block_scales(c)}}
 
 
 def _expert_fp4_format(c: _Config) -> str:
@@ -243,6 +243,16 @@ def _expert_fp4_format(c: _Config) -> str:
     if method is not None and not isinstance(method, str):
         raise c.error("quantization_config.quant_method", f"expected a string, got {type(method).__name__}")
     return "mxfp4" if isinstance(method, str) and method.lower() == "mxfp4" else "nvfp4"
+
+
+def _expert_fp8_block_scales(c: _Config) -> bool:
+    """Whether the checkpoint is FP8 with block scales: ``quantization_config.quant_method`` fp8 with a
+    ``weight_block_size`` (DeepSeek-V3/R1 and Kimi-K2: [128, 128])."""
+    quant = c.data.get("quantization_config")
+    if not isinstance(quant, dict):   # absent (a BF16 checkpoint); a wrong type is reported by _expert_fp4_format
+        return False
+    method = quant.get("quant_method")
+    return isinstance(method, str) and method.lower() == "fp8" and quant.get("weight_block_size") is not None
 
 
 # ------------------------------------------------------------------ one builder for every architecture

@@ -117,6 +117,10 @@ class MoESpec:
     #: per 16 values, NVIDIA's FP4 checkpoints) or MXFP4 (E8M0 scale per 32, OCP MX; gpt-oss ships its
     #: experts so). It selects which measured MoE kernels price the experts (helixsim.calibration.kernels).
     fp4_format: Literal["nvfp4", "mxfp4"] = "nvfp4"
+    #: whether the checkpoint's FP8 experts carry block scales (DeepSeek-V3/R1, Kimi-K2: one FP32 scale per
+    #: 128x128 weight block, config.json ``quantization_config.weight_block_size``) rather than one per tensor.
+    #: TensorRT-LLM on Hopper runs such experts only with its block-scale kernel (helixsim.calibration.kernels).
+    fp8_block_scales: bool = False
 
     @property
     def shared_width(self) -> int:
