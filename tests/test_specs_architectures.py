@@ -1,6 +1,7 @@
 """Every shipped Hugging Face config.json imports by its fields, and each architecture's parameter
 count matches the total its developers published (sources next to each figure)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -70,7 +71,11 @@ def test_layer_kinds_from_fields():
     assert l4.ffn.intermediate_size == 16384 and l4.ffn.moe.shared_experts == 1
     kimi25 = load_hf_config(HF / "moonshotai--Kimi-K2.5.config.json")
     kimi2 = load_hf_config(HF / "moonshotai--Kimi-K2-Instruct.config.json")
-    assert kimi25.attention == kimi2.attention and kimi25.ffn == kimi2.ffn
+    assert kimi25.attention == kimi2.attention
+    # same FFN; only the checkpoint differs: K2's experts FP8 with 128x128 block scales, K2.5's INT4 in groups
+    # of 32 (compressed-tensors quantization_config), hence no FP8 block scales
+    assert kimi2.ffn.moe.fp8_block_scales and not kimi25.ffn.moe.fp8_block_scales
+    assert kimi25.ffn == dataclasses.replace(kimi2.ffn, moe=dataclasses.replace(kimi2.ffn.moe, fp8_block_scales=False))
 
 
 def test_qwen35_blocks_by_hand():
