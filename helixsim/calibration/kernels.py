@@ -716,12 +716,15 @@ _MANIFESTS: dict[tuple[str, str], Path] = {}   # a calibration path as asked for
 def _load_cached(path: Path) -> Calibration:
     """The calibration in folder ``path`` (or of its ``calibration.json``), read once per process: from
     its binary copy ``calibration.npz`` when that matches the readable files, else from the CSVs."""
-    asked = (str(path), os.getcwd())   # (a relative path is resolved against the working directory)
-    manifest = _MANIFESTS.get(asked)
+    try:   # (a relative path is resolved against the working directory)
+        asked = (str(path), os.getcwd())
+    except OSError:   # the working directory is gone: an absolute path is still read
+        asked = None
+    manifest = None if asked is None else _MANIFESTS.get(asked)
     if manifest is None:   # (resolving a path is some twenty system calls: once per path asked for)
         resolved = Path(path).resolve()
         manifest = resolved / "calibration.json" if resolved.is_dir() else resolved
-        if len(_MANIFESTS) < 256:
+        if asked is not None and len(_MANIFESTS) < 256:
             _MANIFESTS[asked] = manifest
     key = (str(manifest), manifest.stat().st_mtime)
     if key not in _LOADED:
