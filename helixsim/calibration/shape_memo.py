@@ -1,0 +1,213 @@
+"""Each distinct kernel shape priced once: the vectorised kernel methods of
+:class:`helixsim.calibration.kernels.CalibratedKernels` are wrapped by :func:`unique_args`, which codes
+every array argument, finds the distinct shapes of a call without sorting where it can (a presence table
+for whole numbers over a narrow range, else a hash table), and looks shapes priced by earlier calls up
+in a per-method :class:`ShapeMemo`. Also the grouping of table queries that share their knots
+(:func:`query_groups`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes shaped like ``values``, distinct values): whole numbers over a narrow range through a presence
+    table (sorted, as numpy's sort gives them), else through a hash table (pandas.factorize, linear time) for
+    large arrays and numpy's sort for small ones."""
+    flat = values.ravel()
+    found = _distinct_integers(flat) if flat.size > 32 else None
+    if found is not None:
+        return found[0].reshape(values.shape), found[1].astype(values.dtype)
+    if flat.size > 4096:
+        import pandas as pd
+
+        codes, uniq = pd.factorize(flat, use_na_sentinel=False)
+        return codes.reshape(values.shape), np.asarray(uniq, values.dtype)
+    uniq, codes = np.unique(flat, return_inverse=True)
+    return codes.reshape(values.shape), uniq
+
+
+def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, sorted distinct values) of whole numbers spanning a range not much wider than the array,
+    through a presence table (a few linear numpy passes, cheaper than hashing); None for anything else."""
+    lo, hi = flat.min(), flat.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > 4 * flat.size or abs(lo) > 2 ** 52 or abs(hi) > 2 ** 52:
+        return None
+    offset = flat - lo
+    whole = offset.astype(np.intp, copy=False)
+    if offset.dtype.kind == "f" and not np.array_equal(whole, offset):   # integer arrays are whole already
+        return None
+    seen = np.zeros(int(hi - lo) + 1, dtype=bool)
+    seen[whole] = True
+    present = np.flatnonzero(seen)
+    slot = np.empty(len(seen), dtype=np.intp)
+    slot[present] = np.arange(len(present))
+    return slot[whole], present + lo
+
+
+def query_groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse) of the distinct rows of equal-length ``columns``: one row of each group and each
+    row's group (the queries of a table that differ only along its axis share their knot latencies)."""
+    if n <= 1:   # one query (a single point): nothing to group
+        return np.arange(n), np.zeros(n, dtype=np.intp)
+    key = np.zeros(n, dtype=np.int64)
+    space = 1
+    for col in columns:
+        codes, uniq = distinct_codes(col)
+        space *= len(uniq)
+        if space >= 2 ** 62:
+            return np.arange(n), np.arange(n)
+        key = key * len(uniq) + codes
+    inverse, uniq_key = distinct_codes(key)
+    first = np.zeros(len(uniq_key), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(n)[::-1]
+    return first, inverse
+
+
+def shape_size(shape: tuple) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+class ShapeMemo:
+    """Prices of the kernel shapes already priced by one method with one set of fixed arguments.
+
+    Each argument column maps its distinct values to stable ids (in order of first sight); a shape is
+    the mixed-radix number of its ids (``radix`` per column), kept sorted beside its price, so a
+    lookup is a binary search per distinct shape of the call, never a re-pricing."""
+
+    def __init__(self, columns: int) -> None:
+        self.radix = 1 << (62 // max(columns, 1))
+        self.known = [np.zeros(0) for _ in range(columns)]     # sorted distinct values per column
+        self.ids = [np.zeros(0, np.int64) for _ in range(columns)]
+        self.keys = np.zeros(0, np.int64)
+        self.prices = np.zeros(0)
+
+    def column_ids(self, j: int, values: np.ndarray) -> np.ndarray | None:
+        """Stable ids of ``values`` (distinct, NaN-free) in column j; None when the column is full."""
+        known, ids = self.known[j], self.ids[j]
+        pos = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
+        found = (pos < len(known)) & (known[pos] == values) if len(known) else np.zeros(len(values), bool)
+        new = values[~found]
+        if len(known) + len(new) > self.radix:
+            return None
+        if len(new):
+            order = np.argsort(np.concatenate([known, new]), kind="stable")
+            self.known[j] = np.concatenate([known, new])[order]
+            self.ids[j] = np.concatenate([ids, np.arange(len(known), len(known) + len(new))])[order]
+            known, ids = self.known[j], self.ids[j]
+        return ids[np.searchsorted(known, values)]
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        found = (self.keys[pos] == keys) if len(self.keys) else np.zeros(len(keys), bool)
+        return found, self.prices[pos] if len(self.keys) else np.zeros(len(keys))
+
+    #: priced shapes kept at most per method (16 bytes each): beyond, the memo starts afresh, so a sweep whose
+    #: shapes never repeat (attention over thousands of contexts) does not grow memory with its size
+    LIMIT = 1 << 18
+
+    def add(self, keys: np.ndarray, prices: np.ndarray) -> None:
+        if len(self.keys) + len(keys) > self.LIMIT:
+            self.keys, self.prices = self.keys[:0], self.prices[:0]
+        order = np.argsort(keys)
+        keys, prices = keys[order], prices[order]
+        at = np.searchsorted(self.keys, keys)
+        self.keys = np.insert(self.keys, at, keys)
+        self.prices = np.insert(self.prices, at, prices)
+
+
+def unique_args(method):
+    """Evaluate a vectorised kernel method once per distinct argument combination.
+
+    A sweep asks for the same few shapes many thousands of times (layouts x batches x
+    contexts share GEMM and collective shapes), and table interpolation costs far more per
+    element than finding the distinct shapes. Each array argument is coded in its own
+    (unbroadcast) shape, so an argument that varies only with the layout is coded once per
+    layout, not once per context; the codes are combined into one integer per element, the
+    distinct integers are found with a presence table (or a hash table when the code space is
+    sparse; nothing is sorted), and each distinct shape is priced once per kernel object: shapes
+    priced by an earlier call (an earlier chunk of the sweep) are looked up in a
+    :class:`ShapeMemo`. Scalars and strings pass through unchanged.
+    """
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
+        if all(args[i].size == 1 for i in names):   # scalars and one-element arrays: one shape (a single point)
+            return method(self, *args, **kwargs)
+        # integer arguments (batches, widths) are coded as they are (their distinct values become floats below)
+        arrays = [args[i] if args[i].dtype.kind in "iuf" else np.asarray(args[i], float) for i in names]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        size = int(np.prod(shape))
+        if size < 64:
+            return method(self, *args, **kwargs)
+        key = np.zeros((), dtype=np.int64)
+        values, space = [], 1
+        for a in arrays:
+            codes, uniq = distinct_codes(a)
+            space *= len(uniq)
+            if space >= 2 ** 62:  # keys would overflow: price every element
+                return method(self, *args, **kwargs)
+            key = key * len(uniq) + codes
+            values.append(uniq.astype(float, copy=False))
+        key = np.broadcast_to(key, shape).ravel()
+        if space <= 4 * size:   # dense code space: a presence table finds the distinct keys in O(n)
+            seen = np.zeros(space, dtype=bool)
+            seen[key] = True
+            uniq_key = np.flatnonzero(seen)
+            slot = np.empty(space, dtype=np.intp)
+            slot[uniq_key] = np.arange(len(uniq_key))
+            inverse = slot[key]
+        else:
+            inverse, uniq_key = distinct_codes(key)
+        codes = []
+        rest = uniq_key
+        for uniq in reversed(values):
+            codes.append(rest % len(uniq))
+            rest = rest // len(uniq)
+        result = _priced(self, method, args, kwargs, names, values, codes[::-1])
+        return np.broadcast_to(result, (len(uniq_key),))[inverse].reshape(shape)
+
+    return wrapper
+
+
+def _priced(self, method, args: tuple, kwargs: dict, names: list[int], values: list[np.ndarray],
+            codes: list[np.ndarray]) -> np.ndarray:
+    """``method`` at the distinct shapes given per array argument ``names[j]`` as its distinct
+    ``values[j]`` and one code per shape ``codes[j]``, through the kernel object's memo of priced shapes."""
+    def price(rows):
+        call = list(args)
+        for i, v, c in zip(names, values, codes):
+            call[i] = v[c if rows is None else c[rows]]
+        n = len(codes[0]) if rows is None else len(rows)
+        return np.broadcast_to(np.asarray(method(self, *call, **kwargs), float), (n,))
+
+    fixed = tuple((i, a) for i, a in enumerate(args) if i not in names)
+    tag = (method.__name__, fixed, tuple(sorted(kwargs.items())), self.moe_distribution)
+    try:
+        hash(tag)
+    except TypeError:  # an unhashable fixed argument: no memo
+        return price(None)
+    if any(np.isnan(v).any() for v in values):
+        return price(None)
+    memo = self._memo.get(tag)
+    if memo is None:
+        memo = self._memo[tag] = ShapeMemo(len(values))
+    key = np.zeros(len(codes[0]), dtype=np.int64)
+    for j, (v, c) in enumerate(zip(values, codes)):
+        ids = memo.column_ids(j, v)
+        if ids is None:  # more distinct values in a column than the key has room for
+            return price(None)
+        key = key * memo.radix + ids[c]
+    found, prices = memo.lookup(key)
+    if not found.all():
+        miss = np.flatnonzero(~found)
+        new = price(miss)
+        prices = prices.copy()
+        prices[miss] = new
+        memo.add(key[miss], new)
+    return prices
