@@ -12,10 +12,13 @@ those of the two passes (``tests/test_point_fast.py``).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .calibration.domain import excursion_one
 from .calibration.point import scalar
+from .cost.rows import chosen_only
 from .cost.step import decode_step
 from .uncertainty import KERNEL_METHODS, weightings
 
@@ -107,5 +110,12 @@ def _key(v):
 def stacked_step(k, per_doubling: float, model, layouts, batch, context, prec, q_len=1):
     """(the step's per-op times, their replay of the four weightings stacked on a leading axis) of one
     configuration: what :func:`~helixsim.uncertainty.step_provenance` forms in two passes."""
-    both = decode_step(_Stacked(k, per_doubling), model, layouts, batch, context, prec, q_len=q_len)
+    # a kernel model that logs its calls (a serving framework's) is asked every variant of a term, as a sweep's
+    # is; any other only the one the point takes (rows.chosen_only)
+    with contextlib.nullcontext() if hasattr(k, "reset_log") else chosen_only():
+        both = decode_step(_Stacked(k, per_doubling), model, layouts, batch, context, prec, q_len=q_len)
+    # an op that prices no kernel call (a term the layout does not have, 0.0) holds no stacked axis: its value
+    # in each of the five rows
+    both = {op: v if np.ndim(v) and np.shape(v)[0] == 5 else np.broadcast_to(v, (5,) + np.shape(v))
+            for op, v in both.items()}
     return {op: v[0] for op, v in both.items()}, {op: v[1:] for op, v in both.items()}

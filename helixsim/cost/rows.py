@@ -11,6 +11,8 @@ replays (:mod:`helixsim.uncertainty`) in front of it is kept.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -19,6 +21,21 @@ import numpy as np
 #: fewer chosen rows than this: the variant is priced on every row (as one call over all of them), so a
 #: kernel call never sees an array small enough for the kernel models' single-point or unmemoised paths
 MIN_ROWS = 64
+
+#: a single point whose kernel model keeps no log of its calls: only the chosen variant is priced
+_CHOSEN_ONLY: ContextVar[bool] = ContextVar("chosen_only", default=False)
+
+
+@contextmanager
+def chosen_only():
+    """Within the block a single point (every mask of one element) prices only the variant it takes, not the
+    others (whose values np.select would throw away; no value changes). For kernel models without a log of
+    their calls: one with a log (a serving framework's) reports every variant asked, so is asked them all."""
+    token = _CHOSEN_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CHOSEN_ONLY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,9 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
     priced only on the rows where it is chosen (a row takes the first mask that holds)."""
     masks = [np.asarray(m, bool) for m in masks]
     if all(m.size == 1 for m in masks):   # one layout (a single point): every variant priced on it, as below
+        if _CHOSEN_ONLY.get():
+            chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
+            return _select_one(masks, [(list(variants) + [default])[chosen](Rows())], 0)
         return _select_one(masks, [v(Rows()) for v in variants] + [default(Rows())])
     taken = np.zeros(np.broadcast_shapes(*(m.shape for m in masks)), bool)
     choices = []
@@ -95,11 +115,12 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
     return np.select(masks, choices[:-1], choices[-1])
 
 
-def _select_one(masks: list[np.ndarray], values: list) -> np.ndarray:
+def _select_one(masks: list[np.ndarray], values: list, chosen: int | None = None) -> np.ndarray:
     """``np.select(masks, values[:-1], values[-1])`` where every mask holds one element: the value of the first
     mask that holds (else the last), broadcast to the shape and type np.select gives, without its per-call work."""
     values = [np.asarray(v, float) for v in values]
-    chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
+    if chosen is None:
+        chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
     shape = np.broadcast_shapes(*(m.shape for m in masks), *(v.shape for v in values))
     return np.array(broadcast_view(values[chosen], shape))
 
