@@ -18,6 +18,7 @@ from ._lazy import pandas as pd  # imported on first use (helixsim._lazy)
 
 from .cost.kernels import RooflineKernels
 from .cost.memory import largest_batch, memory_per_gpu
+from .cost.rows import broadcast_view
 from .cost.step import BREAKDOWN_KEYS
 from .efficiency import IDEAL
 from .errors import SpecError
@@ -137,28 +138,28 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
     parts, prov = step_provenance(k, model, layouts, batch, context, precision, q_len=1 + mtp)
     parts["mtp"] = draft_ms(k, model, layouts, batch, context, precision, mtp)
     shape = np.broadcast(parts["qkv_proj"], parts["mtp"]).shape
-    parts = {key: np.broadcast_to(v, shape) for key, v in parts.items()}
+    parts = {key: broadcast_view(v, shape) for key, v in parts.items()}
     if two_batch_overlap:   # ep layouts as two overlapped micro-batches (helixsim.cost.wideep)
         from .cost.wideep import apply_two_batch_overlap
 
         parts = apply_two_batch_overlap(parts, k, model, layouts, batch, context, precision, q_len=1 + mtp)
-    ttl = np.broadcast_to(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)   # sum() without its temporaries
+    ttl = broadcast_view(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)   # sum() without its temporaries
     kernel_model = model_name(k)
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
-    max_b = np.broadcast_to(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
-    total = np.broadcast_to(mem.total_bytes, shape)
-    n_gpus = np.broadcast_to(layouts.n_gpus, shape)
-    b = np.broadcast_to(batch, shape)
+    max_b = broadcast_view(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
+    total = broadcast_view(mem.total_bytes, shape)
+    n_gpus = broadcast_view(layouts.n_gpus, shape)
+    b = broadcast_view(batch, shape)
     frame = {
-        "strategy": np.broadcast_to(layouts.strategy, shape),
-        **{name: np.broadcast_to(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
-        "n_gpus": n_gpus, "batch": b, "context": np.broadcast_to(context, shape),
-        **({"mtp": np.broadcast_to(mtp, shape)} if np.any(mtp > 0) else {}),
+        "strategy": broadcast_view(layouts.strategy, shape),
+        **{name: broadcast_view(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
+        "n_gpus": n_gpus, "batch": b, "context": broadcast_view(context, shape),
+        **({"mtp": broadcast_view(mtp, shape)} if np.any(mtp > 0) else {}),
         **({"two_batch_overlap": np.full(shape, True)} if two_batch_overlap else {}),
         "ttl_ms": ttl, "ttl_ms_lo": None, "ttl_ms_hi": None, "extrapolated_fraction": None,   # derived from the
         "tokens_per_s_user": None, "tokens_per_s_gpu": None,                                  # picked cells, below
-        "memory_per_gpu_gb": None, "weights_per_gpu_gb": np.broadcast_to(mem.weights_bytes / 1e9, shape),
-        "kv_per_gpu_gb": np.broadcast_to(mem.kv_bytes / 1e9, shape),
+        "memory_per_gpu_gb": None, "weights_per_gpu_gb": broadcast_view(mem.weights_bytes / 1e9, shape),
+        "kv_per_gpu_gb": broadcast_view(mem.kv_bytes / 1e9, shape),
         "feasible": None, "max_batch": max_b,
         **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
     }

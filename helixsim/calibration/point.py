@@ -37,6 +37,7 @@ import numpy as np
 from .extrapolate import NON_DECREASING_IN, WITH
 from .families import FAMILIES
 from .table import _norm_key
+from ..cost.rows import shape_one
 
 #: the fast path is used (``vectorised()`` turns it off, to compare the two)
 ENABLED = True
@@ -123,7 +124,7 @@ def fallback_one(method, arrays: tuple, *rest, **kwargs) -> np.ndarray:
     """``method(*arrays, *rest, **kwargs)`` (a roofline kernel method) of arguments holding one value each,
     priced in Python floats (the roofline's formulas keep floats as floats: :func:`helixsim.cost.terms.as_float`;
     the same IEEE arithmetic) and shaped as the arrays would make it."""
-    return np.full(np.broadcast_shapes(*(np.shape(a) for a in arrays)),
+    return np.full(shape_one(arrays),
                    method(*(scalar(a) for a in arrays), *rest, **kwargs), dtype=float)
 
 

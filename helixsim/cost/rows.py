@@ -71,6 +71,12 @@ def broadcast_view(x, shape: tuple) -> np.ndarray:
     return np.broadcast_to(x, shape)
 
 
+def shape_one(values) -> tuple:
+    """``np.broadcast_shapes`` of values that each hold one element (ones, as many as the most axes), without
+    its per-call cost (a single point's kernel calls and terms)."""
+    return (1,) * max([v.ndim for v in values if isinstance(v, np.ndarray)], default=0)
+
+
 def put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -> np.ndarray:
     """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
     ``rows`` of ``axis`` (negative)."""
