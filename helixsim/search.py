@@ -305,12 +305,16 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -
     spelled = sorted(set(names), key=lambda name: name + " b")
     rank = {name: i for i, name in enumerate(spelled)}
     name_rank = np.array([rank[name] for name in names], dtype=np.int64)
-    width = int(batch.max()) + 1
-    digits = sorted(range(width), key=str)   # batches in the order of their decimal digits
-    batch_rank = np.empty(width, dtype=np.int64)
+    present = np.flatnonzero(np.bincount(batch)).tolist()
+    digits = sorted(present, key=str)   # the batches present, in the order of their decimal digits
+    width = len(digits)
+    batch_rank = np.empty(present[-1] + 1, dtype=np.int64)
     batch_rank[digits] = np.arange(width)
     codes, uniq = _sorted_keys(name_rank[index] * width + batch_rank[batch], len(spelled) * width)
-    cats = [f"{spelled[k // width]} b{digits[k % width]}" for k in uniq.tolist()]
+    # each label as its name's and its batch's spellings joined (no number formatted per label)
+    heads, tails = [f"{name} b" for name in spelled], [str(d) for d in digits]
+    name_of, batch_of = np.divmod(uniq, width)
+    cats = [heads[i] + tails[j] for i, j in zip(name_of.tolist(), batch_of.tolist())]
     return pd.Categorical.from_codes(codes, categories=pd.Index(cats))
 
 

@@ -89,3 +89,23 @@ def test_patched_rows_over_a_whole_base_leave_the_original_untouched():
     assert np.asarray(PatchedRows(base, patch, Rows(rows, -2, n)), float).tobytes() == put_rows(
         base, patch, rows, -2, n).tobytes()
     assert base.tobytes() == kept.tobytes()
+
+
+def test_patched_rows_arithmetic_in_place_spends_the_operand_and_spares_the_others():
+    """A product of a PatchedRows made by arithmetic is written into that object's own arrays: the other
+    operand keeps its bits, and the spent object fails if used again (never silently gives numbers)."""
+    import pytest
+
+    from helixsim.cost.rows import PatchedRows, Rows, put_rows
+
+    rng = np.random.default_rng(7)
+    n, c = 120, 3
+    rows = np.arange(1, n, 5)
+    base, patch, f = rng.random((n, c)), rng.random((len(rows), c)), rng.random((n, 1))
+    kept_f = f.copy()
+    once = 61 * PatchedRows(base, patch, Rows(rows, -2, n))
+    twice = f * once
+    assert np.asarray(twice, float).tobytes() == (f * (61 * put_rows(base, patch, rows, -2, n))).tobytes()
+    assert f.tobytes() == kept_f.tobytes()
+    with pytest.raises((AttributeError, TypeError)):
+        once + 1.0

@@ -160,8 +160,24 @@ class PatchedRows:
         else:
             pair = ((self.base, other), (self.patch, self.rows.pick(other)))
         (b, ob), (p, op_) = pair
+        if self.owned:   # arrays of our own: the result written into them, this object spent (see _into)
+            base, patch = self._into(op, b, ob, reflected), self._into(op, p, op_, reflected)
+            self.base = self.patch = None
+            return PatchedRows(base, patch, self.rows, True)
         return (PatchedRows(op(ob, b), op(op_, p), self.rows, True) if reflected
                 else PatchedRows(op(b, ob), op(p, op_), self.rows, True))
+
+    @staticmethod
+    def _into(op, mine: np.ndarray, other, reflected: bool) -> np.ndarray:
+        """``op(other, mine)`` (reflected) or ``op(mine, other)``, written into ``mine`` where it has the result's
+        shape and type (the same values: elementwise, each cell read before it is written), else a new array.
+        Only an owned object's arrays come here: no other name holds them (an ``x`` whose arithmetic made
+        ``y`` is spent, its arrays now ``y``'s; using it again fails, never gives numbers)."""
+        args = (other, mine) if reflected else (mine, other)
+        if (mine.flags.writeable and mine.shape == np.broadcast_shapes(mine.shape, np.shape(other))
+                and mine.dtype == np.result_type(mine, other)):
+            return op(*args, out=mine)
+        return op(*args)
 
     def __add__(self, other):
         return self._apply(np.add, other, False)
@@ -181,6 +197,7 @@ class PatchedRows:
                 and self.patch.ndim == self.base.ndim):   # a whole array of our own: the patch written into it
             self.base[(Ellipsis, r.rows) + (slice(None),) * (-r.axis - 1)] = self.patch
             whole = self.base
+            self.owned = False   # the caller holds it now: later arithmetic makes new arrays
         else:
             whole = put_rows(self.base, np.asarray(self.patch, float), r.rows, r.axis, r.n)
         return whole if dtype is None else whole.astype(dtype, copy=False)
