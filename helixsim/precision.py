@@ -107,4 +107,4 @@ class Precision:
 def default_weights(hw) -> str:
     """The weight format used when none is given, the same in point, sweep and plan: FP4 where the
     GPU has FP4 tensor cores (Blackwell), else FP8 (what those GPUs run as their densest format)."""
-    return "fp4" if hw.dense_tflops.fp4 is not None else "fp8"
+    return "fp4" if hw.fp4_tensor_cores else "fp8"

@@ -329,7 +329,7 @@ class CalibratedKernels:
         runs evidently used the TRTLLM-gen block-scale MoE, which TensorRT-LLM's tables do not measure: there
         the fastest FP8 kernel stays; a framework's own tables (helixsim.backends) keep their kernels.)"""
         return (fp8_block_scales and getattr(self, "backend", "trtllm") == "trtllm"
-                and self.hw.dense_tflops.for_dtype("fp4") is None)
+                and not self.hw.fp4_tensor_cores)
 
     @_point.per_calibration
     def _moe_kernels(self, table, weight_dtype: str, fp4_format: str = "nvfp4",
@@ -485,25 +485,25 @@ class CalibratedKernels:
     @unique_args
     def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
                         num_experts: int = 0) -> np.ndarray:
-        def fb_of(tokens, width):
-            return self.fallback.moe_dispatch_ms(tokens, hidden, top_k, width, dtype, num_experts=num_experts)
-
-        one = _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1   # one point: in floats
-        fb = _point.fallback_one(fb_of, (tokens_per_rank, ep)) if one else fb_of(tokens_per_rank, ep)
-        return self._a2a_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
-                            num_experts=num_experts)
+        return self._a2a_phase_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, num_experts)
 
     @unique_args
     def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
                        num_experts: int = 0) -> np.ndarray:
+        return self._a2a_phase_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, num_experts)
+
+    def _a2a_phase_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str,
+                      num_experts: int) -> np.ndarray:
+        """MoE ``phase`` (dispatch or combine): the measured all-to-all over the roofline's price of the phase."""
+        roofline = getattr(self.fallback, f"moe_{phase}_ms")
+
         def fb_of(tokens, width):
-            return self.fallback.moe_combine_ms(tokens, hidden, top_k, width, dtype, num_experts=num_experts)
+            return roofline(tokens, hidden, top_k, width, dtype, num_experts=num_experts)
 
         one = _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1   # one point: in floats
         fb = _point.fallback_one(fb_of, (tokens_per_rank, ep)) if one else fb_of(tokens_per_rank, ep)
-        return self._a2a_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
+        return self._a2a_ms(phase, tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
                             num_experts=num_experts)
-
 
 NCCL_OPS_INV = {v: k for k, v in NCCL_OPS.items()}
 

@@ -83,7 +83,7 @@ def fuses_allreduce_norm(k, model) -> bool:
     backend = getattr(k, "backend", "trtllm")
     decoder = trtllm_fusing_decoder(model)
     if backend == "sglang" and decoder == "deepseek-v3":   # SM100: the GPUs with FP4 tensor cores
-        return k.hw.dense_tflops.fp4 is not None
+        return k.hw.fp4_tensor_cores
     if not (backend in DEFAULTS and DEFAULTS[backend].fuses_allreduce_norm and decoder):
         return False
     return decoder != "llama" or model.hidden_size > LLAMA_FUSION_MIN_HIDDEN_EXCLUSIVE

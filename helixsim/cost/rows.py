@@ -89,8 +89,8 @@ def put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -
 
 def rows_where(mask) -> Rows | None:
     """The rows ``mask`` holds (a mask over the layout axis, ``(layouts, 1)`` or ``(rows,)``): all rows where
-    it is not a per-layout mask of at least MIN_ROWS rows (a single point prices every variant, as the
-    kernel log of ``simulate_point`` reports), holds them all or too few to split off; None where it holds none."""
+    it is not a per-layout mask of at least MIN_ROWS rows (a single point is handled by :func:`select_rows`
+    itself), holds them all or too few to split off; None where it holds none."""
     mask = np.asarray(mask, bool)
     if mask.ndim == 0 or mask.size != mask.shape[0] or mask.size < MIN_ROWS:
         return Rows()
@@ -105,11 +105,12 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
     """``np.select(masks, [v(all rows) for v in variants], default(all rows))``, each variant (and the default)
     priced only on the rows where it is chosen (a row takes the first mask that holds)."""
     masks = [np.asarray(m, bool) for m in masks]
-    if all(m.size == 1 for m in masks):   # one layout (a single point): every variant priced on it, as below
-        if _CHOSEN_ONLY.get():
-            chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
-            return _select_one(masks, [(list(variants) + [default])[chosen](Rows())], 0)
-        return _select_one(masks, [v(Rows()) for v in variants] + [default(Rows())])
+    if all(m.size == 1 for m in masks):   # one layout (a single point): the first mask that holds, else the default
+        options = list(variants) + [default]
+        chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
+        if _CHOSEN_ONLY.get():   # only the variant taken is priced
+            return _select_one(masks, [options[chosen](Rows())], 0)
+        return _select_one(masks, [v(Rows()) for v in options], chosen)   # every variant priced, as below
     taken = np.zeros(np.broadcast_shapes(*(m.shape for m in masks)), bool)
     choices = []
     for mask, variant in zip(masks + [None], list(variants) + [default]):
@@ -121,12 +122,10 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
     return np.select(masks, choices[:-1], choices[-1])
 
 
-def _select_one(masks: list[np.ndarray], values: list, chosen: int | None = None) -> np.ndarray:
-    """``np.select(masks, values[:-1], values[-1])`` where every mask holds one element: the value of the first
-    mask that holds (else the last), broadcast to the shape and type np.select gives, without its per-call work."""
+def _select_one(masks: list[np.ndarray], values: list, chosen: int) -> np.ndarray:
+    """``values[chosen]`` (the value np.select takes where every mask holds one element) broadcast to the shape
+    and type np.select gives over ``masks`` and ``values``, without its per-call work."""
     values = [np.asarray(v, float) for v in values]
-    if chosen is None:
-        chosen = next((i for i, m in enumerate(masks) if m.item()), len(masks))
     shape = np.broadcast_shapes(*(m.shape for m in masks), *(v.shape for v in values))
     return np.array(broadcast_view(values[chosen], shape))
 

@@ -48,7 +48,7 @@ def fuses_shared_experts(k, model: ModelSpec, ep) -> np.ndarray:
     backend = getattr(k, "backend", "trtllm")
     rule = backend in DEFAULTS and DEFAULTS[backend].fuses_shared_experts
     fusable = m is not None and (m.num_experts, m.shared_experts) in FUSABLE and not model.attention.is_dsa
-    blackwell = k.hw.dense_tflops.for_dtype("fp4") is not None   # sm100: the flashinfer_trtllm runner
+    blackwell = k.hw.fp4_tensor_cores   # sm100: the flashinfer_trtllm runner
     return np.asarray(ep) == 1 if rule and fusable and not blackwell else np.zeros(np.shape(ep), bool)
 
 

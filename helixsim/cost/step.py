@@ -142,28 +142,30 @@ def hopb_overlap(k, model: ModelSpec, s: StepShapes, kvp: np.ndarray, hopb: np.n
     """
     can = np.asarray(hopb, bool) & (s.strategy == HELIX) & (kvp > 1)
     if can.ndim == 0 or can.size != can.shape[0] or can.size == 1:   # one layout, or no layout axis: every cell
-        c, m = hopb_chunks_ms(k, model, s, kvp, context, prec, sliding)
-        n = s.attn_batch
-        piped = t.hopb_makespan(c, m, n)
-        use = can & (piped < attn_ms + combine_ms)
-        chunked = n * c
-        return np.where(use, chunked, attn_ms), np.where(use, piped - chunked, combine_ms)
+        return hopb_pipelined(k, model, s, kvp, context, prec, sliding, attn_ms, combine_ms, can)
     # only the Helix layouts with HOP-B on and kvp > 1 can pipeline: their rows (the layout axis, the first of
     # the step's shape) are priced alone, the others keep lockstep attention (the same values, fewer cells)
     rows = np.flatnonzero(can.ravel())
     if not len(rows):
         return attn_ms, combine_ms
-    axis, n_rows = -can.ndim, can.shape[0]
-    pick = Rows(rows, axis, n_rows).pick
-    sub = StepShapes(**{f: pick(getattr(s, f)) for f in StepShapes.__dataclass_fields__})
-    c, m = hopb_chunks_ms(k, model, sub, pick(kvp), pick(context), prec, sliding)
-    n, attn_sub, comb_sub = sub.attn_batch, pick(attn_ms), pick(combine_ms)
-    piped = t.hopb_makespan(c, m, n)
-    use = piped < attn_sub + comb_sub
-    chunked = n * c
+    picked = Rows(rows, -can.ndim, can.shape[0])
+    sub = StepShapes(**{f: picked.pick(getattr(s, f)) for f in StepShapes.__dataclass_fields__})
+    attn_sub, comb_sub = hopb_pipelined(k, model, sub, picked.pick(kvp), picked.pick(context), prec, sliding,
+                                        picked.pick(attn_ms), picked.pick(combine_ms), True)
     # kept apart from the other rows until the step is summed (the combine varies with the context only here)
-    return (PatchedRows(attn_ms, np.where(use, chunked, attn_sub), Rows(rows, axis, n_rows)),
-            PatchedRows(combine_ms, np.where(use, piped - chunked, comb_sub), Rows(rows, axis, n_rows)))
+    return PatchedRows(attn_ms, attn_sub, picked), PatchedRows(combine_ms, comb_sub, picked)
+
+
+def hopb_pipelined(k, model: ModelSpec, s: StepShapes, kvp, context, prec: Precision, sliding: bool, attn_ms,
+                   combine_ms, can) -> tuple[np.ndarray, np.ndarray]:
+    """(attention, exposed combine) where ``can`` allows HOP-B and its makespan beats the lockstep
+    ``attn_ms + combine_ms`` (:func:`hopb_overlap`), else those two as they are."""
+    c, m = hopb_chunks_ms(k, model, s, kvp, context, prec, sliding)
+    n = s.attn_batch
+    piped = t.hopb_makespan(c, m, n)
+    use = can & (piped < attn_ms + combine_ms)
+    chunked = n * c
+    return np.where(use, chunked, attn_ms), np.where(use, piped - chunked, combine_ms)
 
 
 def is_medha(strategy: np.ndarray) -> np.ndarray:

@@ -94,7 +94,7 @@ def dispatch_payload_dtype(hw, prec) -> str:
     FP8 experts dispatch FP8, anything else (BF16 experts, FP4 weight-only on Hopper) the activations.
     The combine stays in the activations' format (BF16): TensorRT-LLM's NVFP4 combine is opt-in.
     """
-    if prec.weights == "fp4" and hw.dense_tflops.fp4 is not None:
+    if prec.weights == "fp4" and hw.fp4_tensor_cores:
         return "fp4"
     if prec.weights == "fp8":
         return "fp8"

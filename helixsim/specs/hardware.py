@@ -57,6 +57,12 @@ class HardwareSpec:
     #: against this system's peaks; see :func:`load_hardware_file`)
     base: Optional[str] = None
 
+    @property
+    def fp4_tensor_cores(self) -> bool:
+        """Whether the GPU has FP4 tensor cores: Blackwell (SM100) and later, not Hopper (SM90). The serving
+        frameworks choose several kernels by this generation (helixsim.cost.fused_norms, .shared_experts, ...)."""
+        return self.dense_tflops.fp4 is not None
+
     def peak_tflops(self, dtype: str, source: str = "") -> float:
         """Dense peak for a math precision; an error where the GPU has no such unit."""
         value = self.dense_tflops.for_dtype(dtype)
