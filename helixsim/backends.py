@@ -67,6 +67,9 @@ class BackendDefaults:
     #: whether a dense Llama or gpt-oss layer's residual adds and RMSNorms run inside its tensor-parallel
     #: all-reduces rather than as kernels of their own (:mod:`helixsim.cost.fused_norms`)
     fuses_allreduce_norm: bool = False
+    #: whether an MLA model's absorbed W_UK / W_UV batched matmuls run in BF16 when its checkpoint is FP8 with
+    #: 128x128 block scales, rather than in the checkpoint's format (:mod:`helixsim.cost.mla_absorb`)
+    mla_absorb_bf16_for_block_fp8: bool = False
 
 
 DEFAULTS: dict[str, BackendDefaults] = {
@@ -100,7 +103,12 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # SGLang DeepseekV2ForCausalLM.determine_num_fused_shared_experts: on by default for 256 routed +
         # 1 shared expert on NVIDIA sm80+, off under MoE EP > 1, DeepEP or TBO, and on sm100, where the
         # flashinfer_trtllm MoE runner it picks turns it off (helixsim.cost.shared_experts)
-        fuses_shared_experts=True),
+        fuses_shared_experts=True,
+        # SGLang DeepseekV2ForCausalLM.post_load_weights (python/sglang/srt/models/deepseek_v2.py, 0.5.x): on CUDA a
+        # kv_b_proj with 128x128 FP8 block scales is dequantised to BF16 (block_quant_dequant(..., torch.bfloat16))
+        # before it is split into w_kc / w_vc, unless SGL_USE_DEEPGEMM_BMM=true on a non-Blackwell DeepGEMM (default
+        # false); forward_absorb_prepare / forward_absorb_core then run torch.bmm in BF16 (helixsim.cost.mla_absorb)
+        mla_absorb_bf16_for_block_fp8=True),
     "vllm": BackendDefaults(
         "vllm", "vLLM", kv_cache_quantized="bf16",
         # SM100: FlashInfer with TensorRT-LLM decode kernels; SM90: FlashAttention-3, then FA4 / Triton

@@ -22,6 +22,7 @@ from . import attention_kinds as ak
 from . import terms as t
 from .dense_dp import dense_ffn_data_parallel
 from .fused_norms import separate_norm_kernels
+from .mla_absorb import absorbed_bmm_dtype
 from .rows import PatchedRows, Rows, broadcast_view, select_rows
 from .shared_experts import fused_shared_expert_ms, fuses_shared_experts
 from .wideep import dispatch_payload_dtype, redundant_slot_read_ms
@@ -73,7 +74,7 @@ def qkv_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarr
         return k.gemm_ms(b, ((2 if a.output_gate else 1) * s.q_heads + 2 * s.kv_heads) * a.head_dim, h, w)
     mla = (k.gemm_ms(b, a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim, h, w)
            + k.gemm_ms(b, s.q_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim), a.q_lora_rank, w)
-           + k.bmm_ms(s.q_heads, b, a.kv_lora_rank, a.qk_nope_head_dim, w))
+           + k.bmm_ms(s.q_heads, b, a.kv_lora_rank, a.qk_nope_head_dim, absorbed_bmm_dtype(k, model, prec)))
     return mla + ak.dsa_index_proj_ms(k, model, b, prec) if a.is_dsa else mla
 
 
@@ -181,14 +182,15 @@ def o_proj_batch(s: StepShapes) -> np.ndarray:
 
 def o_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
     """Output projection at TP = o_tp (N for Helix, paper §2.2) in the dense format; MLA adds the
-    absorbed W_UV bmm in the attention projections' format (a half of kv_b, Precision.attention_weights)."""
+    absorbed W_UV bmm in the attention projections' format (a half of kv_b, Precision.attention_weights; BF16 where
+    the framework dequantises a block-scaled FP8 kv_b, mla_absorb)."""
     a, h = model.attention, model.hidden_size
     b = o_proj_batch(s)
     heads = a.num_q_heads // s.o_tp
     head_out = a.v_head_dim if a.is_mla else a.head_dim
     proj = k.gemm_ms(b, h, heads * head_out, prec.dense_weights_dtype)   # wo: the dense format (Precision)
     if a.is_mla:
-        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, prec.attention_weights_dtype)
+        proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, absorbed_bmm_dtype(k, model, prec))
     return proj
 
 
