@@ -310,3 +310,34 @@ def test_points_of_one_configuration_share_priced_kernel_calls():
             assert got[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
         else:
             assert got[key] == value, key
+
+
+def test_corners_in_floats_equal_the_table_s_own():
+    """The single point's interpolation corners found in floats (point._corners_floats: the sweeps and weights
+    around a query, used for the head counts of an attention envelope) are the table's vectorised
+    :meth:`_corners`, bit for bit, for every table of two calibrations, at measured values, between them,
+    beyond both edges and where no corner is measured (the nearest sweep)."""
+    import numpy as np
+
+    from helixsim.api import kernels_for, resolve_hardware
+
+    rng = np.random.default_rng(14)
+    checked = 0
+    for hw in ("gb200-nvl72", "h200-hgx"):
+        k = kernels_for(resolve_hardware(hw))
+        for table in k.calibration.tables.values():
+            for cat in table.categories()[:4]:
+                group = table._group(tuple(cat))
+                for sub in group.subs[:3]:
+                    d = len(sub.luniq)
+                    lo = np.array([u[0] for u in sub.luniq]) - 2.0
+                    hi = np.array([u[-1] for u in sub.luniq]) + 2.0
+                    q = rng.uniform(lo, hi, size=(12, d))
+                    q[:4] = [[rng.choice(u) for u in sub.luniq] for _ in range(4)]   # on measured values
+                    want = table._corners(sub, q)
+                    got = point._corners_floats(table, sub, q)
+                    assert got[0].dtype == want[0].dtype and got[0].shape == want[0].shape, table.family
+                    assert np.array_equal(got[0], want[0]), (table.family, cat)
+                    assert got[1].tobytes() == want[1].tobytes(), (table.family, cat)
+                    checked += 1
+    assert checked > 40

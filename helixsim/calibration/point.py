@@ -213,7 +213,8 @@ def _prefetch(entries: dict, ck: tuple, table, spec, cat: tuple, queries: list[d
     eff = spec.mode == "efficiency"
     near = [arrays[k] if k in arrays else np.full(n, np.nan) for k in spec.near]
     t_all = table.knot_latencies(group, near, [arrays[k] for k in spec.num], np.arange(n),
-                                 _roof_fn(spec, roof, const, arrays) if eff else None)
+                                 _roof_fn(spec, roof, const, arrays) if eff else None,
+                                 corners=functools.partial(_corners_floats, table))
     lt_all = np.log2(t_all)
     for i, key in enumerate(missing):
         one = {k: v[i:i + 1] for k, v in arrays.items()}
@@ -303,33 +304,7 @@ def _knot_latencies_one(table, sub, num: list[float], roof_fn) -> np.ndarray | N
         roof_k = np.asarray(roof_fn(np.tile(table.knots, 1), np.repeat(_ONE, k)), float).reshape(1, k)
     else:
         roof_k = np.ones((1, k))
-    lo, fr, single = [], [], []
-    for j, value in enumerate(num):
-        u = sub.luniq[j]
-        qj = float(_log2(value))
-        qj = min(max(qj, float(u[0])), float(u[-1]))
-        if len(u) == 1:
-            lo.append(0)
-            fr.append(0.0)
-            single.append(True)
-            continue
-        i = min(max(int(np.searchsorted(u, qj, side="right")) - 1, 0), len(u) - 2)
-        lo.append(i)
-        fr.append((qj - float(u[i])) / (float(u[i + 1]) - float(u[i])))
-        single.append(False)
-    sids, wts = [], []
-    for bits in itertools.product((0, 1), repeat=len(num)):
-        if any(b and s for b, s in zip(bits, single)):
-            continue
-        w = 1.0
-        idx = []
-        for j, b in enumerate(bits):
-            w = w * (fr[j] if b else 1.0 - fr[j])
-            idx.append(lo[j] + b)
-        sid = int(sub.dense[tuple(idx)]) if num else int(sub.dense)
-        ok = sid >= 0 and w > 1e-12
-        sids.append(sid if ok else -1)
-        wts.append(w if ok else 0.0)
+    sids, wts = _corner_weights(sub, [float(_log2(value)) for value in num])
     total = np.sum(np.array(wts))    # summed as the vectorised code sums a row of weights
     if total <= 1e-9:
         return None
@@ -345,6 +320,46 @@ def _knot_latencies_one(table, sub, num: list[float], roof_fn) -> np.ndarray | N
         acc = acc + w * values
     t_knots = roof_k * 2.0 ** (acc / total)
     return np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
+
+
+def _corner_weights(sub, q: list[float]) -> tuple[list[int], list[float]]:
+    """:meth:`.table.SweepTable._corners` of one query (log2 coordinates ``q``, floats): the sweep of each
+    corner (-1 for none) and its weight, in the same order and IEEE arithmetic, without numpy's per-call cost."""
+    lists = sub.__dict__.get("_point_lists")
+    if lists is None:   # (the sub's coordinates and dense index as Python lists, formed once)
+        lists = sub.__dict__["_point_lists"] = ([u.tolist() for u in sub.luniq], sub.dense.tolist())
+    luniq, dense = lists
+    sides = []   # per column, (index, weight) of its lower and upper neighbour (one where one value is measured)
+    for j, qj in enumerate(q):
+        u = luniq[j]
+        qj = min(max(qj, u[0]), u[-1])
+        if len(u) == 1:
+            sides.append(((0, 1.0),))
+            continue
+        i = bisect_right(u, qj) - 1
+        i = 0 if i < 0 else (len(u) - 2 if i > len(u) - 2 else i)
+        f = (qj - u[i]) / (u[i + 1] - u[i])
+        sides.append(((i, 1.0 - f), (i + 1, f)))
+    sids, wts = [], []
+    for corner in itertools.product(*sides):   # (the order of _corners' bits: the first column slowest)
+        w, sid = 1.0, dense
+        for i, f in corner:
+            w = w * f
+            sid = sid[i]
+        ok = sid >= 0 and w > 1e-12
+        sids.append(sid if ok else -1)
+        wts.append(w if ok else 0.0)
+    return sids, wts
+
+
+def _corners_floats(table, sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`.table.SweepTable._corners` of queries ``q`` ((m, d) log2 coordinates), each row's corners found
+    in floats (:func:`_corner_weights`); where a row has no measured corner, the table's own (its nearest sweep)."""
+    rows = [_corner_weights(sub, row) for row in q.tolist()]
+    wts = np.array([r[1] for r in rows])
+    if (wts.sum(axis=1) <= 1e-9).any():
+        return table._corners(sub, q)
+    return np.array([r[0] for r in rows]), wts
 
 
 def _nanmax(a: float, b: float) -> float:
@@ -391,7 +406,19 @@ def _merged(k, shape: tuple, fb, t: float) -> np.ndarray:
     """``np.where(fb > 0, k._merge(t, fb), 0.0)`` of one query, shaped ``shape`` (through the kernel model's
     own ``_merge``: a serving framework's model notes there which of its tables priced a call)."""
     fb = np.asarray(fb, float)
+    if fb.size == 1 and type(k)._merge is _plain_merge():   # the calibrated model's own rule, in floats
+        f = fb.item()
+        return np.full(shape if fb.shape == shape else np.broadcast_shapes(shape, fb.shape),
+                       (t if math.isfinite(t) else f) if f > 0 else 0.0)
     return np.where(fb > 0, k._merge(np.full(shape, t), fb), 0.0)
+
+
+@functools.cache
+def _plain_merge():
+    """:meth:`.kernels.CalibratedKernels._merge` (the calibrated time where finite, else the fallback's)."""
+    from .kernels import CalibratedKernels
+
+    return CalibratedKernels._merge
 
 
 def gemm_one(k, table, cats: list[tuple], fb, m, n, kk) -> np.ndarray:

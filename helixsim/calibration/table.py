@@ -217,6 +217,7 @@ class SweepTable:
             raise ValueError(f"{self.family}: a sweep has no values")
         self._first = ok.argmax(axis=1)
         self._last = self.values.shape[1] - 1 - ok[:, ::-1].argmax(axis=1)
+        self._full = (self._first == 0) & (self._last == self.values.shape[1] - 1)   # measured at every knot
 
     def key_columns(self) -> dict[str, np.ndarray]:
         """The sweep keys, one array per ``cat``, ``near`` and ``num`` column."""
@@ -287,6 +288,8 @@ class SweepTable:
           time continues linearly in the axis (``linear``) with the per-unit slope of the last
           segment, never below the roofline's slope at the efficiency reached.
         """
+        if self._full[sid].all():   # measured at every knot: nothing to fill (the values as stored)
+            return self.values[sid]
         v = self.values[sid].copy()
         i0, i1 = self._first[sid], self._last[sid]
         rows = np.arange(len(sid))
@@ -378,9 +381,10 @@ class SweepTable:
         return out
 
     def knot_latencies(self, group: _Group, near: Sequence[np.ndarray], num: Sequence[np.ndarray], first: np.ndarray,
-                       roof_fn: RoofFn | None) -> np.ndarray:
+                       roof_fn: RoofFn | None, corners=None) -> np.ndarray:
         """Latencies (ms) at every knot, (len(first), n_knots), of queries ``first`` (the axis aside), made
-        non-decreasing along the axis (:meth:`predict`; ``roof_fn`` as there)."""
+        non-decreasing along the axis (:meth:`predict`; ``roof_fn`` as there). ``corners``: what
+        :meth:`_corners` gives, found another way (a single point's, in floats); :meth:`_corners` by default."""
         m = len(first)
         num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
                  else np.zeros((m, 0)))
@@ -397,7 +401,7 @@ class SweepTable:
                                     float).reshape(len(sel), k)
             else:
                 roof_k = np.ones((len(sel), k))
-            sids, wts = self._corners(group.subs[c], num_q[sel])
+            sids, wts = (corners or self._corners)(group.subs[c], num_q[sel])
             acc = np.zeros((len(sel), k))
             for col in range(sids.shape[1]):
                 ok = sids[:, col] >= 0
