@@ -265,10 +265,9 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
     w = rule.per_doubling
     if point.ENABLED and all(np.size(v) == 1 for v in (batch, context, q_len, layouts.kvp)):
         # one configuration: the step and its four weightings composed in one pass (uncertainty_point)
-        from .uncertainty_point import stacked_step
+        from .uncertainty_point import stacked_provenance
 
-        parts, out = stacked_step(k, w, model, layouts, batch, context, prec, q_len)
-        return parts, _provenance(k, parts, out)
+        return stacked_provenance(k, w, model, layouts, batch, context, prec, q_len)
     rec = _Recorder(k)
     parts = decode_step(rec, model, layouts, batch, context, prec, q_len=q_len)
     # the four weightings of every recorded call (roofline, law, widen up, widen down) replayed in one pass,
@@ -285,6 +284,12 @@ def _provenance(k, parts: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> 
     # each op's own shape (an op that does not vary with the context is clipped once per layout and batch)
     clipped = {op: _clip_to(compact(out[op]), compact(parts[op])) for op in parts}
     roof, law, hi, lo = ({op: _weighting(v, i, np.ndim(parts[op])) for op, v in clipped.items()} for i in range(4))
+    return provenance_of(k, parts, roof, law, hi, lo)
+
+
+def provenance_of(k, parts: dict[str, np.ndarray], roof: dict, law: dict, hi: dict, lo: dict) -> StepProvenance:
+    """The provenance of a step's per-op times ``parts`` from each op's clipped time priced by the roofline, by
+    a law, and widenings up and down (:func:`_provenance`), the fixed per-step overhead taken out."""
     zero_overhead = k.eff.step_overhead_us * 1e-3
     # the fixed per-step overhead is a constant of the efficiency file, not a calibrated kernel
     # (np.maximum(x, 0.0) is np.clip(x, 0.0, None) without its per-call overhead: the same values, NaN kept)

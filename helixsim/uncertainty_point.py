@@ -20,7 +20,7 @@ from .calibration.domain import excursion_one
 from .calibration.point import scalar
 from .cost.rows import chosen_only
 from .cost.step import decode_step
-from .uncertainty import KERNEL_METHODS, weightings
+from .uncertainty import KERNEL_METHODS, _clip_to, provenance_of, weightings
 
 
 class _Stacked:
@@ -107,15 +107,24 @@ def _key(v):
     return type(v), v
 
 
-def stacked_step(k, per_doubling: float, model, layouts, batch, context, prec, q_len=1):
-    """(the step's per-op times, their replay of the four weightings stacked on a leading axis) of one
-    configuration: what :func:`~helixsim.uncertainty.step_provenance` forms in two passes."""
+def stacked_provenance(k, per_doubling: float, model, layouts, batch, context, prec, q_len=1):
+    """(the step's per-op times, their :class:`~helixsim.uncertainty.StepProvenance`) of one configuration:
+    what :func:`~helixsim.uncertainty.step_provenance` forms in two passes."""
     # a kernel model that logs its calls (a serving framework's) is asked every variant of a term, as a sweep's
     # is; any other only the one the point takes (rows.chosen_only)
     with contextlib.nullcontext() if hasattr(k, "reset_log") else chosen_only():
         both = decode_step(_Stacked(k, per_doubling), model, layouts, batch, context, prec, q_len=q_len)
-    # an op that prices no kernel call (a term the layout does not have, 0.0) holds no stacked axis: its value
-    # in each of the five rows
-    both = {op: v if np.ndim(v) and np.shape(v)[0] == 5 else np.broadcast_to(v, (5,) + np.shape(v))
-            for op, v in both.items()}
-    return {op: v[0] for op, v in both.items()}, {op: v[1:] for op, v in both.items()}
+    # every op on the step's shape (decode_step broadcasts them to one): an op that prices no kernel call (a term
+    # the layout does not have, 0.0) holds no stacked axis, its value in each of the five rows; all ops stacked on
+    # a first axis, so that the weightings of every op are clipped to [0, its time] at once (_provenance's
+    # arithmetic, elementwise: the same numbers)
+    ops = tuple(both)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in both.values()))
+    if not shape or shape[0] != 5:
+        shape = (5,) + shape
+    stack = np.empty((len(ops),) + shape)
+    for i, v in enumerate(both.values()):
+        stack[i] = v
+    parts = dict(zip(ops, stack[:, 0]))
+    clipped = _clip_to(stack[:, 1:], stack[:, :1])
+    return parts, provenance_of(k, parts, *(dict(zip(ops, clipped[:, i])) for i in range(4)))
