@@ -215,10 +215,12 @@ class CalibratedKernels:
     @unique_args
     def bmm_ms(self, batch, m, n, k, weight_dtype: str, act_dtype: str = "bf16") -> np.ndarray:
         """MLA absorption bmm: the q x W_UK table where k <= n (128 -> 512), else attn x W_UV (512 -> 128)."""
-        fb = (_point.fallback_one(self.fallback.bmm_ms, (batch, m, n, k), weight_dtype, act_dtype)
-              if _point.ENABLED and np.size(batch) == np.size(m) == np.size(n) == np.size(k) == 1   # one point
+        one = _point.ENABLED and np.size(batch) == np.size(m) == np.size(n) == np.size(k) == 1   # one point
+        fb = (_point.fallback_one(self.fallback.bmm_ms, (batch, m, n, k), weight_dtype, act_dtype) if one
               else self.fallback.bmm_ms(batch, m, n, k, weight_dtype, act_dtype))
         dts = BMM_DTYPES.get(weight_dtype, ())
+        if one:
+            return _point.bmm_one(self, fb, dts, batch, m, n, k)
         shape = np.shape(fb)
         results = {}
         for op in ("mla_gen_pre", "mla_gen_post"):

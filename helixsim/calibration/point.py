@@ -217,14 +217,15 @@ def _prefetch(entries: dict, ck: tuple, table, spec, cat: tuple, queries: list[d
                                  corners=functools.partial(_corners_floats, table))
     lt_all = np.log2(t_all)
     for i, key in enumerate(missing):
-        one = {k: v[i:i + 1] for k, v in arrays.items()}
-        entries[key] = (t_all[i:i + 1], lt_all[i].tolist(), _roof_fn(spec, roof, const, one))
+        entries[key] = (t_all[i:i + 1], lt_all[i].tolist(), _roof_fn(spec, roof, const, arrays, i))
 
 
-def _roof_fn(spec, roof, const: Mapping[str, object], arrays: Mapping[str, np.ndarray]):
-    """The roofline (ms) of queries ``arrays`` (one array per column) at axis values ``xs`` of rows ``pts``."""
+def _roof_fn(spec, roof, const: Mapping[str, object], arrays: Mapping[str, np.ndarray], row: int | None = None):
+    """The roofline (ms) of queries ``arrays`` (one array per column) at axis values ``xs`` of rows ``pts``
+    (``row``: of the one query ``arrays[:][row:row + 1]``, taken when the roofline is asked for)."""
     def roof_fn(xs, pts):
-        return spec.roof(roof, {**const, **{k: v[pts] for k, v in arrays.items()}, spec.axis: xs})
+        cols = arrays if row is None else {k: v[row:row + 1] for k, v in arrays.items()}
+        return spec.roof(roof, {**const, **{k: v[pts] for k, v in cols.items()}, spec.axis: xs})
 
     return roof_fn
 
@@ -428,6 +429,18 @@ def gemm_one(k, table, cats: list[tuple], fb, m, n, kk) -> np.ndarray:
     t = math.nan
     for cat in cats:
         t = _fmin(t, query_one(table, spec, cat, cols, {"gemm_dtype": cat[0]}, k._p))
+    return _merged(k, np.shape(fb), fb, t)
+
+
+def bmm_one(k, fb, dtypes: tuple, batch, m, n, kk) -> np.ndarray:
+    """:meth:`.kernels.CalibratedKernels.bmm_ms` of one bmm: only the table its shape takes is asked (q x W_UK
+    where k <= n, else attn x W_UV)."""
+    op = "mla_gen_pre" if scalar(kk) <= scalar(n) else "mla_gen_post"
+    cat = k._first_cat("mla_bmm", [(op, d) for d in dtypes])
+    t = math.nan if cat is None else query_one(
+        k._table("mla_bmm"), FAMILIES["mla_bmm"], cat,
+        {"num_heads": scalar(batch), "num_tokens": scalar(m), "bmm_n": scalar(n), "bmm_k": scalar(kk)},
+        {"bmm_dtype": cat[1]}, k._p)
     return _merged(k, np.shape(fb), fb, t)
 
 
