@@ -142,7 +142,8 @@ def ordered_sum(values) -> np.ndarray:
     on the shape of the terms so far (compact: see :func:`compact`) and grown in place, not re-allocated.
     A term that is zero in every cell is not added (``0 + v`` is never -0.0, so adding +-0.0 to a partial sum
     changes no bit of it): most provenance terms (time by the roofline, by a law) are zero for most ops."""
-    values = [compact(v) for v in values]
+    # (an array of one element is its own compact form)
+    values = [v if type(v) is np.ndarray and v.size == 1 else compact(v) for v in values]
     if all(v.size == 1 for v in values):   # one point: the same additions in floats
         return _ordered_sum_one(values)
     return _ordered_sum_arrays(values)

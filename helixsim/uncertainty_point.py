@@ -17,7 +17,6 @@ import contextlib
 import numpy as np
 
 from .calibration.domain import excursion_one
-from .calibration.point import scalar
 from .cost.rows import chosen_only
 from .cost.step import decode_step
 from .uncertainty import KERNEL_METHODS, _clip_to, provenance_of, weightings
@@ -50,7 +49,7 @@ class _Stacked:
         def call(*args, **kwargs):
             if self._seen is not None:
                 try:
-                    key = (name, tuple(map(_key, args)), tuple((n, _key(v)) for n, v in kwargs.items()))
+                    key = (name, tuple(map(_key, args)), tuple([(n, _key(v)) for n, v in kwargs.items()]) if kwargs else ())
                     out = self._seen.get(key)
                 except (TypeError, ValueError):   # an argument that is no dictionary key: priced every time
                     return priced(*args, **kwargs)
@@ -65,9 +64,11 @@ class _Stacked:
             r, dd = excursion_one(k, name, args, kwargs)
             # the shape the recorded call had: its time's, broadcast with its arguments' (roofline mask, doublings)
             # (every array of one point holds one element: the broadcast shape is ones, as many as the most axes)
-            ndim = max([t.ndim] + [v.ndim for v in args if isinstance(v, np.ndarray)]
-                       + [v.ndim for v in kwargs.values() if isinstance(v, np.ndarray)])
-            tt = scalar(t)
+            ndim = t.ndim
+            for v in (*args, *kwargs.values()) if kwargs else args:
+                if isinstance(v, np.ndarray) and v.ndim > ndim:
+                    ndim = v.ndim
+            tt = t.item()
             dd = 0.0 if r else dd
             return np.array([tt, *weightings(tt, r, (not r) and dd > 0, dd, w)]).reshape((5,) + (1,) * ndim)
 

@@ -52,10 +52,13 @@ _PARAMETERS = {name: ([p for p in sig.parameters][1:], {p.name: p.default for p 
                for name, sig in _SIGNATURES.items()}
 
 
+_NAMES = {name: frozenset(names) for name, (names, _) in _PARAMETERS.items()}
+
+
 def _arguments(method: str, args: tuple, kwargs: Mapping) -> dict:
     """The arguments of a call by name, defaults filled in (``inspect.Signature.bind`` without its cost)."""
     names, defaults = _PARAMETERS[method]
-    if len(args) > len(names) or set(kwargs) - set(names):
+    if len(args) > len(names) or (kwargs and not kwargs.keys() <= _NAMES[method]):
         bound = _SIGNATURES[method].bind(None, *args, **kwargs)   # the same TypeError as the call itself
         bound.apply_defaults()
         return dict(bound.arguments)

@@ -136,9 +136,12 @@ def unique_args(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
-        if all(args[i].size == 1 for i in names):   # scalars and one-element arrays: one shape (a single point)
+        for a in args:
+            if isinstance(a, np.ndarray) and a.size != 1 and a.ndim > 0:
+                break
+        else:   # scalars and one-element arrays: one shape (a single point)
             return method(self, *args, **kwargs)
+        names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
         # integer arguments (batches, widths) are coded as they are (their distinct values become floats below)
         arrays = [args[i] if args[i].dtype.kind in "iuf" else np.asarray(args[i], float) for i in names]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
