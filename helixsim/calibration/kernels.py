@@ -190,9 +190,7 @@ class CalibratedKernels:
         out[idx] = predict_family(table, spec, cat, sub, dict(const or {}), self._p, group=query_groups)
         return out.reshape(shape)
 
-    @staticmethod
-    def _merge(calibrated: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-        return np.where(np.isfinite(calibrated), calibrated, fallback)
+    _merge = staticmethod(_point.merge_calibrated)
 
     # ------------------------------------------------------------ compute kernels
     @unique_args

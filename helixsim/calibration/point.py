@@ -407,19 +407,16 @@ def _merged(k, shape: tuple, fb, t: float) -> np.ndarray:
     """``np.where(fb > 0, k._merge(t, fb), 0.0)`` of one query, shaped ``shape`` (through the kernel model's
     own ``_merge``: a serving framework's model notes there which of its tables priced a call)."""
     fb = np.asarray(fb, float)
-    if fb.size == 1 and type(k)._merge is _plain_merge():   # the calibrated model's own rule, in floats
+    if fb.size == 1 and type(k)._merge is merge_calibrated:   # the calibrated model's own rule, in floats
         f = fb.item()
         return np.full(shape if fb.shape == shape else np.broadcast_shapes(shape, fb.shape),
                        (t if math.isfinite(t) else f) if f > 0 else 0.0)
     return np.where(fb > 0, k._merge(np.full(shape, t), fb), 0.0)
 
 
-@functools.cache
-def _plain_merge():
-    """:meth:`.kernels.CalibratedKernels._merge` (the calibrated time where finite, else the fallback's)."""
-    from .kernels import CalibratedKernels
-
-    return CalibratedKernels._merge
+def merge_calibrated(calibrated: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The calibrated time where it is finite, else the fallback's (:meth:`.kernels.CalibratedKernels._merge`)."""
+    return np.where(np.isfinite(calibrated), calibrated, fallback)
 
 
 def gemm_one(k, table, cats: list[tuple], fb, m, n, kk) -> np.ndarray:
