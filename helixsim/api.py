@@ -154,7 +154,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         "strategy": broadcast_view(layouts.strategy, shape),
         **{name: broadcast_view(getattr(layouts, name), shape) for name in ("kvp", "tpa", "dp", "tpf", "ep", "pp", "hopb")},
         "n_gpus": n_gpus, "batch": b, "context": broadcast_view(context, shape),
-        **({"mtp": broadcast_view(mtp, shape)} if np.any(mtp > 0) else {}),
+        **({"mtp": broadcast_view(mtp, shape)} if (mtp > 0).any() else {}),
         **({"two_batch_overlap": np.full(shape, True)} if two_batch_overlap else {}),
         "ttl_ms": ttl, "ttl_ms_lo": None, "ttl_ms_hi": None, "extrapolated_fraction": None,   # derived from the
         "tokens_per_s_user": None, "tokens_per_s_gpu": None,                                  # picked cells, below
@@ -169,7 +169,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
                _pick(value, shape, rows, None if tail is None else tail[key]) for key, value in frame.items()}
     per_cell = {"total": total, "tokens": 1000.0 * accepted_tokens_per_step(mtp, acceptance),
                 **interval_sums(prov, kernel_model)}
-    per_cell = {key: np.ravel(np.broadcast_to(value, shape)) if rows is None else _pick(np.broadcast_to(value, shape),
+    per_cell = {key: np.ravel(broadcast_view(value, shape)) if rows is None else _pick(np.broadcast_to(value, shape),
                 shape, rows) for key, value in per_cell.items()}
     columns.update(_derived_columns(columns, per_cell, hw.hbm_capacity_bytes, kernel_model, tail))
     return columns, prov.kernel_model   # a mapping found on first use (uncertainty._OpModels)

@@ -108,7 +108,7 @@ def draft_ms(k, model: ModelSpec, a: LayoutArrays, batch, context, prec: Precisi
     from .step import decode_step
 
     n = np.asarray(draft_tokens)
-    if not np.any(n > 0):
+    if not (n > 0).any():
         return np.zeros(np.broadcast(batch, context, a.kvp, n).shape)
     micro = t.cdiv(np.asarray(batch), a.pp)
     one_stage = replace(a, pp=np.ones_like(a.pp))

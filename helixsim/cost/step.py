@@ -346,7 +346,7 @@ def decode_step(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context
     n_sliding = model.attention.sliding_window_layers
     n_full = model.full_attention_layers
     n_lin = model.linear_layers                    # linear attention: TP over o_tp GPUs, no KVP (attention_kinds)
-    s_attn = s if not np.any(q_len > 1) else replace(
+    s_attn = s if not (q_len > 1).any() else replace(
         s, attn_batch=t.cdiv(t.cdiv(batch, a.pp), a.dp), q_heads=s.q_heads * q_len)
     combine = kvp_combine_ms(k, model, s, a.kvp, prec)
     attn_full, comb_full = hopb_overlap(k, model, s, a.kvp, a.hopb, context, prec, False,
