@@ -70,6 +70,9 @@ class BackendDefaults:
     #: whether an MLA model's absorbed W_UK / W_UV batched matmuls run in BF16 when its checkpoint is FP8 with
     #: 128x128 block scales, rather than in the checkpoint's format (:mod:`helixsim.cost.mla_absorb`)
     mla_absorb_bf16_for_block_fp8: bool = False
+    #: whether the framework holds the absorbed W_UK / W_UV as copies of their own beside the checkpoint's
+    #: ``kv_b_proj`` (memory: :func:`helixsim.cost.mla_absorb.absorbed_copy_bytes_per_layer`)
+    mla_absorb_weight_copies: bool = False
 
 
 DEFAULTS: dict[str, BackendDefaults] = {
@@ -108,7 +111,11 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # kv_b_proj with 128x128 FP8 block scales is dequantised to BF16 (block_quant_dequant(..., torch.bfloat16))
         # before it is split into w_kc / w_vc, unless SGL_USE_DEEPGEMM_BMM=true on a non-Blackwell DeepGEMM (default
         # false); forward_absorb_prepare / forward_absorb_core then run torch.bmm in BF16 (helixsim.cost.mla_absorb)
-        mla_absorb_bf16_for_block_fp8=True),
+        mla_absorb_bf16_for_block_fp8=True,
+        # same function: w_kc / w_vc are bound as ``.contiguous()`` copies of slices of kv_b (a copy whatever
+        # kv_b's format: the slices are strided) and kv_b_proj is never deleted, as the MHA prefill path
+        # (forward_normal_prepare: ``kv = self.kv_b_proj(kv_a)[0]``) still runs it
+        mla_absorb_weight_copies=True),
     "vllm": BackendDefaults(
         "vllm", "vLLM", kv_cache_quantized="bf16",
         # SM100: FlashInfer with TensorRT-LLM decode kernels; SM90: FlashAttention-3, then FA4 / Triton

@@ -67,3 +67,72 @@ def test_sglang_step_prices_the_bf16_bmm(gb200, monkeypatch, fn, saving_ms):
     fp8_bmm = _per_layer(sgl, fn, ds, FP8)
     # the only difference is the bmm: the measured FP8 - BF16 gap of the quoted rows, within 10 %
     assert fp8_bmm - served == pytest.approx(saving_ms, rel=0.10)
+
+
+# Memory of SGLang's absorbed copies. Hand calculation from DeepSeek-R1's config.json (61 layers, 128 heads,
+# kv_lora_rank 512, qk_nope_head_dim 128, v_head_dim 128): w_kc + w_vc = kv_b = 512 x 128 x (128 + 128)
+# = 16,777,216 elements a layer, 2 bytes each in BF16 = 33,554,432 bytes; x 61 layers = 2,046,820,352 bytes
+# (2.05 GB) per GPU at attention TP 1, /8 = 255,852,544 bytes (0.26 GB) at attention TP 8. SGLang keeps
+# kv_b_proj beside them (post_load_weights never deletes it; the MHA prefill path runs it), so these bytes
+# come on top of the checkpoint's weights.
+BF16_COPIES_TP1_BYTES = 61 * 512 * 128 * (128 + 128) * 2
+assert BF16_COPIES_TP1_BYTES == 2_046_820_352
+
+
+def _weights_bytes(k, model, layout, prec):
+    from helixsim.cost.memory import memory_per_gpu
+
+    lay = LayoutArrays.from_layout(layout)
+    return memory_per_gpu(k, model, lay, np.array([1]), np.array([1024]), prec)
+
+
+def _without_copies(monkeypatch):
+    off = dataclasses.replace(backends.DEFAULTS["sglang"], mla_absorb_weight_copies=False)
+    monkeypatch.setitem(backends.DEFAULTS, "sglang", off)
+
+
+@pytest.mark.parametrize("layout, expected_bytes", [
+    (Layout("tp", kvp=1, tpa=1, dp=1, tpf=1, ep=1, pp=1, hopb=False), BF16_COPIES_TP1_BYTES),
+    (Layout("tp", kvp=1, tpa=8, dp=1, tpf=8, ep=1, pp=1, hopb=False), BF16_COPIES_TP1_BYTES / 8),
+    # DP attention (SGLang --enable-dp-attention, attn_tp = tp / dp = 1): every rank holds all 128 heads' copies
+    (Layout("ep", kvp=1, tpa=1, dp=8, tpf=1, ep=8, pp=1, hopb=False), BF16_COPIES_TP1_BYTES),
+    # Helix (kvp 2 x tpa 4): W_UK split 4 ways, W_UV like wo 8 ways: half /4 + half /8
+    (Layout("helix", kvp=2, tpa=4, dp=1, tpf=8, ep=1, pp=1, hopb=False),
+     BF16_COPIES_TP1_BYTES / 2 / 4 + BF16_COPIES_TP1_BYTES / 2 / 8),
+])
+def test_sglang_memory_holds_the_bf16_copies(gb200, monkeypatch, layout, expected_bytes):
+    from helixsim.cost.memory import largest_batch
+
+    sgl, trt = gb200
+    ds = load_model("deepseek-r1")
+    with_copies = _weights_bytes(sgl, ds, layout, FP8)
+    _without_copies(monkeypatch)
+    without = _weights_bytes(sgl, ds, layout, FP8)
+    extra = float(np.ravel(with_copies.weights_bytes - without.weights_bytes)[0])
+    assert extra == pytest.approx(expected_bytes, rel=1e-12)
+    # the fit decision sees them: HBM sized for the weights and one request's KV without the copies holds none with them
+    lay = LayoutArrays.from_layout(layout)
+    room = float(np.ravel(without.weights_bytes)[0]) + without.reserve_bytes + float(np.ravel(without.per_request_bytes)[0])
+    assert int(np.ravel(largest_batch(without, lay, room))[0]) == layout.dp   # one request per DP group fits
+    assert int(np.ravel(largest_batch(with_copies, lay, room))[0]) == 0
+
+
+def test_copies_in_the_absorbed_format_and_only_under_sglang(gb200, monkeypatch):
+    from helixsim.cost.mla_absorb import absorbed_copy_bytes_per_layer
+
+    sgl, trt = gb200
+    ds = load_model("deepseek-r1")
+    lay = LayoutArrays.from_layout(Layout("tp", kvp=1, tpa=8, dp=1, tpf=8, ep=1, pp=1, hopb=False))
+    per_layer_bf16 = BF16_COPIES_TP1_BYTES / 61 / 8
+
+    def copies(k, model, prec):
+        return float(np.ravel(absorbed_copy_bytes_per_layer(k, model, lay, prec))[0])
+
+    assert copies(sgl, ds, FP8) == pytest.approx(per_layer_bf16)       # block FP8 kv_b dequantised to BF16
+    # NVIDIA's FP4 checkpoint keeps kv_b in BF16: the .contiguous() copies are BF16 too
+    assert copies(sgl, ds, Precision(weights="fp4", kv_cache="fp8", attention_weights="bf16")) == pytest.approx(per_layer_bf16)
+    per_tensor = dataclasses.replace(ds, ffn=dataclasses.replace(
+        ds.ffn, moe=dataclasses.replace(ds.ffn.moe, fp8_block_scales=False)))
+    assert copies(sgl, per_tensor, FP8) == pytest.approx(per_layer_bf16 / 2)   # per-tensor FP8 kv_b: FP8 copies, 1 byte
+    assert copies(trt, ds, FP8) == 0.0                                  # TensorRT-LLM: not counted by this rule
+    assert copies(sgl, load_model("llama-3.1-70b"), FP8) == 0.0          # not MLA

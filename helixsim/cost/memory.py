@@ -18,6 +18,7 @@ from . import attention_kinds as ak
 from . import terms as t
 from .step import EP, HELIX, is_medha
 from .dense_dp import dense_ffn_data_parallel
+from .mla_absorb import absorbed_copy_bytes_per_layer
 from .wideep import expert_slots
 
 
@@ -111,7 +112,8 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     w_dense, w_attn = k.elem_bytes(prec.dense_weights_dtype), k.elem_bytes(prec.attention_weights_dtype)
     act = k.elem_bytes(prec.activations)
     o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: dense format
-    attn_bytes = (attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_dense
+    attn_bytes = ((attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_dense
+                  + absorbed_copy_bytes_per_layer(k, model, a, prec))   # SGLang's BF16 w_kc/w_vc (mla_absorb)
     layer_weights = (model.softmax_layers * attn_bytes
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense, dense_ffn_data_parallel(k)))
     if model.linear_layers:

@@ -20,12 +20,29 @@ runs them in another one:
   128 heads, batch 1,024, 1 cached token: 0.332 ms) is faster than the two FP8 batched
   matmuls alone (0.386 ms), so the served ones are not the FP8 kernel.
 
+Memory: SGLang holds the absorbed copies *as well as* the checkpoint's ``kv_b_proj``
+(:func:`absorbed_copy_bytes_per_layer`, counted in :func:`helixsim.cost.memory.memory_per_gpu`;
+``BackendDefaults.mla_absorb_weight_copies``). In SGLang 0.5.x ``post_load_weights`` binds
+``w_kc`` / ``w_vc`` as ``.contiguous()`` copies of strided slices of the (dequantised, for block
+FP8) ``kv_b`` (a copy of their own whatever kv_b's format: BF16 for a block-scaled FP8 kv_b, kv_b's
+own format otherwise, e.g. BF16 in NVIDIA's FP4 checkpoints) and never deletes ``kv_b_proj``: its
+weight and scales stay resident because the MHA prefill path (``forward_normal_prepare`` /
+``forward_mha``: ``kv = self.kv_b_proj(kv_a)[0]``) still runs it. ``kv_b_proj`` is a
+``ColumnParallelLinear`` over ``attn_tp_size`` (the heads split over the attention TP group; with
+DP attention, attn_tp = tp / dp), so each GPU holds its heads' share. DeepSeek-R1 (61 layers,
+128 heads, kv_lora_rank 512, qk_nope_head_dim 128, v_head_dim 128), copies in BF16:
+512 x 128 x 256 x 2 bytes = 33.55 MB a layer, 2.05 GB per GPU at attention TP 1, 0.26 GB at 8.
+TensorRT-LLM's ``k_b_proj_trans`` (a transposed W_UK parameter of its own; ``v_b_proj`` views
+into ``kv_b_proj``) is not counted (not asked of this rule; half the size, in kv_b's format).
+
 TensorRT-LLM runs its FP8 block-scaling batched matmul and keeps the checkpoint's format;
 vLLM's rule (``MLACommonImpl.process_weights_after_loading``) is not applied (no vLLM
 DeepSeek run to check it on, and its MLA is measured only as whole modules).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..precision import Precision
 from ..specs.model import ModelSpec
@@ -44,3 +61,24 @@ def absorbed_bmm_dtype(k, model: ModelSpec, prec: Precision) -> str:
     if dtype == "fp8" and block_fp8 and backend in DEFAULTS and DEFAULTS[backend].mla_absorb_bf16_for_block_fp8:
         return "bf16"
     return dtype
+
+
+def absorbed_copy_bytes_per_layer(k, model: ModelSpec, a, prec: Precision) -> np.ndarray:
+    """Bytes one GPU holds per MLA layer for the absorbed W_UK / W_UV copies that the framework of kernel
+    model ``k`` keeps beside the checkpoint's ``kv_b_proj``
+    (:attr:`helixsim.backends.BackendDefaults.mla_absorb_weight_copies`), in :func:`absorbed_bmm_dtype`
+    (source: module docstring, SGLang ``post_load_weights``); 0 for other frameworks and non-MLA models.
+    W_UK (kv_lora x heads x qk_nope) is split over the attention TP ``tpa``, W_UV (kv_lora x heads x v)
+    like the output projection (``tpa``, or ``kvp x tpa`` under Helix), as
+    :func:`helixsim.cost.memory.attention_weight_elements` splits ``kv_b``'s halves."""
+    from ..backends import DEFAULTS
+    from .step import HELIX
+
+    at = model.attention
+    backend = DEFAULTS.get(getattr(k, "backend", "trtllm"))
+    if not at.is_mla or backend is None or not backend.mla_absorb_weight_copies:
+        return np.zeros(np.shape(a.tpa))
+    o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+    w_uk = at.kv_lora_rank * at.num_q_heads * at.qk_nope_head_dim / a.tpa
+    w_uv = at.kv_lora_rank * at.num_q_heads * at.v_head_dim / o_tp
+    return (w_uk + w_uv) * k.elem_bytes(absorbed_bmm_dtype(k, model, prec))
