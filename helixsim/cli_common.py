@@ -62,6 +62,9 @@ def precision_options(func):
         click.option("--attention-weights", type=click.Choice(DTYPES), default=None,
                      help="format of the attention input projections (MLA: q_a/kv_a, q_b, kv_b) [default: as "
                           "--dense-weights; NVIDIA's FP4 DeepSeek-R1 checkpoints: bf16]"),
+        click.option("--o-proj-weights", type=click.Choice(DTYPES), default=None,
+                     help="format of the attention output projection wo [default: as --dense-weights; "
+                          "nvidia/DeepSeek-R1-FP4 (v1): bf16, the -v2 checkpoints: fp4]"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -77,7 +80,7 @@ def precision_from(kw: dict, backend: str = "trtllm", hw=None, model: str | None
     kv = kw.pop("kv_cache")
     return Precision(weights=weights, kv_cache=kv or default_kv_cache(backend, weights, model), activations=kw.pop("activations"),
                      attention_math=kw.pop("attention_math"), dense_weights=kw.pop("dense_weights"),
-                     attention_weights=kw.pop("attention_weights"))
+                     attention_weights=kw.pop("attention_weights"), o_proj_weights=kw.pop("o_proj_weights"))
 
 
 def draft_counts(text: str) -> tuple[int, ...]:

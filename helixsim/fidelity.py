@@ -19,6 +19,7 @@ import pandas as pd
 from .backends import BACKENDS, CHECKPOINT_KV_CACHE, DEFAULTS
 from .calibration.fit import builtin_calibration_path
 from .cost.mtp import DEEPSEEK_R1_ACCEPTANCE_LENGTH, DEFAULT_ACCEPTANCE
+from .precision import Precision
 from .validation import validate_e2e
 
 SYSTEMS = ("gb200-nvl72", "gb300-nvl72", "b200-hgx", "h200-hgx", "h100-hgx")
@@ -29,6 +30,14 @@ SYSTEMS = ("gb200-nvl72", "gb300-nvl72", "b200-hgx", "h200-hgx", "h100-hgx")
 MTP_BLOG_TPS_USER = (111, 198, 250, 253, 245, 239)
 MTP_BLOG_URL = ("https://github.com/NVIDIA/TensorRT-LLM/blob/main/docs/source/blogs/tech_blog/"
                 "blog1_Pushing_Latency_Boundaries_Optimizing_DeepSeek-R1_Performance_on_NVIDIA_B200_GPUs.md")
+#: The formats that blog served. Its "Precision Strategy" table: "64x Attention Modules bf16" (TensorRT-LLM's
+#: FP8 attention "doesn't help with performance" here, so a BF16 KV cache), "3x Dense FFN Layers nvfp4",
+#: "58x MoE FFN Layers nvfp4" (routed and shared experts). Its reproduction guide
+#: (docs/source/blogs/Best_perf_practice_on_DeepSeek-R1_in_TensorRT-LLM.md, "B200 min-latency") downloads
+#: nvidia/DeepSeek-R1-FP4, the v1 checkpoint whose ``exclude_modules`` are ``lm_head`` and every
+#: ``model.layers.N.self_attn*`` (TensorRT-LLM issue #5766): the output projection ``wo`` is BF16 too
+#: (the v2 checkpoints, later, quantise it to NVFP4).
+MTP_BLOG_PRECISION = Precision(weights="fp4", kv_cache="bf16", attention_weights="bf16", o_proj_weights="bf16")
 
 
 def _stats_table(groups: dict, label: str) -> list[str]:
@@ -87,16 +96,20 @@ def mtp_section() -> list[str]:
     from .layout import Layout
     from .precision import Precision
 
-    # the blog's recipe: NVFP4 experts and dense FFN, BF16 attention (and so a BF16 KV cache)
-    prec = Precision(weights="fp4", kv_cache="bf16", dense_weights="fp8")
+    prec = MTP_BLOG_PRECISION
     lay = Layout("tp", tpa=8, tpf=4, ep=2)
     out = ["## MTP check: DeepSeek-R1 min-latency on 8x B200", "",
            f"Published: TensorRT-LLM tech blog 1 ({MTP_BLOG_URL}), table \"Autoregressive MTP Layers\": "
            "DeepSeek-R1-FP4, attention TP 8, MoE TP 4 x EP 2, batch 1, ISL/OSL 1k/2k, strict acceptance. "
+           "Formats as the blog's \"Precision Strategy\" table and the checkpoint its reproduction serves "
+           "(nvidia/DeepSeek-R1-FP4, v1, whose `exclude_modules` list every `self_attn` module): attention in BF16, "
+           "the output projection `wo` included, with a BF16 KV cache; dense FFN, shared and routed experts in NVFP4. "
            "helixsim: `helixsim point --model deepseek-r1 --hardware b200-hgx --strategy tp --tpa 8 --tpf 4 --ep 2 "
-           "--batch 1 --context 2048 --weights fp4 --dense-weights fp8 --kv-cache bf16 --mtp N` with the default "
-           f"acceptance rates {', '.join(f'{a:.3f}' for a in DEFAULT_ACCEPTANCE)} (derived from the same table's "
-           "acceptance lengths; so the acceptance is the blog's, the step time is helixsim's).", "",
+           "--batch 1 --context 2048 --weights fp4 --attention-weights bf16 --o-proj-weights bf16 --kv-cache bf16 "
+           f"--mtp N` with the default acceptance rates {', '.join(f'{a:.3f}' for a in DEFAULT_ACCEPTANCE)} "
+           "(derived from the same table's acceptance lengths; so the acceptance is the blog's, the step time is "
+           "helixsim's). The blog's MTP layers run in BF16; helixsim prices the MTP layer in the main layers' "
+           "formats (its drafting slightly fast).", "",
            "| MTP draft tokens | tokens per step (blog) | tokens/s/user, blog | helixsim | speed-up vs no MTP, blog | "
            "helixsim | step time, helixsim (ms) |", "|---:|---:|---:|---:|---:|---:|---:|"]
     base = None

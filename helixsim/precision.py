@@ -39,8 +39,9 @@ class Precision:
 
     weights: storage format of the weights; with ``dense_weights`` set, of the
     routed experts only, and ``dense_weights`` is the format of every other
-    linear layer (dense FFN, shared experts, attention output projection, and
-    the attention input projections unless ``attention_weights`` names theirs).
+    linear layer (dense FFN, shared experts, the attention output projection
+    unless ``o_proj_weights`` names its, and the attention input projections
+    unless ``attention_weights`` names theirs).
     attention_weights: format of the attention's input projections (MLA: the
     fused q_a/kv_a down-projection, q_b, and kv_b, whose halves run as the
     absorbed W_UK/W_UV batched matmuls) where it differs from the other
@@ -53,6 +54,11 @@ class Precision:
     the wo module in attention layers", nvidia/DeepSeek-R1-0528-FP4-v2 model
     card; ``ptq.py --enable_wo_quant``) hold the output projection in NVFP4
     like the dense FFN and shared experts.
+    o_proj_weights: format of the attention output projection ``wo`` where it
+    differs from ``dense_weights``: the v1 checkpoint nvidia/DeepSeek-R1-FP4
+    excludes every ``self_attn`` module, ``o_proj`` included, so its ``wo`` is
+    BF16 like the input projections (``--o-proj-weights bf16``); the v2
+    checkpoints' NVFP4 ``wo`` is the default (the dense format).
     kv_cache: storage format of the KV cache. activations: the format of
     activations and of every communication payload. attention_math: the
     tensor-core format of the attention products (explicit, since absorbed
@@ -69,11 +75,12 @@ class Precision:
     gemm_math: str | None = None
     dense_weights: str | None = None
     attention_weights: str | None = None
+    o_proj_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("weights", "kv_cache", "activations"):
             check_dtype(getattr(self, name), f"--{name.replace('_', '-')}")
-        for name in ("attention_math", "gemm_math", "dense_weights", "attention_weights"):
+        for name in ("attention_math", "gemm_math", "dense_weights", "attention_weights", "o_proj_weights"):
             value = getattr(self, name)
             if value is not None:
                 check_dtype(value, f"--{name.replace('_', '-')}")
@@ -93,6 +100,11 @@ class Precision:
     def attention_weights_dtype(self) -> str:
         """Format of the attention projections (MLA: also the absorbed W_UK/W_UV batched matmuls)."""
         return self.attention_weights or self.dense_weights_dtype
+
+    @property
+    def o_proj_weights_dtype(self) -> str:
+        """Format of the attention output projection ``wo`` (the dense format unless ``o_proj_weights`` names one)."""
+        return self.o_proj_weights or self.dense_weights_dtype
 
     @property
     def gemm_math_dtype(self) -> str:

@@ -15,6 +15,14 @@ from dataclasses import dataclass
 #: setup, which part II follows): the mean KV length over decode is about 2,000 + 50.
 SGLANG_GB200 = dict(measured_tps_gpu=13_386, ranks=48, batch_per_rank=1408, context=2050,
                     url="https://lmsys.org/blog/2025-09-25-gb200-part-2/")
+#: Its formats (same blog, "NVFP4 GEMM" and "End-to-end Performance"): "FP8 for attention [the KV cache] and
+#: NVFP4 for MoE and output projection GEMM", on NVIDIA's checkpoint nvidia/DeepSeek-R1-0528-FP4-v2 (the
+#: "official checkpoint" its "Accuracy" section links): attention weights BF16 but ``wo`` NVFP4, dense FFN and
+#: shared experts NVFP4 (helixsim.precision.Precision). "Different from the official NVIDIA checkpoint, we
+#: further execute q_b_proj in FP8 instead of BF16" (SGLang ``NVFP4_CKPT_FP8_ATTN_QUANT_MODULES = ["q_b_proj"]``,
+#: models/deepseek_common/deepseek_weight_loader.py): not expressible (``attention_weights`` covers q_a/kv_a, q_b
+#: and kv_b together), so helixsim prices q_b in BF16, a little slow.
+SGLANG_GB200_PRECISION = dict(weights="fp4", kv_cache="fp8", attention_weights="bf16")
 #: LMSYS blog, "Deploying DeepSeek with PD Disaggregation and Large-scale Expert Parallelism on 96 H100
 #: GPUs" (2025-05-05, https://lmsys.org/blog/2025-05-05-large-scale-ep/): 22.3k output tokens/s per 8-GPU
 #: node for 2,000-token inputs, decode on EP 72 across 9 nodes (InfiniBand between nodes).
@@ -26,6 +34,11 @@ SGLANG_H100 = dict(measured_tps_gpu=22_300 / 8, ranks=72, url="https://lmsys.org
 #: searches MTP 0, 1 and 3; mean KV length 1,024 + 512.
 TRTLLM_GB200 = dict(points=((125.0, 4_130), (None, 14_659)), context=1536, max_gpus=32,
                     url="https://inferencex.semianalysis.com/blog/gb200-nvl72-vs-b200-disagg-deepseek-r1-fp4-dynamo-trt")
+#: Its checkpoint: InferenceX ``runners/launch_gb200-nv.sh`` (github.com/SemiAnalysisAI/InferenceX, as of 2026-05-17,
+#: commit e92a9bf97) serves the dynamo-trt ``dsr1`` ``fp4`` runs from ``/mnt/lustre01/models/deepseek-r1-0528-fp4-v2/``,
+#: i.e. nvidia/DeepSeek-R1-0528-FP4-v2: attention BF16 except ``wo`` NVFP4; dense FFN and shared experts NVFP4 (the
+#: formats of the FP4 validation rows, helixsim.validation.FP4_ATTENTION_WEIGHTS); FP8 KV cache (TensorRT-LLM's default).
+TRTLLM_GB200_PRECISION = dict(weights="fp4", kv_cache="fp8", attention_weights="bf16")
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ def sglang_gb200_rows() -> list[Row]:
 
     s = SGLANG_GB200
     lay = Layout("ep", tpa=1, dp=s["ranks"], tpf=1, ep=s["ranks"])
-    prec = Precision(weights="fp4", kv_cache="fp8")
+    prec = Precision(**SGLANG_GB200_PRECISION)
     rows = []
     for backend, eplb in (("sglang", False), ("trtllm", False), ("trtllm", True)):
         r = _point(lay, s["ranks"] * s["batch_per_rank"], s["context"], prec, backend, eplb)
@@ -96,7 +109,7 @@ def trtllm_gb200_rows() -> list[Row]:
     space = replace(SearchSpace(strategies=("tp", "ep"), max_gpus=s["max_gpus"], contexts=(s["context"],),
                                 max_batch=8192), mtp=(0, 1, 3))
     table = search(resolve_model("deepseek-r1"), resolve_hardware("gb200-nvl72"), space,
-                   Precision(weights="fp4", kv_cache="fp8"))
+                   Precision(**TRTLLM_GB200_PRECISION))
     fr = frontiers(table)["Best baseline"]
     rows = []
     for floor, measured in s["points"]:
@@ -126,6 +139,9 @@ def wide_ep_section() -> list[str]:
            "helixsim prices the ep layouts with the dispatch in the experts' format (FP8/NVFP4), the combine "
            "in BF16, ceil(E / ep) expert slots per rank where ep does not divide the experts, and the fastest "
            "measured MoE kernel (TensorRT-LLM's wide-EP kernel included) under mildly skewed routing "
-           "(power law 1.01, no EPLB); two-batch overlap off.", "",
+           "(power law 1.01, no EPLB); two-batch overlap off. Weights in the formats of the checkpoint each "
+           "result served, NVIDIA's nvidia/DeepSeek-R1-0528-FP4-v2: attention projections BF16 except the output "
+           "projection `wo` (NVFP4), dense FFN, shared and routed experts NVFP4 (`--weights fp4 "
+           "--attention-weights bf16`); SGLang's q_b_proj, which it requantises to FP8, is priced BF16.", "",
            "| setup | measured | helixsim | helixsim / measured | note | source |", "|---|---:|---:|---:|---|---|"]
     return out + [r.line() for r in rows]

@@ -110,9 +110,10 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     head runs in :func:`~.step.lm_head_ms`)."""
     stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
     w_dense, w_attn = k.elem_bytes(prec.dense_weights_dtype), k.elem_bytes(prec.attention_weights_dtype)
+    w_o = k.elem_bytes(prec.o_proj_weights_dtype)
     act = k.elem_bytes(prec.activations)
-    o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: dense format
-    attn_bytes = ((attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_dense
+    o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: its own format
+    attn_bytes = ((attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_o
                   + absorbed_copy_bytes_per_layer(k, model, a, prec))   # SGLang's BF16 w_kc/w_vc (mla_absorb)
     layer_weights = (model.softmax_layers * attn_bytes
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense, dense_ffn_data_parallel(k)))

@@ -172,7 +172,7 @@ def prefill_o_proj_ms(k, model: ModelSpec, s: st.StepShapes, prec: Precision) ->
     a = model.attention
     head_out = a.v_head_dim if a.is_mla else a.head_dim
     return k.gemm_ms(st.o_proj_batch(s), model.hidden_size, (a.num_q_heads // s.o_tp) * head_out,
-                     prec.dense_weights_dtype)
+                     prec.o_proj_weights_dtype)
 
 
 # ------------------------------------------------------------------ composition

@@ -181,14 +181,15 @@ def o_proj_batch(s: StepShapes) -> np.ndarray:
 
 
 def o_proj_ms(k, model: ModelSpec, s: StepShapes, prec: Precision) -> np.ndarray:
-    """Output projection at TP = o_tp (N for Helix, paper §2.2) in the dense format; MLA adds the
+    """Output projection at TP = o_tp (N for Helix, paper §2.2) in its format (Precision.o_proj_weights, by default
+    the dense one); MLA adds the
     absorbed W_UV bmm in the attention projections' format (a half of kv_b, Precision.attention_weights; BF16 where
     the framework dequantises a block-scaled FP8 kv_b, mla_absorb)."""
     a, h = model.attention, model.hidden_size
     b = o_proj_batch(s)
     heads = a.num_q_heads // s.o_tp
     head_out = a.v_head_dim if a.is_mla else a.head_dim
-    proj = k.gemm_ms(b, h, heads * head_out, prec.dense_weights_dtype)   # wo: the dense format (Precision)
+    proj = k.gemm_ms(b, h, heads * head_out, prec.o_proj_weights_dtype)   # wo (Precision.o_proj_weights)
     if a.is_mla:
         proj = proj + k.bmm_ms(heads, b, a.v_head_dim, a.kv_lora_rank, absorbed_bmm_dtype(k, model, prec))
     return proj
