@@ -143,7 +143,9 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         from .cost.wideep import apply_two_batch_overlap
 
         parts = apply_two_batch_overlap(parts, k, model, layouts, batch, context, precision, q_len=1 + mtp)
-    ttl = broadcast_view(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)   # sum() without its temporaries
+    # the step time: sum() of the ops without its temporaries; of a sweep's kept cells, summed over their picked
+    # breakdown columns below (the same additions per cell, on the cells kept, not on the whole grid)
+    ttl = None if rows is not None else broadcast_view(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)
     kernel_model = model_name(k)
     mem = memory_per_gpu(k, model, layouts, batch, context, precision)
     max_b = broadcast_view(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
@@ -167,6 +169,8 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         rows = Picked(rows, np.ravel_multi_index(rows, shape), _runs(rows[0], shape[0]))
     columns = {key: value if value is None else np.ravel(value) if rows is None else
                _pick(value, shape, rows, None if tail is None else tail[key]) for key, value in frame.items()}
+    if rows is not None:   # (a tail's own step times are this same sum of its own ops)
+        columns["ttl_ms"] = ordered_sum(columns[f"{key}_ms"] for key in BREAKDOWN_KEYS)
     per_cell = {"total": total, "tokens": 1000.0 * accepted_tokens_per_step(mtp, acceptance),
                 **interval_sums(prov, kernel_model)}
     per_cell = {key: np.ravel(broadcast_view(value, shape)) if rows is None else _pick(np.broadcast_to(value, shape),

@@ -94,22 +94,37 @@ def shipped_rule() -> IntervalRule:
 # ---------------------------------------------------------------- recording the step
 
 class _Recorder:
-    """Wraps a calibrated kernel model; each priced call is kept with its roofline mask and excursion."""
+    """Wraps a calibrated kernel model; each priced call's time is kept weighted four ways (:func:`_weightings`:
+    its roofline mask and excursion, ``w`` the rule's error per doubling), stacked on a leading axis."""
 
-    def __init__(self, k):
-        self._k = k
-        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    def __init__(self, k, w: float):
+        self._k, self._w = k, w
+        self.weighted: list[np.ndarray] = []
+
+    def _weighted(self, name: str, args: tuple, kwargs: dict, t: np.ndarray) -> np.ndarray:
+        from .calibration.domain import excursion_doublings
+
+        roof, d = excursion_doublings(self._k, name, args, kwargs)
+        roof = np.asarray(roof, bool)
+        return _weightings(t, roof, np.where(roof, 0.0, d), self._w)
 
     def __getattr__(self, name):
         attr = getattr(self._k, name)
         if name not in KERNEL_METHODS:
             return attr
-        from .calibration.domain import excursion_doublings
+        from .calibration.shape_memo import RECORDED, RECORDING
 
         def call(*args, **kwargs):
-            t = np.asarray(attr(*args, **kwargs), float)
-            roof, d = excursion_doublings(self._k, name, args, kwargs)
-            self.calls.append((t, np.asarray(roof, bool), np.where(roof, 0.0, d)))
+            # a method that prices each distinct shape once weights each once too (the same elementwise
+            # arithmetic on the shape's own arguments and price) and spreads them over the call's cells
+            state = self._k.__dict__
+            state[RECORDING] = (name, lambda a, kw, t_at: self._weighted(name, a, kw, np.asarray(t_at, float)))
+            try:
+                t = np.asarray(attr(*args, **kwargs), float)
+            finally:
+                state.pop(RECORDING, None)
+            weighted = state.pop(RECORDED, None)
+            self.weighted.append(self._weighted(name, args, kwargs, t) if weighted is None else weighted)
             return t
 
         return call
@@ -269,12 +284,11 @@ def step_provenance(k, model, layouts, batch, context, prec, rule: IntervalRule 
         from .uncertainty_point import stacked_provenance
 
         return stacked_provenance(k, w, model, layouts, batch, context, prec, q_len)
-    rec = _Recorder(k)
+    rec = _Recorder(k, w)
     parts = decode_step(rec, model, layouts, batch, context, prec, q_len=q_len)
     # the four weightings of every recorded call (roofline, law, widen up, widen down) replayed in one pass,
     # stacked on a leading axis: the same elementwise arithmetic as four replays, a quarter of the calls
-    weighted = [_weightings(t, roof, d, w) for t, roof, d in rec.calls]
-    out = _replay(k, weighted, model, layouts, batch, context, prec, q_len)
+    out = _replay(k, rec.weighted, model, layouts, batch, context, prec, q_len)
     return parts, _provenance(k, parts, out)
 
 

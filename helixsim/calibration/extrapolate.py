@@ -24,6 +24,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .shape_memo import query_groups as distinct_rows
+
 #: family -> num column along which a price must not decrease (enforced at query time)
 NON_DECREASING_IN: dict[str, str] = {"mla_decode_attention": "num_heads", "gqa_decode_attention": "num_heads"}
 #: columns lowered in proportion with it (GQA: the KV heads, keeping the model's group size)
@@ -48,10 +50,9 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
         return table.predict(cat, near, [c[k] for k in spec.num], c[spec.axis],
                              roof_fn if spec.mode == "efficiency" else None, rep=rep)
 
-    out = once(cols)
     column = NON_DECREASING_IN.get(spec.name)
-    if column is None or not len(out):
-        return out
+    if column is None or not len(cols[spec.axis]):
+        return once(cols)
     q = np.asarray(cols[column], float)
     other = np.asarray(cols[WITH[spec.name]], float) if spec.name in WITH else None
     lower = []   # (queries, the same at measured head count h) for every h below some query's own
@@ -69,11 +70,14 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
             sub[WITH[spec.name]] = other[idx] * h / q[idx]
         lower.append((idx, sub))
     if not lower:
-        return out
-    # every head count's queries priced in one table query (the same price per query), then the envelope taken
-    # head count by head count, in increasing order
-    prices = once({k: np.concatenate([sub[k] for _, sub in lower]) for k in lower[0][1]})
-    at = 0
+        return once(cols)
+    # the queries and every head count's lowered ones priced in one table query, each distinct query once (a
+    # price depends on the query's own columns alone: the lowered queries of a sweep's layouts repeat each other
+    # and its own queries), then the envelope taken head count by head count, in increasing order
+    every = {k: np.concatenate([np.asarray(v)] + [sub[k] for _, sub in lower]) for k, v in cols.items()}
+    first, inverse = distinct_rows(list(every.values()), len(every[spec.axis]))
+    prices = once({k: v[first] for k, v in every.items()})[inverse]
+    out, at = prices[:len(q)], len(q)
     for idx, _ in lower:
         out[idx] = np.fmax(out[idx], prices[at:at + len(idx)])
         at += len(idx)

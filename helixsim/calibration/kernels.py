@@ -174,9 +174,9 @@ class CalibratedKernels:
             if shape_size(one) == 1:
                 return np.full(one, _point.query_one(table, spec, cat, cols, const, self._p))
         names = list(cols)
-        arrays = np.broadcast_arrays(*[np.asarray(cols[c], float) for c in names])
-        shape = arrays[0].shape if shape is None else shape
-        flat = {c: np.broadcast_to(a, shape).ravel() for c, a in zip(names, arrays)}
+        arrays = [np.asarray(cols[c], float) for c in names]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays)) if shape is None else shape
+        flat = {c: (a if a.shape == shape else np.broadcast_to(a, shape)).ravel() for c, a in zip(names, arrays)}
         out = np.full(int(np.prod(shape)), np.nan)
         if table is None or not table.has(cat):
             return out.reshape(shape)

@@ -30,16 +30,16 @@ def distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(codes, sorted distinct values) of whole numbers spanning a range not much wider than the array,
     through a presence table (a few linear numpy passes, cheaper than hashing); None for anything else."""
-    lo, hi = flat.min(), flat.max()
-    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > 4 * flat.size or abs(lo) > 2 ** 52 or abs(hi) > 2 ** 52:
+    lo, hi = np.minimum.reduce(flat), np.maximum.reduce(flat)   # (flat.min(), flat.max() without their wrappers)
+    if not (hi - lo <= 4 * flat.size and abs(lo) <= 2 ** 52 and abs(hi) <= 2 ** 52):   # (a NaN or inf fails too)
         return None
     offset = flat - lo
     whole = offset.astype(np.intp, copy=False)
-    if offset.dtype.kind == "f" and not np.array_equal(whole, offset):   # integer arrays are whole already
+    if offset.dtype.kind == "f" and not (whole == offset).all():   # integer arrays are whole already
         return None
     seen = np.zeros(int(hi - lo) + 1, dtype=bool)
     seen[whole] = True
-    present = np.flatnonzero(seen)
+    present = seen.nonzero()[0]
     slot = np.empty(len(seen), dtype=np.intp)
     slot[present] = np.arange(len(present))
     return slot[whole], present + lo
@@ -50,6 +50,8 @@ def query_groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndar
     row's group (the queries of a table that differ only along its axis share their knot latencies)."""
     if n <= 1:   # one query (a single point): nothing to group
         return np.arange(n), np.zeros(n, dtype=np.intp)
+    if n <= 16:   # a few queries: each its own group (finding the groups costs more than pricing them apart)
+        return np.arange(n), np.arange(n)
     key = np.zeros(n, dtype=np.int64)
     space = 1
     for col in columns:
@@ -114,9 +116,14 @@ class ShapeMemo:
             self.keys, self.prices = self.keys[:0], self.prices[:0]
         order = np.argsort(keys)
         keys, prices = keys[order], prices[order]
-        at = np.searchsorted(self.keys, keys)
-        self.keys = np.insert(self.keys, at, keys)
-        self.prices = np.insert(self.prices, at, prices)
+        # merged in key order (np.insert's result: each new key before the first larger old one; no key repeats)
+        at = np.searchsorted(self.keys, keys) + np.arange(len(keys))
+        old = np.ones(len(self.keys) + len(keys), dtype=bool)
+        old[at] = False
+        merged_keys, merged_prices = np.empty(len(old), self.keys.dtype), np.empty(len(old), self.prices.dtype)
+        merged_keys[at], merged_prices[at] = keys, prices
+        merged_keys[old], merged_prices[old] = self.keys, self.prices
+        self.keys, self.prices = merged_keys, merged_prices
 
 
 def unique_args(method):
@@ -141,11 +148,20 @@ def unique_args(method):
                 break
         else:   # scalars and one-element arrays: one shape (a single point)
             return method(self, *args, **kwargs)
+        # a recording of this call (helixsim.uncertainty) asks for per-shape figures of its own: taken here, so
+        # that a kernel method this one calls does not answer for it
+        request = self.__dict__.get(RECORDING)
+        if request is not None and request[0] == method.__name__:
+            del self.__dict__[RECORDING]
+            if any(isinstance(v, np.ndarray) and v.ndim > 0 for v in kwargs.values()):
+                request = None   # (an array passed by keyword is not coded: the recording weighs the call itself)
+        else:
+            request = None
         names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
         # integer arguments (batches, widths) are coded as they are (their distinct values become floats below)
         arrays = [args[i] if args[i].dtype.kind in "iuf" else np.asarray(args[i], float) for i in names]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        size = int(np.prod(shape))
+        size = shape_size(shape)
         if size < 64:
             return method(self, *args, **kwargs)
         key = np.zeros((), dtype=np.int64)
@@ -157,11 +173,11 @@ def unique_args(method):
                 return method(self, *args, **kwargs)
             key = key * len(uniq) + codes
             values.append(uniq.astype(float, copy=False))
-        key = np.broadcast_to(key, shape).ravel()
+        key = (key if key.shape == shape else np.broadcast_to(key, shape)).ravel()
         if space <= 4 * size:   # dense code space: a presence table finds the distinct keys in O(n)
             seen = np.zeros(space, dtype=bool)
             seen[key] = True
-            uniq_key = np.flatnonzero(seen)
+            uniq_key = seen.nonzero()[0]
             slot = np.empty(space, dtype=np.intp)
             slot[uniq_key] = np.arange(len(uniq_key))
             inverse = slot[key]
@@ -172,10 +188,27 @@ def unique_args(method):
         for uniq in reversed(values):
             codes.append(rest % len(uniq))
             rest = rest // len(uniq)
-        result = _priced(self, method, args, kwargs, names, values, codes[::-1])
-        return np.broadcast_to(result, (len(uniq_key),))[inverse].reshape(shape)
+        result = np.broadcast_to(_priced(self, method, args, kwargs, names, values, codes[::-1]), (len(uniq_key),))
+        if request is not None:   # the recording's figures of each distinct shape, spread as the prices are
+            per_shape = request[1](_at_shapes(args, names, values, codes[::-1]), kwargs, result)
+            self.__dict__[RECORDED] = np.take(per_shape, inverse, axis=-1).reshape(per_shape.shape[:-1] + shape)
+        return result[inverse].reshape(shape)
 
     return wrapper
+
+
+#: kernel-object attributes of a recorded call (helixsim.uncertainty._Recorder): the request, (method name,
+#: function of the call's arguments at its distinct shapes, its keyword arguments and its prices there, giving
+#: an array whose last axis runs over those shapes), and the answer, that array spread over the call's cells
+RECORDING, RECORDED = "_recording", "_recorded"
+
+
+def _at_shapes(args: tuple, names: list[int], values: list[np.ndarray], codes: list[np.ndarray]) -> tuple:
+    """The call's arguments at its distinct shapes: array argument ``names[j]`` as ``values[j][codes[j]]``."""
+    call = list(args)
+    for i, v, c in zip(names, values, codes):
+        call[i] = v[c]
+    return tuple(call)
 
 
 def _priced(self, method, args: tuple, kwargs: dict, names: list[int], values: list[np.ndarray],
@@ -208,7 +241,7 @@ def _priced(self, method, args: tuple, kwargs: dict, names: list[int], values: l
         key = key * memo.radix + ids[c]
     found, prices = memo.lookup(key)
     if not found.all():
-        miss = np.flatnonzero(~found)
+        miss = (~found).nonzero()[0]
         new = price(miss)
         prices = prices.copy()
         prices[miss] = new

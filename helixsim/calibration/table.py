@@ -34,12 +34,12 @@ Prediction (:meth:`SweepTable.predict`) for a query:
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from .._lazy import pandas as pd  # imported on first use (helixsim._lazy)
+from .corners import corners as interpolation_corners, weighted_knot_values
 
 RoofFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -402,13 +402,7 @@ class SweepTable:
             else:
                 roof_k = np.ones((len(sel), k))
             sids, wts = (corners or self._corners)(group.subs[c], num_q[sel])
-            acc = np.zeros((len(sel), k))
-            for col in range(sids.shape[1]):
-                ok = sids[:, col] >= 0
-                if ok.all():   # every query has this corner (the same additions, without picking rows)
-                    acc += wts[:, col][:, None] * self.knot_values(sids[:, col], roof_k)
-                elif ok.any():
-                    acc[ok] += wts[ok, col][:, None] * self.knot_values(sids[ok, col], roof_k[ok])
+            acc = weighted_knot_values(self, sids, wts, roof_k)
             t_knots[sel] = roof_k * 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
         # non-decreasing along the axis: a knot above a later one is lowered to it
         return np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
@@ -421,10 +415,13 @@ class SweepTable:
         # a NaN coordinate (not given by the caller) does not count in the distance
         known = np.isfinite(near_q)
         packed = np.hstack([np.where(known, near_q, 0.0), known])
-        uq, inv = _unique_rows(packed)
+        # each distinct query once where there are many (a row's nearest combination is its own: a few queries,
+        # as a sweep's distinct kernel shapes ask, are measured directly rather than sorted first)
+        uq, inv = _unique_rows(packed) if n > 64 else (packed, None)
         d = near_q.shape[1]
         diff = (uq[:, None, :d] - group.near_coords[None, :, :]) * uq[:, None, d:]
-        return np.argmin((diff ** 2).sum(axis=2), axis=1)[inv]
+        nearest = np.argmin((diff ** 2).sum(axis=2), axis=1)
+        return nearest if inv is None else nearest[inv]
 
     def num_covered(self, cat: Sequence, near: Sequence[np.ndarray], num: Sequence[np.ndarray]) -> np.ndarray:
         """True where every ``num`` coordinate of a query lies within the values measured for its
@@ -443,44 +440,9 @@ class SweepTable:
         return ok
 
     def _corners(self, sub: _Sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sweeps (m, C; -1 for none) and weights (m, C) interpolating at log2 coordinates ``q``."""
-        m, d = q.shape
-        lo, fr, single = [], [], []
-        for j in range(d):
-            u = sub.luniq[j]
-            qj = _clip(q[:, j], u[0], u[-1])
-            if len(u) == 1:
-                lo.append(np.zeros(m, dtype=int)); fr.append(np.zeros(m)); single.append(True)
-                continue
-            i = _clip(np.searchsorted(u, qj, side="right") - 1, 0, len(u) - 2)
-            lo.append(i); fr.append((qj - u[i]) / (u[i + 1] - u[i])); single.append(False)
-        sids, wts = [], []
-        for bits in itertools.product((0, 1), repeat=d):
-            if any(b and s for b, s in zip(bits, single)):
-                continue
-            w = None   # (1.0 x the first factor is that factor: the product starts from it)
-            idx = []
-            for j, b in enumerate(bits):
-                w = (fr[j] if b else 1.0 - fr[j]) if w is None else w * (fr[j] if b else 1.0 - fr[j])
-                idx.append(lo[j] + b)
-            w = np.ones(m) if w is None else w
-            sid = sub.dense[tuple(idx)] if d else np.full(m, int(sub.dense))
-            ok = (sid >= 0) & (w > 1e-12)
-            sids.append(np.where(ok, sid, -1))
-            wts.append(np.where(ok, w, 0.0))
-        sids, wts = np.column_stack(sids), np.column_stack(wts)
-        none = wts.sum(axis=1) <= 1e-9
-        if none.any():
-            # no measured corner: the nearest sweep
-            bad = np.nonzero(none)[0]
-            qc = (np.column_stack([np.clip(q[bad, j], sub.luniq[j][0], sub.luniq[j][-1]) for j in range(d)])
-                  if d else np.zeros((len(bad), 0)))
-            dist = ((qc[:, None, :] - sub.coords[None, :, :]) ** 2).sum(axis=2)
-            sids[bad] = -1
-            wts[bad] = 0.0
-            sids[bad, 0] = sub.ids[np.argmin(dist, axis=1)]
-            wts[bad, 0] = 1.0
-        return sids, wts
+        """Sweeps (m, C; -1 for none) and weights (m, C) interpolating at log2 coordinates ``q``
+        (:func:`.corners.corners`)."""
+        return interpolation_corners(sub, q)
 
     # ------------------------------------------------------------ (de)serialisation
     def knot_columns(self) -> list[str]:
