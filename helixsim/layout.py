@@ -44,6 +44,12 @@ def strategy_code(name: str) -> int:
     return STRATEGIES.index(name)
 
 
+def layout_label(kvp: int, tpa: int, dp: int, tpf: int, ep: int, pp: int) -> str:
+    """Blog-style label of a layout's widths: ``KVPxTPxDP=TPFxEP``, then `` ppN`` where pp > 1."""
+    text = f"{kvp}x{tpa}x{dp}={tpf}x{ep}"
+    return text + (f" pp{pp}" if pp > 1 else "")
+
+
 @dataclass(frozen=True)
 class Layout:
     strategy: str
@@ -68,8 +74,7 @@ class Layout:
 
     def label(self) -> str:
         """Blog-style label: KVP x TP x DP = TPF x EP (x PP)."""
-        text = f"{self.kvp}x{self.tpa}x{self.dp}={self.tpf}x{self.ep}"
-        return text + (f" pp{self.pp}" if self.pp > 1 else "")
+        return layout_label(self.kvp, self.tpa, self.dp, self.tpf, self.ep, self.pp)
 
 
 @dataclass(frozen=True)

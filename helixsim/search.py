@@ -19,7 +19,7 @@ import pandas as pd
 
 from .api import evaluate, evaluate_columns, frame_from_columns, kernels_for
 from .cost.memory import largest_batch, memory_per_gpu
-from .layout import STRATEGIES, Layout, LayoutArrays, valid_mask
+from .layout import STRATEGIES, LayoutArrays, layout_label, valid_mask
 from .precision import Precision
 from .specs.hardware import HardwareSpec
 from .specs.model import ModelSpec
@@ -292,7 +292,7 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -
     attention is TP's (Helix's FFN), and its label names it so, ``tp* 1xTPx1=TPFxEP bB`` (as the key
     of the faceted frontier plots does, :func:`helixsim.facets.real_strategy`)."""
     helix = STRATEGIES.index("helix")
-    names = [("tp* " if code == helix and w[0] == 1 else "") + Layout("tp", *w).label()
+    names = [("tp* " if code == helix and w[0] == 1 else "") + layout_label(*w)
              for code, *w in zip(*(getattr(layouts, f).tolist() for f in ("strategy", "kvp", "tpa", "dp", "tpf", "ep", "pp")))]
     index = np.asarray(index, dtype=np.int64)
     batch = np.asarray(batch, dtype=np.int64)

@@ -168,7 +168,7 @@ def _ordered_sum_arrays(values: list[np.ndarray]) -> np.ndarray:
     """:func:`ordered_sum` of compact arrays."""
     acc = zero = None
     for v in values:
-        if not v.any():
+        if not (v.size and v.flat[0] != 0) and not v.any():   # (a first cell not zero answers without a pass)
             zero = v if zero is None else zero
             continue
         if acc is None:

@@ -23,8 +23,24 @@ def distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
         codes, uniq = pd.factorize(flat, use_na_sentinel=False)
         return codes.reshape(values.shape), np.asarray(uniq, values.dtype)
-    uniq, codes = np.unique(flat, return_inverse=True)
+    codes, uniq = _sorted_codes(flat)
     return codes.reshape(values.shape), uniq
+
+
+def _sorted_codes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(flat, return_inverse=True)``, (codes, sorted distinct values), without its per-call cost on the
+    small arrays a table query codes (the same sort, mask and running count; a NaN left to np.unique)."""
+    perm = flat.argsort()
+    aux = flat[perm]
+    if aux.size == 0 or aux[-1] != aux[-1]:   # empty, or NaN sorted last: numpy's own handling of them
+        uniq, codes = np.unique(flat, return_inverse=True)
+        return codes, uniq
+    mask = np.empty(aux.shape, dtype=bool)
+    mask[:1] = True
+    np.not_equal(aux[1:], aux[:-1], out=mask[1:])
+    codes = np.empty(aux.shape, dtype=np.intp)
+    codes[perm] = np.cumsum(mask) - 1
+    return codes, aux[mask]
 
 
 def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -42,7 +58,7 @@ def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     present = seen.nonzero()[0]
     slot = np.empty(len(seen), dtype=np.intp)
     slot[present] = np.arange(len(present))
-    return slot[whole], present + lo
+    return slot.take(whole), present + lo
 
 
 def query_groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +196,7 @@ def unique_args(method):
             uniq_key = seen.nonzero()[0]
             slot = np.empty(space, dtype=np.intp)
             slot[uniq_key] = np.arange(len(uniq_key))
-            inverse = slot[key]
+            inverse = slot.take(key)   # (take: fancy indexing of a 1-D array without its index machinery)
         else:
             inverse, uniq_key = distinct_codes(key)
         codes = []
@@ -192,7 +208,7 @@ def unique_args(method):
         if request is not None:   # the recording's figures of each distinct shape, spread as the prices are
             per_shape = request[1](_at_shapes(args, names, values, codes[::-1]), kwargs, result)
             self.__dict__[RECORDED] = np.take(per_shape, inverse, axis=-1).reshape(per_shape.shape[:-1] + shape)
-        return result[inverse].reshape(shape)
+        return result.take(inverse).reshape(shape)
 
     return wrapper
 
