@@ -70,9 +70,10 @@ class BackendDefaults:
     #: whether an MLA model's absorbed W_UK / W_UV batched matmuls run in BF16 when its checkpoint is FP8 with
     #: 128x128 block scales, rather than in the checkpoint's format (:mod:`helixsim.cost.mla_absorb`)
     mla_absorb_bf16_for_block_fp8: bool = False
-    #: whether the framework holds the absorbed W_UK / W_UV as copies of their own beside the checkpoint's
-    #: ``kv_b_proj`` (memory: :func:`helixsim.cost.mla_absorb.absorbed_copy_bytes_per_layer`)
-    mla_absorb_weight_copies: bool = False
+    #: which absorbed W_UK / W_UV copies the framework holds beside the checkpoint's ``kv_b_proj`` (memory:
+    #: :func:`helixsim.cost.mla_absorb.absorbed_copy_bytes_per_layer`): ``"w_kc+w_vc"`` (SGLang: both halves),
+    #: ``"k_b_proj_trans"`` (TensorRT-LLM: W_UK, plus BF16 W_UK and W_UV on SM100 for block FP8), ``""`` none
+    mla_absorb_weight_copies: str = ""
 
 
 DEFAULTS: dict[str, BackendDefaults] = {
@@ -88,7 +89,11 @@ DEFAULTS: dict[str, BackendDefaults] = {
         dense_mlp_data_parallel=True,
         # modeling_llama.py LlamaDecoderLayer: PRE_MLP_FUSION / POST_MLP_FUSION; modeling_gpt_oss.py
         # TransformerBlock.forward_tp (AllReduceFusionOp.RESIDUAL_RMS_NORM)
-        fuses_allreduce_norm=True),
+        fuses_allreduce_norm=True,
+        # modules/attention.py MLA.create_weights: k_b_proj_trans, a W_UK parameter of its own (FP8 for a block-FP8
+        # kv_b, else BF16), and on SM100 k_b_proj_trans_dequant / v_b_proj_dequant in BF16; v_b_proj views into
+        # kv_b_proj, which stays resident (modeling_deepseekv3.py load_weights; helixsim.cost.mla_absorb)
+        mla_absorb_weight_copies="k_b_proj_trans"),
     "sglang": BackendDefaults(
         "sglang", "SGLang", kv_cache_quantized="bf16",
         # SM100: TensorRT-LLM's MHA kernels through FlashInfer; SM90: FlashAttention-3; then the others measured
@@ -115,7 +120,7 @@ DEFAULTS: dict[str, BackendDefaults] = {
         # same function: w_kc / w_vc are bound as ``.contiguous()`` copies of slices of kv_b (a copy whatever
         # kv_b's format: the slices are strided) and kv_b_proj is never deleted, as the MHA prefill path
         # (forward_normal_prepare: ``kv = self.kv_b_proj(kv_a)[0]``) still runs it
-        mla_absorb_weight_copies=True),
+        mla_absorb_weight_copies="w_kc+w_vc"),
     "vllm": BackendDefaults(
         "vllm", "vLLM", kv_cache_quantized="bf16",
         # SM100: FlashInfer with TensorRT-LLM decode kernels; SM90: FlashAttention-3, then FA4 / Triton

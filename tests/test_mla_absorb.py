@@ -86,9 +86,14 @@ def _weights_bytes(k, model, layout, prec):
     return memory_per_gpu(k, model, lay, np.array([1]), np.array([1024]), prec)
 
 
-def _without_copies(monkeypatch):
-    off = dataclasses.replace(backends.DEFAULTS["sglang"], mla_absorb_weight_copies=False)
-    monkeypatch.setitem(backends.DEFAULTS, "sglang", off)
+def _with_and_without_copies(k, layout, prec, monkeypatch, backend="sglang"):
+    """Memory of DeepSeek-R1 with the framework's copies, without them (its rule switched off), and the extra bytes."""
+    ds = load_model("deepseek-r1")
+    with_copies = _weights_bytes(k, ds, layout, prec)
+    off = dataclasses.replace(backends.DEFAULTS[backend], mla_absorb_weight_copies="")
+    monkeypatch.setitem(backends.DEFAULTS, backend, off)
+    without = _weights_bytes(k, ds, layout, prec)
+    return with_copies, without, float(np.ravel(with_copies.weights_bytes - without.weights_bytes)[0])
 
 
 @pytest.mark.parametrize("layout, expected_bytes", [
@@ -104,11 +109,7 @@ def test_sglang_memory_holds_the_bf16_copies(gb200, monkeypatch, layout, expecte
     from helixsim.cost.memory import largest_batch
 
     sgl, trt = gb200
-    ds = load_model("deepseek-r1")
-    with_copies = _weights_bytes(sgl, ds, layout, FP8)
-    _without_copies(monkeypatch)
-    without = _weights_bytes(sgl, ds, layout, FP8)
-    extra = float(np.ravel(with_copies.weights_bytes - without.weights_bytes)[0])
+    with_copies, without, extra = _with_and_without_copies(sgl, layout, FP8, monkeypatch)
     assert extra == pytest.approx(expected_bytes, rel=1e-12)
     # the fit decision sees them: HBM sized for the weights and one request's KV without the copies holds none with them
     lay = LayoutArrays.from_layout(layout)
@@ -134,5 +135,52 @@ def test_copies_in_the_absorbed_format_and_only_under_sglang(gb200, monkeypatch)
     per_tensor = dataclasses.replace(ds, ffn=dataclasses.replace(
         ds.ffn, moe=dataclasses.replace(ds.ffn.moe, fp8_block_scales=False)))
     assert copies(sgl, per_tensor, FP8) == pytest.approx(per_layer_bf16 / 2)   # per-tensor FP8 kv_b: FP8 copies, 1 byte
-    assert copies(trt, ds, FP8) == 0.0                                  # TensorRT-LLM: not counted by this rule
+    assert copies(trt, ds, FP8) != per_layer_bf16                       # TensorRT-LLM: its own rule (below)
     assert copies(sgl, load_model("llama-3.1-70b"), FP8) == 0.0          # not MLA
+
+
+# TensorRT-LLM's copies (tensorrt_llm/_torch/modules/attention.py MLA.create_weights, modeling_deepseekv3.py
+# load_weights): k_b_proj_trans = W_UK [heads_tp, kv_lora 512, qk_nope 128], FP8 for DeepSeek's block-FP8 kv_b,
+# BF16 otherwise; v_b_proj is a view into kv_b_proj (no bytes); on SM100 (B200/GB200/GB300) a block-FP8 kv_b also
+# gets BF16 k_b_proj_trans_dequant [heads_tp, 512, 128] and v_b_proj_dequant [heads_tp_cp, 128, 512].
+# Hand calculation for DeepSeek-R1 (61 layers, 128 heads):
+W_UK_ELEMS_TP1 = 61 * 512 * 128 * 128          # one half of kv_b over all MLA layers: 511,705,088 elements
+assert W_UK_ELEMS_TP1 == 511_705_088
+TRT_FP8_HOPPER_TP1_BYTES = W_UK_ELEMS_TP1 * 1                           # 0.51 GB: FP8 W_UK only
+TRT_BF16_TP1_BYTES = W_UK_ELEMS_TP1 * 2                                 # 1.02 GB: BF16 kv_b (NVIDIA FP4 checkpoint)
+TRT_FP8_BLACKWELL_TP1_BYTES = W_UK_ELEMS_TP1 * 1 + 2 * W_UK_ELEMS_TP1 * 2   # + BF16 W_UK and W_UV: 2.56 GB
+assert TRT_FP8_BLACKWELL_TP1_BYTES == 2_558_525_440
+
+
+TP1 = Layout("tp", kvp=1, tpa=1, dp=1, tpf=1, ep=1, pp=1, hopb=False)
+TP8 = Layout("tp", kvp=1, tpa=8, dp=1, tpf=8, ep=1, pp=1, hopb=False)
+DP8 = Layout("ep", kvp=1, tpa=1, dp=8, tpf=1, ep=8, pp=1, hopb=False)     # enable_attention_dp: tp_size 1, all heads
+HELIX = Layout("helix", kvp=2, tpa=4, dp=1, tpf=8, ep=1, pp=1, hopb=False)  # W_UK over tp 4, W_UV over tp x cp 8
+FP4_BF16_ATTN = Precision(weights="fp4", kv_cache="fp8", attention_weights="bf16")
+
+
+@pytest.mark.parametrize("system, layout, prec, expected_bytes", [
+    ("h200-hgx", TP1, FP8, TRT_FP8_HOPPER_TP1_BYTES),
+    ("h200-hgx", TP8, FP8, TRT_FP8_HOPPER_TP1_BYTES / 8),
+    ("h200-hgx", DP8, FP8, TRT_FP8_HOPPER_TP1_BYTES),
+    ("b200-hgx", TP1, FP8, TRT_FP8_BLACKWELL_TP1_BYTES),
+    ("gb200-nvl72", DP8, FP8, TRT_FP8_BLACKWELL_TP1_BYTES),
+    ("gb200-nvl72", HELIX, FP8, W_UK_ELEMS_TP1 / 4 * (1 + 2) + W_UK_ELEMS_TP1 / 8 * 2),
+    ("b200-hgx", TP1, FP4_BF16_ATTN, TRT_BF16_TP1_BYTES),          # BF16 kv_b: BF16 W_UK, no dequantised copies
+    ("h200-hgx", TP8, Precision(weights="bf16", kv_cache="bf16"), TRT_BF16_TP1_BYTES / 8),
+])
+def test_trtllm_memory_holds_k_b_proj_trans(monkeypatch, system, layout, prec, expected_bytes):
+    trt = kernels_for(resolve_hardware(system))
+    _, _, extra = _with_and_without_copies(trt, layout, prec, monkeypatch, "trtllm")
+    assert extra == pytest.approx(expected_bytes, rel=1e-12)
+
+
+def test_trtllm_fit_sees_the_copies(monkeypatch):
+    from helixsim.cost.memory import largest_batch
+
+    trt = kernels_for(resolve_hardware("b200-hgx"))
+    lay = LayoutArrays.from_layout(TP8)
+    with_copies, without, _ = _with_and_without_copies(trt, TP8, FP8, monkeypatch, "trtllm")
+    room = float(np.ravel(without.weights_bytes)[0]) + without.reserve_bytes + float(np.ravel(without.per_request_bytes)[0])
+    assert int(np.ravel(largest_batch(without, lay, room))[0]) == 1
+    assert int(np.ravel(largest_batch(with_copies, lay, room))[0]) == 0

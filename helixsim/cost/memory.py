@@ -114,7 +114,7 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     act = k.elem_bytes(prec.activations)
     o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: its own format
     attn_bytes = ((attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_o
-                  + absorbed_copy_bytes_per_layer(k, model, a, prec))   # SGLang's BF16 w_kc/w_vc (mla_absorb)
+                  + absorbed_copy_bytes_per_layer(k, model, a, prec))   # the framework's W_UK/W_UV copies (mla_absorb)
     layer_weights = (model.softmax_layers * attn_bytes
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense, dense_ffn_data_parallel(k)))
     if model.linear_layers:
