@@ -147,7 +147,7 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
     # breakdown columns below (the same additions per cell, on the cells kept, not on the whole grid)
     ttl = None if rows is not None else broadcast_view(ordered_sum(parts[key] for key in BREAKDOWN_KEYS), shape)
     kernel_model = model_name(k)
-    mem = memory_per_gpu(k, model, layouts, batch, context, precision)
+    mem = memory_per_gpu(k, model, layouts, batch, context, precision, mtp)
     max_b = broadcast_view(largest_batch(mem, layouts, hw.hbm_capacity_bytes), shape)
     total = broadcast_view(mem.total_bytes, shape)
     n_gpus = broadcast_view(layouts.n_gpus, shape)

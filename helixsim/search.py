@@ -11,7 +11,7 @@ capacity-edge rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -93,11 +93,12 @@ def _take(a: LayoutArrays, idx) -> LayoutArrays:
 
 
 def capacity(model: ModelSpec, hw: HardwareSpec, lay: LayoutArrays, contexts: np.ndarray, precision: Precision,
-             kernels, max_batch: int) -> np.ndarray:
-    """Largest batch that fits, per layout (rows) and context (columns), capped at ``max_batch``."""
+             kernels, max_batch: int, mtp: int = 0) -> np.ndarray:
+    """Largest batch that fits, per layout (rows) and context (columns), capped at ``max_batch`` (with ``mtp``
+    draft tokens: beside the MTP module's weights and KV, helixsim.cost.mtp)."""
     col = LayoutArrays(*(getattr(lay, f)[:, None] for f in LayoutArrays.__dataclass_fields__))
     ctx = np.asarray(contexts, dtype=np.int64)[None, :]
-    mem = memory_per_gpu(kernels, model, col, np.ones_like(ctx), ctx, precision)
+    mem = memory_per_gpu(kernels, model, col, np.ones_like(ctx), ctx, precision, mtp)
     return np.minimum(np.broadcast_to(largest_batch(mem, col, hw.hbm_capacity_bytes), (len(lay.kvp), ctx.size)),
                       max_batch)
 
@@ -145,6 +146,14 @@ class Chunk:
         none = np.zeros(0, np.int64)
         return li, gb, fits, none, none
 
+    def with_mtp(self, model: ModelSpec, hw: HardwareSpec, precision: Precision, kernels, mtp: int) -> "Chunk":
+        """The chunk with its capacities as they are with ``mtp`` draft tokens (the MTP module takes memory)."""
+        if mtp == 0:
+            return self
+        top = int(self.cap.max(initial=0))
+        return replace(self, cap=np.minimum(self.cap, capacity(model, hw, self.layouts, self.contexts, precision,
+                                                                kernels, top, mtp)))
+
     @property
     def n_configurations(self) -> int:
         _, _, fits, edge_l, _ = self.plan()
@@ -185,23 +194,25 @@ def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: 
     With several MTP draft counts ``mtps`` the chunk is priced once per count (an ``mtp`` column, labels
     ending `` mtpN``); with ``tbos`` containing True its ``ep`` rows are priced again with two-batch
     overlap (a ``two_batch_overlap`` column, labels ending `` tbo``; the other strategies do not overlap).
-    A DataFrame, or with ``frame=False`` a dict of numpy columns (strategy codes, label a categorical)."""
-    li, gb, fits, edge_l, edge_c = chunk.plan()
-    col = LayoutArrays(*(getattr(chunk.layouts, f)[li][:, None] for f in LayoutArrays.__dataclass_fields__))
-    rows = np.nonzero(fits)
-    which, batch = li[rows[0]], gb[rows[0]]
-    if len(edge_l):
-        which, batch = np.concatenate([which, edge_l]), np.concatenate([batch, chunk.cap[edge_l, edge_c]])
-    labels = layout_labels(chunk.layouts, which, batch)
-    is_ep = chunk.layouts.strategy[which] == STRATEGIES.index("ep")
+    A DataFrame, or with ``frame=False`` a dict of numpy columns (strategy codes, label a categorical).
+    Each MTP count is planned on its own capacities (:meth:`Chunk.with_mtp`)."""
     parts = []
     for mtp in mtps:
+        chunk_m = chunk.with_mtp(model, hw, precision, kernels, mtp)
+        li, gb, fits, edge_l, edge_c = chunk_m.plan()
+        col = LayoutArrays(*(getattr(chunk.layouts, f)[li][:, None] for f in LayoutArrays.__dataclass_fields__))
+        rows = np.nonzero(fits)
+        which, batch = li[rows[0]], gb[rows[0]]
+        if len(edge_l):
+            which, batch = np.concatenate([which, edge_l]), np.concatenate([batch, chunk_m.cap[edge_l, edge_c]])
+        labels = layout_labels(chunk.layouts, which, batch)
+        is_ep = chunk.layouts.strategy[which] == STRATEGIES.index("ep")
         for tbo in tbos:
             if tbo and not is_ep.any():
                 continue
             edge = None   # the capacity-edge rows, priced first and written after the grid's cells
             if len(edge_l):
-                edge = evaluate_columns(model, hw, _take(chunk.layouts, edge_l), chunk.cap[edge_l, edge_c],
+                edge = evaluate_columns(model, hw, _take(chunk.layouts, edge_l), chunk_m.cap[edge_l, edge_c],
                                         chunk.contexts[edge_c], precision, kernels=kernels, mtp=mtp,
                                         two_batch_overlap=tbo)
             cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision,

@@ -102,16 +102,12 @@ def mixer_state_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context:
     return total
 
 
-def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
-                   prec: Precision) -> MemoryBreakdown:
-    """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
-    embedding and LM head, vocabulary-split, are charged to it as well: over the stage's GPUs,
-    or, for Medha and for ep's DP attention groups, over the group's tpa GPUs, as their LM
-    head runs in :func:`~.step.lm_head_ms`)."""
-    stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
+def decoder_weight_bytes(k, model: ModelSpec, a: LayoutArrays, prec: Precision) -> np.ndarray:
+    """Bytes one GPU holds for all of ``model``'s decoder layers before the pipeline split: attention
+    (``wo`` in its own format, plus the framework's absorbed MLA copies, helixsim.cost.mla_absorb), FFN,
+    linear-attention mixers and the layers' norms."""
     w_dense, w_attn = k.elem_bytes(prec.dense_weights_dtype), k.elem_bytes(prec.attention_weights_dtype)
     w_o = k.elem_bytes(prec.o_proj_weights_dtype)
-    act = k.elem_bytes(prec.activations)
     o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: its own format
     attn_bytes = ((attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_o
                   + absorbed_copy_bytes_per_layer(k, model, a, prec))   # the framework's W_UK/W_UV copies (mla_absorb)
@@ -120,12 +116,35 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     if model.linear_layers:
         o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
         layer_weights = layer_weights + model.linear_layers * ak.linear_weight_elements(model, o_tp) * w_attn
-    norms = model.norm_params_per_layer() * model.num_layers * act
+    return layer_weights + model.norm_params_per_layer() * model.num_layers * k.elem_bytes(prec.activations)
+
+
+def kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context: np.ndarray, prec: Precision) -> np.ndarray:
+    """KV-cache bytes of one request on one GPU over all of ``model``'s layers (with DSA index keys and
+    linear-attention states), before the pipeline split."""
+    return (kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)
+            + mixer_state_bytes_per_request(k, model, a, context, prec))
+
+
+def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
+                   prec: Precision, mtp=0) -> MemoryBreakdown:
+    """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
+    embedding and LM head, vocabulary-split, are charged to it as well: over the stage's GPUs,
+    or, for Medha and for ep's DP attention groups, over the group's tpa GPUs, as their LM
+    head runs in :func:`~.step.lm_head_ms`). With ``mtp`` > 0 draft tokens the MTP module's weights
+    and its layer's KV cache are charged to it too (:func:`helixsim.cost.mtp.mtp_weight_bytes`)."""
+    stage = t.cdiv(model.num_layers, a.pp) / model.num_layers
+    act = k.elem_bytes(prec.activations)
     vocab_split = np.where(is_medha(a.strategy) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act
-    weights = stage * (layer_weights + norms) + embeddings
-    kv_req = stage * (kv_elements_per_request(model, a, context) * k.elem_bytes(prec.kv_cache)
-                      + mixer_state_bytes_per_request(k, model, a, context, prec))
+    weights = stage * decoder_weight_bytes(k, model, a, prec) + embeddings
+    kv_req = stage * kv_bytes_per_request(k, model, a, context, prec)
+    drafting = np.asarray(mtp) > 0
+    if drafting.any():   # the MTP module, on the last stage (charged to the busiest: exact at pp 1)
+        from .mtp import mtp_kv_bytes_per_request, mtp_weight_bytes
+
+        weights = weights + np.where(drafting, mtp_weight_bytes(k, model, a, prec), 0.0)
+        kv_req = kv_req + np.where(drafting, mtp_kv_bytes_per_request(k, model, a, context, prec), 0.0)
     act_req = (8.0 * model.hidden_size + model.vocab_size / vocab_split) * act
     per_request = kv_req + act_req
     requests = t.cdiv(batch, a.dp)

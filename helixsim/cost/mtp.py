@@ -20,9 +20,31 @@ A step with N draft tokens per request (``--mtp N``):
   step are ``1 + sum_i prod_{j<=i} a_j`` (the verified token plus the accepted prefix),
   and tokens/s/user = that / step time.
 
-Not modelled: the MTP layer's weights and KV cache in the memory estimate (one more
-decoder layer: about 1/61 of DeepSeek-R1's weights and KV) and the rejected drafts'
-KV rewind (a metadata update).
+Memory (:func:`mtp_weight_bytes`, :func:`mtp_kv_bytes_per_request`, counted by
+:func:`helixsim.cost.memory.memory_per_gpu` when N > 0): the MTP module is one decoder layer of the main
+model's shape (MLA + MoE for DeepSeek-V3/R1: ``DeepseekV3MTP(DeepseekV3DecoderLayer)`` in TensorRT-LLM's
+modeling_deepseekv3.py, ``DeepseekV2DecoderLayer(..., is_nextn=True)`` in SGLang's deepseek_nextn.py),
+split like the main layers and with the framework's absorbed MLA copies, plus ``enorm``, ``hnorm`` and
+``shared_head.norm`` (H each) and ``eh_proj`` [2H -> H] in the model dtype (TensorRT-LLM ``Linear(...,
+dtype=config.torch_dtype)``, unquantised; SGLang ``nn.Linear``), counted whole on every GPU (SGLang and
+TensorRT-LLM under attention DP replicate it; TensorRT-LLM without attention DP splits it row-wise over
+TP: over-counted there by at most 0.18 GB for DeepSeek-R1 at TP 8). One module whatever N (TensorRT-LLM's
+default MTP Eagle and SGLang's NextN reuse the checkpoint's single layer). The embedding and the LM head
+are the main model's: TensorRT-LLM's ``DeepseekV3MTP.forward`` takes the main model's ``embed_tokens`` and
+its ``DeepseekV3MTPHead`` holds only the norm (the LM head is passed in); SGLang's EAGLE worker hands the
+target's embedding and head to the draft model (``set_embed_and_head``), so neither is counted twice.
+NVIDIA's ModelOpt NVFP4 DeepSeek checkpoints leave the MTP layer unquantised
+(``exclude_modules`` ``"model.layers.61*"``; SGLang's ``DeepseekV3ForCausalLMNextN`` drops a
+``modelopt_fp4`` quant config for it), so with FP4 weights the module is held in BF16
+(:func:`mtp_precision`; the draft *time* is still priced in the main layers' formats). Its KV cache:
+one more layer of the main model's per-token KV (and DSA index keys), sharded like the others.
+DeepSeek-R1 (hand check in tests/test_mtp_memory.py): MoE layer 256 x 3 x 7168 x 2048 + shared expert
+3 x 7168 x 2048 + router 256 x 7168, MLA 187,105,280 + eh_proj 2 x 7168^2 + norms.
+With pipeline parallelism the module sits on the last stage and is charged to the busiest one (exact
+at pp 1, an upper bound otherwise).
+
+Not modelled: the rejected drafts' KV rewind (a metadata update) and the few extra KV slots a request
+reserves for its draft tokens.
 """
 
 from __future__ import annotations
@@ -97,9 +119,39 @@ def eh_proj_ms(k, model: ModelSpec, tokens, prec: Precision) -> np.ndarray:
 
 
 def mtp_layer_model(model: ModelSpec) -> ModelSpec:
-    """The MTP module as a one-layer model of the main model's shape (an MoE layer where the model has MoE)."""
+    """The MTP module as a one-layer model of the main model's shape (an MoE layer where the model has MoE,
+    a full softmax-attention layer where the model also has sliding-window or linear-attention layers:
+    Qwen3-Next / Qwen3.5's MTP layer is a full-attention layer, HF ``mtp_num_hidden_layers``)."""
     ffn = replace(model.ffn, dense_layers=0) if model.ffn.moe is not None else model.ffn
-    return replace(model, num_layers=1, ffn=ffn, attention=replace(model.attention, sliding_window_layers=0))
+    return replace(model, num_layers=1, ffn=ffn, attention=replace(model.attention, sliding_window_layers=0),
+                   linear_attention=None)
+
+
+def mtp_precision(prec: Precision) -> Precision:
+    """Formats of the MTP module's weights: BF16 with FP4 weights (NVIDIA's NVFP4 DeepSeek checkpoints exclude
+    ``model.layers.61*`` from quantisation; module docstring), else the main layers' formats."""
+    if prec.weights != "fp4":
+        return prec
+    return replace(prec, weights="bf16", dense_weights="bf16", attention_weights="bf16", o_proj_weights="bf16")
+
+
+def mtp_weight_bytes(k, model: ModelSpec, a: LayoutArrays, prec: Precision) -> np.ndarray:
+    """Weight bytes of the MTP module on one GPU: one decoder layer (:func:`mtp_layer_model`, split as the
+    main layers, in :func:`mtp_precision`) + ``eh_proj`` [2H x H] whole + ``enorm`` / ``hnorm`` /
+    ``shared_head.norm``, both in the model dtype; embedding and LM head shared (module docstring)."""
+    from .memory import decoder_weight_bytes
+
+    h = model.hidden_size
+    model_dtype = k.elem_bytes(prec.activations)
+    return decoder_weight_bytes(k, mtp_layer_model(model), a, mtp_precision(prec)) + (2 * h * h + 3 * h) * model_dtype
+
+
+def mtp_kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context, prec: Precision) -> np.ndarray:
+    """KV-cache bytes of one request for the MTP layer on one GPU: one full-attention layer of the main model's
+    KV format, sharded like the others (module docstring)."""
+    from .memory import kv_bytes_per_request
+
+    return kv_bytes_per_request(k, mtp_layer_model(model), a, context, prec)
 
 
 def draft_ms(k, model: ModelSpec, a: LayoutArrays, batch, context, prec: Precision, draft_tokens) -> np.ndarray:
