@@ -108,8 +108,12 @@ def mtp_section() -> list[str]:
            "--batch 1 --context 2048 --weights fp4 --attention-weights bf16 --o-proj-weights bf16 --kv-cache bf16 "
            f"--mtp N` with the default acceptance rates {', '.join(f'{a:.3f}' for a in DEFAULT_ACCEPTANCE)} "
            "(derived from the same table's acceptance lengths; so the acceptance is the blog's, the step time is "
-           "helixsim's). The blog's MTP layers run in BF16; helixsim prices the MTP layer in the main layers' "
-           "formats (its drafting slightly fast).", "",
+           "helixsim's). The blog's MTP layers run in BF16 (\"3x MTP Layers | bf16\"; the checkpoint excludes "
+           "`model.layers.61*` from quantisation); helixsim prices the draft layer in BF16 too, attention, "
+           "shared and routed experts alike (`helixsim.cost.mtp.mtp_precision`, the rule its memory uses). No BF16 "
+           "MoE kernel is measured at DeepSeek-R1's expert shape (hidden 7168) in the Blackwell tables: the draft's "
+           "experts take the efficiency of the nearest measured BF16 MoE shape (docs/calibration.md, prediction "
+           "step 2), so they are less sure than the main layers' NVFP4 experts.", "",
            "| MTP draft tokens | tokens per step (blog) | tokens/s/user, blog | helixsim | speed-up vs no MTP, blog | "
            "helixsim | step time, helixsim (ms) |", "|---:|---:|---:|---:|---:|---:|---:|"]
     base = None

@@ -36,8 +36,25 @@ target's embedding and head to the draft model (``set_embed_and_head``), so neit
 NVIDIA's ModelOpt NVFP4 DeepSeek checkpoints leave the MTP layer unquantised
 (``exclude_modules`` ``"model.layers.61*"``; SGLang's ``DeepseekV3ForCausalLMNextN`` drops a
 ``modelopt_fp4`` quant config for it), so with FP4 weights the module is held in BF16
-(:func:`mtp_precision`; the draft *time* is still priced in the main layers' formats). Its KV cache:
-one more layer of the main model's per-token KV (and DSA index keys), sharded like the others.
+(:func:`mtp_precision`, the one rule for both its weight bytes and its draft time). Its KV cache: one
+more layer of the main model's per-token KV (and DSA index keys), sharded like the others, in the main
+cache format (TensorRT-LLM keeps ``kv_cache_quant_algo`` for the excluded layer).
+
+Formats of the draft (:func:`mtp_precision`, :func:`eh_proj_dtype`), for NVIDIA's NVFP4 DeepSeek-R1
+checkpoints (nvidia/DeepSeek-R1-FP4, nvidia/DeepSeek-R1-0528-FP4-v2, whose ``hf_quant_config.json``
+``exclude_modules`` holds ``"model.layers.61*"``): the whole MTP layer is BF16, its MLA projections and
+absorbed bmms, ``wo``, router, shared expert and routed experts alike. TensorRT-LLM
+``DeepseekV3DecoderLayer._get_decoder_layer_quant_config`` ("The MTP layer in the nvfp4 checkpoint is
+unquantized"): a layer matched by the exclude list gets ``QuantConfig(quant_algo=None,
+kv_cache_quant_algo=<the main one>)``, so its fused MoE and linears run unquantised. SGLang
+``DeepseekV3ForCausalLMNextN._resolve_nextn_quant_config`` with ``"model.layers.61*"``: every linear gets
+``UnquantizedLinearMethod`` and the fused MoE no quant method (older releases dropped the ``modelopt_fp4``
+config for the NextN layer outright). TensorRT-LLM tech blog 1 (DeepSeek-R1 on 8x B200), "Precision
+Strategy" table: "3x MTP Layers | bf16" (its "64x Attention Modules | bf16" counts the MTP layers' too).
+So a BF16 MoE kernel, not the NVFP4 one, prices the draft's experts. ``eh_proj`` is unquantised in every
+checkpoint (TensorRT-LLM ``Linear(..., dtype=config.torch_dtype)`` without a quant config): the model dtype,
+FP8 checkpoints included. DeepSeek's own FP8 checkpoint quantises layer 61 like the others (block FP8),
+so there the draft runs in the main layers' formats.
 DeepSeek-R1 (hand check in tests/test_mtp_memory.py): MoE layer 256 x 3 x 7168 x 2048 + shared expert
 3 x 7168 x 2048 + router 256 x 7168, MLA 187,105,280 + eh_proj 2 x 7168^2 + norms.
 With pipeline parallelism the module sits on the last stage and is charged to the busiest one (exact
@@ -112,10 +129,16 @@ def accepted_tokens_per_step(draft_tokens, rates=DEFAULT_ACCEPTANCE) -> np.ndarr
     return cum[n]
 
 
+def eh_proj_dtype(prec: Precision) -> str:
+    """Format of ``eh_proj``: the model dtype whatever the checkpoint (unquantised; module docstring)."""
+    return prec.activations
+
+
 def eh_proj_ms(k, model: ModelSpec, tokens, prec: Precision) -> np.ndarray:
-    """MTP input projection: [tokens, 2H] x [2H, H] on each attention GPU (DeepSeek-V3 report, eq. 21)."""
+    """MTP input projection: [tokens, 2H] x [2H, H] on each attention GPU (DeepSeek-V3 report, eq. 21), in
+    :func:`eh_proj_dtype`."""
     h = model.hidden_size
-    return k.gemm_ms(tokens, h, 2 * h, prec.dense_weights_dtype)
+    return k.gemm_ms(tokens, h, 2 * h, eh_proj_dtype(prec))
 
 
 def mtp_layer_model(model: ModelSpec) -> ModelSpec:
@@ -128,8 +151,9 @@ def mtp_layer_model(model: ModelSpec) -> ModelSpec:
 
 
 def mtp_precision(prec: Precision) -> Precision:
-    """Formats of the MTP module's weights: BF16 with FP4 weights (NVIDIA's NVFP4 DeepSeek checkpoints exclude
-    ``model.layers.61*`` from quantisation; module docstring), else the main layers' formats."""
+    """Formats the MTP module is stored and run in (its weight bytes and its draft time): BF16 with FP4 weights
+    (NVIDIA's NVFP4 DeepSeek checkpoints exclude ``model.layers.61*`` from quantisation; module docstring),
+    else the main layers' formats. The KV cache keeps the main format."""
     if prec.weights != "fp4":
         return prec
     return replace(prec, weights="bf16", dense_weights="bf16", attention_weights="bf16", o_proj_weights="bf16")
@@ -142,8 +166,8 @@ def mtp_weight_bytes(k, model: ModelSpec, a: LayoutArrays, prec: Precision) -> n
     from .memory import decoder_weight_bytes
 
     h = model.hidden_size
-    model_dtype = k.elem_bytes(prec.activations)
-    return decoder_weight_bytes(k, mtp_layer_model(model), a, mtp_precision(prec)) + (2 * h * h + 3 * h) * model_dtype
+    return (decoder_weight_bytes(k, mtp_layer_model(model), a, mtp_precision(prec))
+            + 2 * h * h * k.elem_bytes(eh_proj_dtype(prec)) + 3 * h * k.elem_bytes(prec.activations))
 
 
 def mtp_kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context, prec: Precision) -> np.ndarray:
@@ -157,18 +181,25 @@ def mtp_kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context, prec
 def draft_ms(k, model: ModelSpec, a: LayoutArrays, batch, context, prec: Precision, draft_tokens) -> np.ndarray:
     """Time of the N draft forwards of a step (ms): N x (one decoder layer + eh_proj + LM head) on one
     token per request of the micro-batch, on the last pipeline stage."""
-    from .step import decode_step
-
     n = np.asarray(draft_tokens)
     if not (n > 0).any():
         return np.zeros(np.broadcast(batch, context, a.kvp, n).shape)
+    return n * sum(draft_forward_parts(k, model, a, batch, context, prec).values())
+
+
+def draft_forward_parts(k, model: ModelSpec, a: LayoutArrays, batch, context, prec: Precision) -> dict:
+    """One draft forward (ms) by part: the MTP decoder layer (:func:`mtp_layer_model`) in the MTP module's
+    formats (:func:`mtp_precision`, as its weights are counted), its norms, ``eh_proj`` and the shared LM head,
+    on one token per request of the micro-batch on the last pipeline stage."""
+    from .step import decode_step
+
     micro = t.cdiv(np.asarray(batch), a.pp)
     one_stage = replace(a, pp=np.ones_like(a.pp))
-    parts = decode_step(k, mtp_layer_model(model), one_stage, micro, context, prec)
-    one = sum(v for key, v in parts.items() if key not in ("overhead", "pp_comm", "mtp"))
-    one = one + parts["overhead"] - k.eff.step_overhead_us * 1e-3      # the layer's norms, not the step's
-    one = one + eh_proj_ms(k, model, t.cdiv(micro, a.dp), prec)
-    return n * one
+    parts = decode_step(k, mtp_layer_model(model), one_stage, micro, context, mtp_precision(prec))
+    out = {key: v for key, v in parts.items() if key not in ("overhead", "pp_comm", "mtp")}
+    out["norms"] = parts["overhead"] - k.eff.step_overhead_us * 1e-3      # the layer's norms, not the step's
+    out["eh_proj"] = eh_proj_ms(k, model, t.cdiv(micro, a.dp), prec)
+    return out
 
 
 def mtp_summary(draft_tokens: int, rates=DEFAULT_ACCEPTANCE) -> dict:
