@@ -48,6 +48,7 @@ import numpy as np
 
 from .calibration import point
 from .cost.step import BREAKDOWN_KEYS, decode_step
+from .cost.rows import full_one
 
 #: kernel-model methods whose calls are recorded (every priced kernel of a step)
 KERNEL_METHODS = ("gemm_ms", "bmm_ms", "gqa_attention_ms", "mla_attention_ms", "moe_ms", "collective_ms",
@@ -197,7 +198,7 @@ def _ordered_sum_one(values: list[np.ndarray]) -> np.ndarray:
     kept = added or zeros[:1]
     ndim = max((v.ndim for v in kept), default=0)
     dtype = np.result_type(0 + kept[0], *kept[1:]) if kept else np.asarray(0).dtype
-    return np.full((1,) * ndim, 0 if acc is None else acc, dtype=dtype)
+    return full_one((1,) * ndim, 0 if acc is None else acc, dtype)
 
 
 def weightings(t, roof, law, d, w: float) -> tuple:

@@ -1,6 +1,7 @@
 """helixsim.cost.rows: a strategy's term priced only on its own layout rows gives np.select's cells."""
 
 import numpy as np
+import pytest
 
 from helixsim.cost.rows import MIN_ROWS, rows_where, select_rows
 
@@ -109,3 +110,24 @@ def test_patched_rows_arithmetic_in_place_spends_the_operand_and_spares_the_othe
     assert f.tobytes() == kept_f.tobytes()
     with pytest.raises((AttributeError, TypeError)):
         once + 1.0
+
+
+def test_broadcast_shapes_of_is_numpys():
+    """rows.broadcast_shapes_of gives np.broadcast_shapes' shape, and its ValueError where shapes clash."""
+    from helixsim.cost.rows import broadcast_shapes_of
+
+    for shapes in ([], [()], [(1, 1), (5, 1, 1), (1,)], [(0,), (1,)], [(3, 1), (1, 4)], [(5, 1, 1), (5, 1, 1)]):
+        assert broadcast_shapes_of(shapes) == np.broadcast_shapes(*shapes)
+    with pytest.raises(ValueError):
+        broadcast_shapes_of([(2,), (3,)])
+
+
+def test_full_one_is_numpys_full():
+    """rows.full_one fills as np.full does (the value cast to the dtype, NaN and -0.0 kept)."""
+    from helixsim.cost.rows import full_one
+
+    for shape, value, dtype in (((1, 1), 2.5, float), ((), float("nan"), float), ((1,), -0.0, float),
+                                ((1, 1, 1), 7, np.int64), ((1,), 2.7, np.int64)):
+        got, want = full_one(shape, value, dtype), np.full(shape, value, dtype=dtype)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want))

@@ -138,13 +138,20 @@ def _doublings_float(spans: Mapping[str, tuple[float, float]], query: Mapping[st
     numpy's per-call cost on arrays of one element."""
     total = 0.0
     for col, value in query.items():
-        if col not in spans:
+        span = spans.get(col)
+        if span is None:
             continue
-        lo, hi = spans[col]
+        lo, hi = span
         q = value if type(value) is float else point.scalar(value)
         q = q if not q < 1e-300 else 1e-300                 # np.maximum(q, 1e-300), a NaN kept
-        above = _log2_at_least_one(q / hi)
-        below = 0.0 if col == axis else _log2_at_least_one(lo / q)
+        # _log2_at_least_one of each ratio, written out (no call for a query inside the domain)
+        r = q / hi
+        above = float(np.log2(r)) if r > 1.0 or r != r else 0.0
+        if col == axis:
+            below = 0.0
+        else:
+            r = lo / q
+            below = float(np.log2(r)) if r > 1.0 or r != r else 0.0
         total = total + above + below
     return total
 
@@ -181,10 +188,19 @@ def _nanmin(values: list[float]) -> float:
     return math.nan if any(v != v for v in values) else min(values)
 
 
+#: a union of categories not yet formed (None: formed, no category)
+_UNSEEN = object()
+#: the methods a calibration table may price (any other: the roofline's, no excursion)
+_TABLED = frozenset({"law_ms", "gemm_ms", "bmm_ms", "mla_attention_ms", "gqa_attention_ms", "moe_ms", "collective_ms",
+                     "moe_dispatch_ms", "moe_combine_ms"})
+
+
 def _excursion(k, method: str, a: Mapping, one: bool):
     """:func:`excursion_doublings` of the call's arguments ``a`` by name; ``one``: in floats."""
-    tables = k.calibration.tables
     no_table = (True, 0.0) if one else (np.asarray(True), np.asarray(0.0))
+    if method not in _TABLED:   # memory_op_ms and anything else: the roofline's
+        return no_table
+    tables = k.calibration.tables
     _array = (lambda v: v if type(v) is float else point.scalar(v)) if one else (lambda v: np.asarray(v, float))
 
     def outside(spans, query, axis):
@@ -195,12 +211,14 @@ def _excursion(k, method: str, a: Mapping, one: bool):
         if table is None:
             return None
         # the categories a call may use depend on its formats alone: their union found once per table
-        cache = table.__dict__.setdefault("_union_cache", {})
+        cache = table.__dict__.get("_union_cache")
+        if cache is None:
+            cache = table.__dict__["_union_cache"] = {}
         key = (method, a.get("weight_dtype"), a.get("kv_dtype"), a.get("dtype"), a.get("op"))
-        if key not in cache:
+        spans = cache.get(key, _UNSEEN)
+        if spans is _UNSEEN:
             cats = _cats(table, pick)
-            cache[key] = union_domain(table, cats) if cats else None
-        spans = cache[key]
+            spans = cache[key] = union_domain(table, cats) if cats else None
         if spans is None:
             return None
         return outside(spans, query, FAMILIES[family].axis)

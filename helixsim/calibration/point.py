@@ -37,7 +37,7 @@ import numpy as np
 from .extrapolate import NON_DECREASING_IN, WITH
 from .families import FAMILIES
 from .table import _norm_key
-from ..cost.rows import shape_one
+from ..cost.rows import full_one, shape_one
 
 #: the fast path is used (``vectorised()`` turns it off, to compare the two)
 ENABLED = True
@@ -124,8 +124,7 @@ def fallback_one(method, arrays: tuple, *rest, **kwargs) -> np.ndarray:
     """``method(*arrays, *rest, **kwargs)`` (a roofline kernel method) of arguments holding one value each,
     priced in Python floats (the roofline's formulas keep floats as floats: :func:`helixsim.cost.terms.as_float`;
     the same IEEE arithmetic) and shaped as the arrays would make it."""
-    return np.full(shape_one(arrays),
-                   method(*(scalar(a) for a in arrays), *rest, **kwargs), dtype=float)
+    return full_one(shape_one(arrays), method(*(scalar(a) for a in arrays), *rest, **kwargs))
 
 
 # numpy's log2 and power on a float give the bits numpy gives on arrays (Python's math.log2 and ** may
@@ -409,8 +408,8 @@ def _merged(k, shape: tuple, fb, t: float) -> np.ndarray:
     fb = np.asarray(fb, float)
     if fb.size == 1 and type(k)._merge is merge_calibrated:   # the calibrated model's own rule, in floats
         f = fb.item()
-        return np.full(shape if fb.shape == shape else np.broadcast_shapes(shape, fb.shape),
-                       (t if math.isfinite(t) else f) if f > 0 else 0.0)
+        return full_one(shape if fb.shape == shape else np.broadcast_shapes(shape, fb.shape),
+                        (t if math.isfinite(t) else f) if f > 0 else 0.0)
     return np.where(fb > 0, k._merge(np.full(shape, t), fb), 0.0)
 
 

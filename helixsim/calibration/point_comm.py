@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
-from ..cost.rows import shape_one
+from ..cost.rows import full_one, shape_one
 from .point import _fmin, _memo, _memo_with, _nanmax, fallback_one, query_one, scalar
 
 
@@ -30,7 +30,7 @@ def collective_one(k, op: str, n, message_bytes, roofline_op: Mapping[str, str])
         best = _fmin(best, _collective_candidate_one(k, family, cat, n_a, m_a, roofline_op))
     covered = n_a > 1 and m_a > 0 and n_a <= k.hw.nvlink_domain_gpus and math.isfinite(best)
     if covered:   # the roofline's time is not used, only its shape (that of n and the message)
-        return np.full(shape_one((n, message_bytes)), best)
+        return full_one(shape_one((n, message_bytes)), best)
     return fallback_one(functools.partial(k.fallback.collective_ms, op), (n, message_bytes))
 
 

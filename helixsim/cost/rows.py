@@ -77,6 +77,28 @@ def shape_one(values) -> tuple:
     return (1,) * max([v.ndim for v in values if isinstance(v, np.ndarray)], default=0)
 
 
+def full_one(shape: tuple, value, dtype=float) -> np.ndarray:
+    """``np.full(shape, value, dtype)`` (the same cast of ``value``) without its Python-level wrapper: a single
+    point fills several one-element arrays at every kernel call."""
+    out = np.empty(shape, dtype)
+    out.fill(value)
+    return out
+
+
+def broadcast_shapes_of(shapes) -> tuple:
+    """``np.broadcast_shapes(*shapes)`` of a few short shapes, in Python (the same result and the same
+    ValueError where they do not broadcast)."""
+    ndim = max(map(len, shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        for i, d in enumerate(s, ndim - len(s)):
+            if d != 1:
+                if out[i] != 1 and out[i] != d:
+                    return np.broadcast_shapes(*shapes)   # (raises numpy's own error)
+                out[i] = d
+    return tuple(out)
+
+
 def put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -> np.ndarray:
     """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
     ``rows`` of ``axis`` (negative)."""
@@ -126,7 +148,7 @@ def _select_one(masks: list[np.ndarray], values: list, chosen: int) -> np.ndarra
     """``values[chosen]`` (the value np.select takes where every mask holds one element) broadcast to the shape
     and type np.select gives over ``masks`` and ``values``, without its per-call work."""
     values = [np.asarray(v, float) for v in values]
-    shape = np.broadcast_shapes(*(m.shape for m in masks), *(v.shape for v in values))
+    shape = broadcast_shapes_of([m.shape for m in masks] + [v.shape for v in values])
     return np.array(broadcast_view(values[chosen], shape))
 
 
