@@ -203,9 +203,6 @@ def _excursion(k, method: str, a: Mapping, one: bool):
     tables = k.calibration.tables
     _array = (lambda v: v if type(v) is float else point.scalar(v)) if one else (lambda v: np.asarray(v, float))
 
-    def outside(spans, query, axis):
-        return _doublings_float(spans, query, axis) if one else doublings_outside(spans, query, axis)
-
     def over(family: str, pick, query: Mapping[str, object]):
         table = tables.get(family)
         if table is None:
@@ -221,7 +218,8 @@ def _excursion(k, method: str, a: Mapping, one: bool):
             spans = cache[key] = union_domain(table, cats) if cats else None
         if spans is None:
             return None
-        return outside(spans, query, FAMILIES[family].axis)
+        axis = FAMILIES[family].axis
+        return _doublings_float(spans, query, axis) if one else doublings_outside(spans, query, axis)
 
     def fastest(found: list):
         # priced by the fastest candidate: inside if any candidate covers the query
@@ -274,7 +272,9 @@ def _excursion(k, method: str, a: Mapping, one: bool):
                 found = cache[("collective", op)] = [(category_domain(table, cat), COLLECTIVE_ELEM_BYTES.get(str(cat[1]), 2.0))
                                                      for cat in _cats(table, pick)]
             for domain, eb in found:
-                spans.append(outside(domain, {"num_gpus": n, "message_size": nbytes / eb}, "message_size"))
+                query = {"num_gpus": n, "message_size": nbytes / eb}
+                spans.append(_doublings_float(domain, query, "message_size") if one else
+                             doublings_outside(domain, query, "message_size"))
         roof, d = fastest(spans)
         return (roof or n > k.hw.nvlink_domain_gpus) if one else roof | (n > k.hw.nvlink_domain_gpus), d
     if method in ("moe_dispatch_ms", "moe_combine_ms"):

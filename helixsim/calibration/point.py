@@ -179,10 +179,10 @@ def predict_family_one(memo: _TableMemo, table, spec, cat: tuple, cols: dict, co
         if other is not None:
             sub[with_col] = other * h / q
         queries.append(sub)
-    _prefetch(entries, ck, table, spec, cat, queries, const, roof)
-    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof)
-    for sub in queries[1:]:
-        out = _fmax(out, _once(memo, entries, ck, table, spec, cat, sub, const, roof))
+    keys = _prefetch(entries, ck, table, spec, cat, queries, const, roof)
+    out = _once(memo, entries, ck, table, spec, cat, cols, const, roof, keys[0])
+    for sub, key in zip(queries[1:], keys[1:]):
+        out = _fmax(out, _once(memo, entries, ck, table, spec, cat, sub, const, roof, key))
     return out
 
 
@@ -192,20 +192,21 @@ def _entry_key(ck: tuple, c: dict, axis: str) -> tuple:
 
 
 def _prefetch(entries: dict, ck: tuple, table, spec, cat: tuple, queries: list[dict], const: Mapping[str, object],
-              roof) -> None:
+              roof) -> list[tuple]:
     """The knot latencies of those ``queries`` not yet in ``entries``, formed together where there are
     several (one vectorised :meth:`.table.SweepTable.knot_latencies` over them, as the vectorised path
-    forms them: the head counts of a decode-attention envelope at a batch not seen before)."""
+    forms them: the head counts of a decode-attention envelope at a batch not seen before); returns each
+    query's memo key (:func:`_entry_key`), in order."""
     missing = {}
-    for c in queries:
-        key = _entry_key(ck, c, spec.axis)
+    keys = [_entry_key(ck, c, spec.axis) for c in queries]
+    for key, c in zip(keys, queries):
         if key not in entries:
             missing[key] = c
     if len(missing) < 2:
-        return
+        return keys
     group = table._group(tuple(cat))
     if group is None:
-        return
+        return keys
     rows = list(missing.values())
     n = len(rows)
     arrays = {k: np.array([c[k] for c in rows], float) for k in rows[0]}
@@ -217,6 +218,7 @@ def _prefetch(entries: dict, ck: tuple, table, spec, cat: tuple, queries: list[d
     lt_all = np.log2(t_all)
     for i, key in enumerate(missing):
         entries[key] = (t_all[i:i + 1], lt_all[i].tolist(), _roof_fn(spec, roof, const, arrays, i))
+    return keys
 
 
 def _roof_fn(spec, roof, const: Mapping[str, object], arrays: Mapping[str, np.ndarray], row: int | None = None):
@@ -239,10 +241,11 @@ def _fmax(a: float, b: float) -> float:
 
 
 def _once(memo: _TableMemo, entries: dict, ck: tuple, table, spec, cat: tuple, c: dict,
-          const: Mapping[str, object], roof) -> float:
-    """:meth:`.table.SweepTable.predict` of one query."""
+          const: Mapping[str, object], roof, key: tuple | None = None) -> float:
+    """:meth:`.table.SweepTable.predict` of one query (``key``: its :func:`_entry_key`, where found already)."""
     axis = spec.axis
-    key = _entry_key(ck, c, axis)
+    if key is None:
+        key = _entry_key(ck, c, axis)
     entry = entries.get(key)
     if entry is None:
         entry = entries[key] = _knots(table, spec, cat, c, const, roof)
