@@ -37,7 +37,7 @@ measured latency. Choices made where the data offer several kernels:
   measure both (vLLM's and SGLang's MXFP4 kernels on B200/GB200) the EP split is within 2-19 % (median)
   of the measured TP split up to TP 8 where holding the edge is 20-53 % too fast; on Hopper's Triton
   kernels the EP split is 23-49 % too slow and holding the edge 13-40 % too fast (tests/test_mxfp4_moe.py).
-- all_reduce: the faster of the TensorRT-LLM custom kernels and NCCL; other
+- all_reduce (:mod:`.kernels_comm`): the faster of the TensorRT-LLM custom kernels and NCCL; other
   collectives: NCCL. Payloads are priced with the 2-byte tables.
   Beyond the largest measured GPU count the measured curve at that count is
   continued with the fitted ``alpha(n) + wire(n, M) / bandwidth`` model.
@@ -61,10 +61,10 @@ from ..cost.kernels import RooflineKernels
 from . import roofline as rf
 from .extrapolate import predict_family
 from . import point as _point
-from . import point_comm as _point_comm
-from .families import COLLECTIVE_ELEM_BYTES, FAMILIES, collective_dtype
-from .shape_memo import distinct_codes, query_groups, shape_size, unique_args
-from .stored import Calibration, CollectiveModel
+from .families import FAMILIES
+from .shape_memo import query_groups, shape_size, unique_args
+from .kernels_comm import A2A_DTYPES, NCCL_OPS, NCCL_OPS_INV, CommKernels  # noqa: F401  (re-exported)
+from .stored import Calibration
 
 GEMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8", "fp8_block"), "fp4": ("nvfp4",)}
 # FP4 experts: NVFP4 on Blackwell; MXFP4 weight-only (w4a16) or with MXFP8 activations where measured (gpt-oss on Hopper)
@@ -83,9 +83,6 @@ BMM_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",)}
 # scaled by bytes where the kernel is bandwidth-bound (docs/calibration.md, "Beyond the measured domain").
 KV_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("fp8",)}
 KV_ROOF_DTYPE = {"fp4": "nvfp4"}   # KV format whose bytes the roofline counts, where not the table's own
-A2A_DTYPES = {"bf16": ("bfloat16",), "fp8": ("fp8",), "fp4": ("nvfp4", "fp4")}
-NCCL_OPS = {"all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "all_to_all": "alltoall",
-            "all_reduce": "all_reduce"}
 
 
 def moe_candidates(categories: Sequence[tuple], weight_dtype: str, fp4_format: str = "nvfp4",
@@ -111,7 +108,7 @@ def moe_candidates(categories: Sequence[tuple], weight_dtype: str, fp4_format: s
 
 
 
-class CalibratedKernels:
+class CalibratedKernels(CommKernels):
     """Kernel model priced from measured efficiencies, falling back to ``fallback`` where there are none."""
 
     def __init__(self, fallback: RooflineKernels, calibration: Calibration,
@@ -346,166 +343,7 @@ class CalibratedKernels:
             out.append((dtype, kernel, dist))
         return out
 
-    # ------------------------------------------------------------ communication
-    def _collective_candidate(self, family: str, cat: tuple, n: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-        """One measured collective at n GPUs.
 
-        The curves at the measured counts are made non-decreasing in the count
-        (running maximum), interpolated in log2(n) between them and, above the
-        largest, continued by the fitted alpha(n) + wire / bandwidth model.
-        """
-        table = self._table(family)
-        if table is None or not table.has(cat):
-            return np.full(n.shape, np.nan)
-        eb = COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
-        counts = np.sort(table.column_values(cat, "num_gpus").astype(float))
-        curves = np.maximum.accumulate(self._collective_curves(family, cat, counts, nbytes / eb), axis=0)
-        lc, ln = np.log2(counts), np.log2(np.clip(n, counts[0], counts[-1]))
-        if len(counts) > 1:
-            i = np.clip(np.searchsorted(lc, ln, side="right") - 1, 0, len(counts) - 2)
-            f = (ln - lc[i]) / (lc[i + 1] - lc[i])
-            inside = (np.take_along_axis(curves, i[None], 0)[0] * (1.0 - f)
-                      + np.take_along_axis(curves, (i + 1)[None], 0)[0] * f)
-        else:
-            inside = curves[0]
-        n_hi = counts[-1]
-        model: CollectiveModel | None = self.calibration.collectives.get(family, {}).get(cat)
-        if model is not None:
-            extra = np.maximum(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes), 0.0)
-        else:
-            op = NCCL_OPS_INV.get(cat[0], "all_reduce")
-            extra = np.maximum(self.fallback.collective_ms(op, n, nbytes) - self.fallback.collective_ms(op, n_hi, nbytes),
-                               0.0)
-        # below its smallest measured count a kernel is held at that count (a smaller group is not slower)
-        return np.where(n > n_hi, curves[-1] + extra, inside)
-
-    def _collective_curves(self, family: str, cat: tuple, counts: np.ndarray, elems: np.ndarray) -> np.ndarray:
-        """(len(counts),) + elems.shape: the measured kernel's latency at every measured GPU count for every
-        message of ``elems`` elements. A curve depends on the message alone, not on the asked GPU count, so each
-        distinct message is priced once per count, all counts in one table query (the same values per element
-        as one query per count over every message)."""
-        inverse, messages = distinct_codes(elems)
-        grid = self._query(family, cat, {"num_gpus": np.repeat(counts, len(messages)),
-                                         "message_size": np.tile(messages, len(counts))})
-        return grid.reshape(len(counts), len(messages))[:, inverse]
-
-    @_point.per_calibration
-    def _collective_kernels(self, op: str) -> list[tuple[str, tuple]]:
-        """(family, cat) of the measured kernels that may run collective ``op`` (the fastest is taken)."""
-        cands = []
-        if op == "all_reduce" and self._table("allreduce_custom") is not None:
-            allowed = self.kernel_sources.get("allreduce_custom")
-            cands += [("allreduce_custom", c) for c in self._table("allreduce_custom").categories()
-                      if allowed is None or c[0] in allowed]
-        if op in NCCL_OPS:
-            cands += [("nccl", (NCCL_OPS[op], d)) for d in ("half", "bfloat16")]
-        return cands
-
-    @unique_args
-    def collective_ms(self, op: str, n, message_bytes) -> np.ndarray:
-        if _point.ENABLED and np.size(n) == 1 and np.size(message_bytes) == 1:   # one point
-            return _point_comm.collective_one(self, op, n, message_bytes, NCCL_OPS_INV)
-        fb = self.fallback.collective_ms(op, n, message_bytes)
-        shape = np.shape(fb)
-        n_a = np.broadcast_to(np.asarray(n, float), shape).astype(float)
-        m_a = np.broadcast_to(np.asarray(message_bytes, float), shape).astype(float)
-        cands = self._collective_kernels(op)
-        best = np.full(shape, np.nan)
-        for family, cat in cands:
-            best = np.fmin(best, self._collective_candidate(family, cat, n_a, m_a))
-        covered = (n_a > 1) & (m_a > 0) & (n_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
-        return np.where(covered, best, fb)
-
-    def _a2a_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str, fb: np.ndarray,
-                num_experts: int = 0) -> np.ndarray:
-        shape = np.shape(fb)
-        wire_elem = rf.ELEM_BYTES.get(A2A_DTYPES.get(dtype, ("bfloat16",))[0], 2.0)
-        if _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1:   # one point
-            return _point_comm.a2a_one(self, self._a2a_kernels(phase, dtype), tokens_per_rank, hidden, top_k, ep,
-                                  wire_elem, fb)
-        tok = np.broadcast_to(np.asarray(tokens_per_rank, float), shape).astype(float)
-        ep_a = np.broadcast_to(np.asarray(ep, float), shape).astype(float)
-        wire_bytes = tok * top_k * hidden * wire_elem
-        offers: list[tuple[np.ndarray, float]] = []     # (time, largest measured tokens per rank)
-        for parts, reach in self._a2a_kernels(phase, dtype):
-            offers.append((sum(self._a2a_candidate(f, c, tok, hidden, top_k, ep_a, wire_bytes) for f, c in parts),
-                           reach))
-        # the fastest among the kernels measured up to these tokens; beyond every measured range the
-        # one(s) measured furthest, extrapolated (keeps the price non-decreasing in tokens)
-        best = np.full(shape, np.nan)
-        if offers:
-            top = max(t for _, t in offers)
-            for t, reach in offers:
-                best = np.fmin(best, np.where((tok <= reach) | (reach >= top), t, np.nan))
-        covered = (ep_a > 1) & (tok > 0) & (ep_a <= self.hw.nvlink_domain_gpus) & np.isfinite(best)
-        return np.where(covered, best, fb)
-
-    @_point.per_calibration
-    def _a2a_kernels(self, phase: str, dtype: str) -> list[tuple[list[tuple[str, tuple]], float]]:
-        """The measured all-to-all kernels (each a sum of (family, cat) parts) of a phase and payload format,
-        each with the largest tokens per rank measured for all its parts."""
-        kernels = []
-        # NVLink one-/two-sided MoE all-to-all (GB200)
-        nv = self._table("moe_alltoall_nvlink")
-        if nv is not None:
-            combos = []
-            for dt in A2A_DTYPES.get(dtype, ()):
-                if phase == "dispatch":
-                    combos.append([("alltoall_prepare", "NVLinkTwoSided", dt), ("alltoall_dispatch", "NVLinkTwoSided", dt)])
-                    combos.append([("alltoall_dispatch", "NVLinkOneSided", dt)])
-                else:
-                    combos.append([("alltoall_combine", "NVLinkTwoSided", dt)])
-                    combos.append([("alltoall_combine_low_precision", "NVLinkTwoSided", dt)])
-                    combos.append([("alltoall_combine", "NVLinkOneSided", dt)])
-            for parts in combos:
-                if all(nv.has(c) for c in parts):
-                    kernels.append([("moe_alltoall_nvlink", c) for c in parts])
-        deep = self._table("moe_alltoall")
-        if deep is not None:
-            for c in deep.categories():
-                if c[1] == phase and c[2] in A2A_DTYPES.get(dtype, ()):
-                    kernels.append([("moe_alltoall", c)])
-        return [(parts, min(self._table(f).axis_range(c)[1] for f, c in parts)) for parts in kernels]
-
-    def _a2a_candidate(self, family: str, cat: tuple, tok, hidden, top_k, ep, wire_bytes) -> np.ndarray:
-        table = self._table(family)
-        sizes = table.column_values(cat, "moe_ep_size").astype(float)
-        lo, hi = sizes.min(), sizes.max()
-        inside = self._query(family, cat, {"num_tokens": tok, "hidden_size": hidden, "topk": top_k,
-                                           "moe_ep_size": np.clip(ep, lo, hi)},
-                             {"comm_dtype": cat[2], "moe_dtype": cat[2]})
-        model = self.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
-        if model is not None:
-            extra = np.maximum(model.time_ms(ep, wire_bytes) - model.time_ms(hi, wire_bytes), 0.0)
-        else:
-            extra = np.maximum(self.fallback.collective_ms("all_to_all", ep, wire_bytes)
-                               - self.fallback.collective_ms("all_to_all", hi, wire_bytes), 0.0)
-        return np.where(ep > hi, inside + extra, inside)
-
-    @unique_args
-    def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
-                        num_experts: int = 0) -> np.ndarray:
-        return self._a2a_phase_ms("dispatch", tokens_per_rank, hidden, top_k, ep, dtype, num_experts)
-
-    @unique_args
-    def moe_combine_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
-                       num_experts: int = 0) -> np.ndarray:
-        return self._a2a_phase_ms("combine", tokens_per_rank, hidden, top_k, ep, dtype, num_experts)
-
-    def _a2a_phase_ms(self, phase: str, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str,
-                      num_experts: int) -> np.ndarray:
-        """MoE ``phase`` (dispatch or combine): the measured all-to-all over the roofline's price of the phase."""
-        roofline = getattr(self.fallback, f"moe_{phase}_ms")
-
-        def fb_of(tokens, width):
-            return roofline(tokens, hidden, top_k, width, dtype, num_experts=num_experts)
-
-        one = _point.ENABLED and np.size(tokens_per_rank) == np.size(ep) == 1   # one point: in floats
-        fb = _point.fallback_one(fb_of, (tokens_per_rank, ep)) if one else fb_of(tokens_per_rank, ep)
-        return self._a2a_ms(phase, tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
-                            num_experts=num_experts)
-
-NCCL_OPS_INV = {v: k for k, v in NCCL_OPS.items()}
 
 
 _LOADED: dict[tuple[str, float], Calibration] = {}
