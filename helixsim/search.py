@@ -202,11 +202,9 @@ def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: 
         li, gb, fits, edge_l, edge_c = chunk_m.plan()
         col = LayoutArrays(*(getattr(chunk.layouts, f)[li][:, None] for f in LayoutArrays.__dataclass_fields__))
         rows = np.nonzero(fits)
-        which, batch = li[rows[0]], gb[rows[0]]
-        if len(edge_l):
-            which, batch = np.concatenate([which, edge_l]), np.concatenate([batch, chunk_m.cap[edge_l, edge_c]])
-        labels = layout_labels(chunk.layouts, which, batch)
-        is_ep = chunk.layouts.strategy[which] == STRATEGIES.index("ep")
+        which, batch, spread = _labelled_rows(li, gb, fits, rows[0], edge_l, chunk_m.cap[edge_l, edge_c])
+        labels = layout_labels(chunk.layouts, which, batch, spread)
+        is_ep = (chunk.layouts.strategy[which] == STRATEGIES.index("ep")).take(spread)
         for tbo in tbos:
             if tbo and not is_ep.any():
                 continue
@@ -218,9 +216,9 @@ def evaluate_chunk(model: ModelSpec, hw: HardwareSpec, chunk: Chunk, precision: 
             cols = evaluate_columns(model, hw, col, gb[:, None], chunk.contexts[None, :], precision,
                                     kernels=kernels, mtp=mtp, rows=rows, two_batch_overlap=tbo, tail=edge)
             if mtps != (0,):
-                cols["mtp"] = np.full(len(batch), mtp, dtype=np.int64)
+                cols["mtp"] = np.full(len(spread), mtp, dtype=np.int64)
             if tbos != (False,):
-                cols["two_batch_overlap"] = np.full(len(batch), bool(tbo))
+                cols["two_batch_overlap"] = np.full(len(spread), bool(tbo))
             cols["label"] = tagged_labels(labels, mtp, tbo)
             if tbo:   # only ep layouts overlap: the others are already priced without it
                 cols = {c: v[is_ep] for c, v in cols.items()}
@@ -297,11 +295,29 @@ def tagged_labels(labels: pd.Categorical, mtp: int, tbo: bool) -> pd.Categorical
     return labels.rename_categories([f"{c}{tag}" for c in labels.categories]) if tag else labels
 
 
-def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -> pd.Categorical:
+def _labelled_rows(li: np.ndarray, gb: np.ndarray, fits: np.ndarray, kept: np.ndarray, edge_l: np.ndarray,
+                   edge_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(layout, batch) of each grid row with a kept cell and of each capacity-edge row, and the row of each
+    kept configuration (grid cells ``kept``: their grid rows, in order; then the edge rows): a label is
+    formed once per row, not once per context."""
+    used = fits.any(axis=1)
+    if used.all():
+        which, batch, spread = li, gb, kept
+    else:
+        which, batch, spread = li[used], gb[used], (np.cumsum(used) - 1).take(kept)
+    if not len(edge_l):
+        return which, batch, spread
+    tail = np.arange(len(which), len(which) + len(edge_l))
+    return np.concatenate([which, edge_l]), np.concatenate([batch, edge_b]), np.concatenate([spread, tail])
+
+
+def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray,
+                  spread: np.ndarray | None = None) -> pd.Categorical:
     """Blog-style point labels, ``KVP x TP x DP = TPF x EP [ppN] bB``, one category per distinct label:
-    row i is layout ``layouts[index[i]]`` at ``batch[i]``. A Helix layout with kvp = 1 shards no KV: its
-    attention is TP's (Helix's FFN), and its label names it so, ``tp* 1xTPx1=TPFxEP bB`` (as the key
-    of the faceted frontier plots does, :func:`helixsim.facets.real_strategy`)."""
+    row i is layout ``layouts[index[i]]`` at ``batch[i]``, or with ``spread`` row i is row ``spread[i]`` of
+    those (each of them used at least once: the categories are those of every (index, batch) given). A Helix
+    layout with kvp = 1 shards no KV: its attention is TP's (Helix's FFN), and its label names it so,
+    ``tp* 1xTPx1=TPFxEP bB`` (as the key of the faceted frontier plots does, :func:`helixsim.facets.real_strategy`)."""
     helix = STRATEGIES.index("helix")
     names = [("tp* " if code == helix and w[0] == 1 else "") + layout_label(*w)
              for code, *w in zip(*(getattr(layouts, f).tolist() for f in ("strategy", "kvp", "tpa", "dp", "tpf", "ep", "pp")))]
@@ -322,6 +338,8 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray) -
     batch_rank = np.empty(present[-1] + 1, dtype=np.int64)
     batch_rank[digits] = np.arange(width)
     codes, uniq = _sorted_keys(name_rank[index] * width + batch_rank[batch], len(spelled) * width)
+    if spread is not None:
+        codes = codes.take(spread)
     # each label as its name's and its batch's spellings joined (no number formatted per label)
     heads, tails = [f"{name} b" for name in spelled], [str(d) for d in digits]
     name_of, batch_of = np.divmod(uniq, width)

@@ -125,3 +125,24 @@ def test_weightings_per_shape_equal_weightings_per_cell():
             x, y = np.broadcast_arrays(np.asarray(a[op], float), np.asarray(b[op], float))
             assert np.array_equal(x.view(np.int64), y.view(np.int64)), op
     assert any(np.any(np.asarray(v) > 0) for v in prov.law_ms.values())   # extrapolated time was weighted
+
+
+def test_labels_formed_once_per_grid_row_are_the_per_configuration_labels():
+    """A chunk's point labels are formed once per grid row (and capacity-edge row) and spread over its kept cells:
+    the same labels, codes and categories as labelling every kept configuration on its own; a grid row without
+    a kept cell adds no category."""
+    from helixsim.search import _labelled_rows, layout_labels
+
+    lay = enumerate_layouts(load_model("deepseek-r1"), load_hardware("gb200-nvl72"), SearchSpace(max_gpus=8))
+    li, gb = np.array([0, 0, 1, 2, 2, 3]), np.array([1, 2, 1, 1, 4, 2])
+    fits = np.array([[1, 1], [1, 0], [0, 0], [1, 0], [0, 1], [1, 1]], dtype=bool)   # row 2 keeps no cell
+    kept = np.nonzero(fits)[0]
+    edge_l, edge_b = np.array([1, 3]), np.array([3, 5])
+    for el, eb in ((edge_l, edge_b), (edge_l[:0], edge_b[:0])):
+        which, batch, spread = _labelled_rows(li, gb, fits, kept, el, eb)
+        got = layout_labels(lay, which, batch, spread)
+        want = layout_labels(lay, np.concatenate([li[kept], el]), np.concatenate([gb[kept], eb]))
+        assert list(got.categories) == list(want.categories)
+        assert np.array_equal(got.codes, want.codes)
+    unused = str(layout_labels(lay, li[2:3], gb[2:3]).categories[0])   # row 2's label: no configuration has it
+    assert unused not in set(got.categories) and unused not in set(want.categories)
