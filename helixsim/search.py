@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .api import evaluate, evaluate_columns, frame_from_columns, kernels_for
+from .calibration.shape_memo import shape_size
 from .cost.memory import largest_batch, memory_per_gpu
 from .layout import STRATEGIES, LayoutArrays, layout_label, valid_mask
 from .precision import Precision
@@ -73,8 +74,7 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     # every layout rule implies tpf x ep <= kvp x tpa x dp (the FFN runs on attention's GPUs): applied here too,
     # it leaves the same layouts and drops most candidates before they are expanded
     within = (n <= budget) & (n >= space.min_gpus) & (grid.n_ffn <= grid.n_attention)
-    within = np.broadcast_to(within, tuple(len(x) for x in axes))
-    cols = [x[i] for x, i in zip(axes, np.nonzero(within))]
+    cols = [x[i] for x, i in zip(axes, _nonzero_broadcast(within, tuple(len(x) for x in axes)))]
     arrays = LayoutArrays(*cols)
     ok = valid_mask(arrays, model)
     # one canonical row per layout: a strategy's unused widths stay at 1
@@ -86,6 +86,28 @@ def enumerate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     # HOP-B only changes Helix: keep one copy of every baseline layout
     ok &= (arrays.strategy == STRATEGIES.index("helix")) | (arrays.hopb == space.hopb[0])
     return LayoutArrays(*(c[ok] for c in cols))
+
+
+def _nonzero_broadcast(mask: np.ndarray, shape: tuple) -> tuple[np.ndarray, ...]:
+    """``np.nonzero(np.broadcast_to(mask, shape))``: where ``mask`` is broadcast along leading and trailing axes
+    only (the strategies and HOP-B of the layout candidates), found on its own cells and spread over those axes
+    in row-major order (the same indices in the same order, without a pass over the broadcast cells)."""
+    spread = [m == 1 and n > 1 for m, n in zip(mask.shape, shape)]
+    lead, trail = 0, len(shape)
+    while lead < trail and spread[lead]:
+        lead += 1
+    while trail > lead and spread[trail - 1]:
+        trail -= 1
+    if mask.ndim != len(shape) or lead == trail or any(spread[lead:trail]):
+        return np.nonzero(np.broadcast_to(mask, shape))
+    inner = np.nonzero(mask.reshape(mask.shape[lead:trail]))
+    before, after = shape_size(shape[:lead]), shape_size(shape[trail:])
+    m = len(inner[0])
+    heads = np.indices(shape[:lead]).reshape(lead, before)
+    tails = np.indices(shape[trail:]).reshape(len(shape) - trail, after)
+    return (tuple(np.repeat(h, m * after) for h in heads)
+            + tuple(np.tile(np.repeat(i, after), before) for i in inner)
+            + tuple(np.tile(t, before * m) for t in tails))
 
 
 def _take(a: LayoutArrays, idx) -> LayoutArrays:

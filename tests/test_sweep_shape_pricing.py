@@ -146,3 +146,18 @@ def test_labels_formed_once_per_grid_row_are_the_per_configuration_labels():
         assert np.array_equal(got.codes, want.codes)
     unused = str(layout_labels(lay, li[2:3], gb[2:3]).categories[0])   # row 2's label: no configuration has it
     assert unused not in set(got.categories) and unused not in set(want.categories)
+
+
+def test_layout_candidates_found_on_the_mask_own_cells_are_numpys_nonzero():
+    """search._nonzero_broadcast (the GPU-budget mask's cells spread over the axes it is broadcast along) against
+    np.nonzero of the broadcast mask: the same indices in the same order, whatever axes are broadcast."""
+    from helixsim.search import _nonzero_broadcast
+
+    rng = np.random.default_rng(14)
+    for _ in range(2000):
+        shape = tuple(int(n) for n in rng.integers(1, 4, int(rng.integers(1, 6))))
+        mask = rng.random(tuple(1 if rng.random() < 0.4 else n for n in shape)) < rng.random()
+        want, got = np.nonzero(np.broadcast_to(mask, shape)), _nonzero_broadcast(mask, shape)
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
