@@ -362,11 +362,11 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray,
     codes, uniq = _sorted_keys(name_rank[index] * width + batch_rank[batch], len(spelled) * width)
     if spread is not None:
         codes = codes.take(spread)
-    # each label as its name's and its batch's spellings joined (no number formatted per label)
-    heads, tails = [f"{name} b" for name in spelled], [str(d) for d in digits]
+    # each label as its name's and its batch's spellings joined (no number formatted per label), by the string
+    # Index's own elementwise concatenation (the strings and the Index dtype of pd.Index of the joined strings)
+    heads, tails = pd.Index([f"{name} b" for name in spelled]), pd.Index([str(d) for d in digits])
     name_of, batch_of = np.divmod(uniq, width)
-    cats = [heads[i] + tails[j] for i, j in zip(name_of.tolist(), batch_of.tolist())]
-    return pd.Categorical.from_codes(codes, categories=pd.Index(cats))
+    return pd.Categorical.from_codes(codes, categories=heads.take(name_of) + tails.take(batch_of))
 
 
 def _sorted_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
