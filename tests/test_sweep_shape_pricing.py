@@ -161,3 +161,17 @@ def test_layout_candidates_found_on_the_mask_own_cells_are_numpys_nonzero():
         assert len(got) == len(want)
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_distinct_integers_are_numpys_unique():
+    """shape_memo.distinct_codes on whole numbers (the presence table, indexed by the values themselves where
+    they are non-negative and dense, else shifted by the smallest) against np.unique(return_inverse=True)."""
+    rng = np.random.default_rng(14)
+    for trial in range(1500):
+        n, lo, span = int(rng.integers(33, 300)), int(rng.integers(-50, 200)), int(rng.integers(1, 400))
+        a = rng.integers(lo, lo + span, n)
+        a = [a, a.astype(float), np.where(rng.random(n) < 0.3, -0.0, a.astype(float))][trial % 3]
+        uniq, codes = np.unique(a, return_inverse=True)
+        got_codes, got_uniq = shape_memo.distinct_codes(a)
+        assert got_uniq.dtype == uniq.dtype and np.array_equal(got_uniq, uniq)
+        assert np.array_equal(got_codes, codes.reshape(a.shape))

@@ -49,7 +49,10 @@ def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     lo, hi = np.minimum.reduce(flat), np.maximum.reduce(flat)   # (flat.min(), flat.max() without their wrappers)
     if not (hi - lo <= 4 * flat.size and abs(lo) <= 2 ** 52 and abs(hi) <= 2 ** 52):   # (a NaN or inf fails too)
         return None
-    offset = flat - lo
+    if lo >= 0 and hi <= 4 * flat.size:   # (the table indexed by the values themselves: no shifted copy)
+        offset, lo = flat, 0
+    else:
+        offset = flat - lo
     whole = offset.astype(np.intp, copy=False)
     if offset.dtype.kind == "f" and not (whole == offset).all():   # integer arrays are whole already
         return None
