@@ -143,6 +143,12 @@ DEFAULTS: dict[str, BackendDefaults] = {
 }
 
 
+def defaults_of(k) -> BackendDefaults | None:
+    """The defaults of the framework whose tables kernel model ``k`` prices from (TensorRT-LLM's when it names
+    none, as the roofline and TensorRT-LLM's own tables do); None for a framework without an entry."""
+    return DEFAULTS.get(getattr(k, "backend", "trtllm"))
+
+
 def check_backend(name: str, field_name: str = "--backend", source: str = "command line") -> str:
     """``name`` if it is a known framework, else a one-line SpecError."""
     if name not in BACKENDS:

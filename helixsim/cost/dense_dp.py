@@ -23,7 +23,7 @@ from __future__ import annotations
 def dense_ffn_data_parallel(k) -> bool:
     """Whether the framework of kernel model ``k`` (TensorRT-LLM when it names none) runs dense MLP
     layers data-parallel under attention DP (:attr:`helixsim.backends.BackendDefaults.dense_mlp_data_parallel`)."""
-    from ..backends import DEFAULTS
+    from ..backends import defaults_of
 
-    backend = getattr(k, "backend", "trtllm")
-    return backend in DEFAULTS and DEFAULTS[backend].dense_mlp_data_parallel
+    defaults = defaults_of(k)
+    return defaults is not None and defaults.dense_mlp_data_parallel

@@ -78,13 +78,13 @@ def trtllm_fusing_decoder(model) -> str | None:
 def fuses_allreduce_norm(k, model) -> bool:
     """Whether the framework of kernel model ``k`` (TensorRT-LLM when it names none) fuses ``model``'s
     residual adds and RMSNorms into its tensor-parallel all-reduces (module docstring)."""
-    from ..backends import DEFAULTS
+    from ..backends import defaults_of
 
-    backend = getattr(k, "backend", "trtllm")
+    defaults = defaults_of(k)
     decoder = trtllm_fusing_decoder(model)
-    if backend == "sglang" and decoder == "deepseek-v3":   # SM100: the GPUs with FP4 tensor cores
+    if defaults is not None and defaults.name == "sglang" and decoder == "deepseek-v3":   # SM100: FP4 tensor cores
         return k.hw.fp4_tensor_cores
-    if not (backend in DEFAULTS and DEFAULTS[backend].fuses_allreduce_norm and decoder):
+    if not (defaults is not None and defaults.fuses_allreduce_norm and decoder):
         return False
     return decoder != "llama" or model.hidden_size > LLAMA_FUSION_MIN_HIDDEN_EXCLUSIVE
 

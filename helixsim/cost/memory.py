@@ -16,7 +16,7 @@ from ..precision import Precision
 from ..specs.model import ModelSpec
 from . import attention_kinds as ak
 from . import terms as t
-from .step import EP, HELIX, is_medha
+from .step import EP, is_medha, o_proj_tp
 from .dense_dp import dense_ffn_data_parallel
 from .mla_absorb import absorbed_copy_bytes_per_layer
 from .wideep import expert_slots
@@ -42,7 +42,7 @@ def attention_weight_elements(model: ModelSpec, a: LayoutArrays) -> np.ndarray:
     projection (and MLA's W_UV half of kv_b) sharded by N under Helix.
     """
     at, h = model.attention, model.hidden_size
-    o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+    o_tp = o_proj_tp(a)
     p = model.attention_params()
     if at.is_mla:
         half_kv_b = p["kv_b"] / 2.0
@@ -97,7 +97,7 @@ def mixer_state_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context:
         per_token = ak.index_key_bytes_per_token(model.attention.dsa.index_head_dim)
         total = total + model.full_attention_layers * per_token * np.asarray(t.kv_tokens_per_gpu(context, a.kvp), float)
     if model.linear_layers:
-        o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+        o_tp = o_proj_tp(a)
         total = total + model.linear_layers * ak.gdn_state_bytes(model, 1, o_tp, k.elem_bytes(prec.activations))
     return total
 
@@ -108,13 +108,13 @@ def decoder_weight_bytes(k, model: ModelSpec, a: LayoutArrays, prec: Precision) 
     linear-attention mixers and the layers' norms."""
     w_dense, w_attn = k.elem_bytes(prec.dense_weights_dtype), k.elem_bytes(prec.attention_weights_dtype)
     w_o = k.elem_bytes(prec.o_proj_weights_dtype)
-    o_elems = model.attention_params()["o"] / np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)  # wo: its own format
+    o_elems = model.attention_params()["o"] / o_proj_tp(a)  # wo: its own format
     attn_bytes = ((attention_weight_elements(model, a) - o_elems) * w_attn + o_elems * w_o
                   + absorbed_copy_bytes_per_layer(k, model, a, prec))   # the framework's W_UK/W_UV copies (mla_absorb)
     layer_weights = (model.softmax_layers * attn_bytes
                      + ffn_weight_bytes(model, a, k.elem_bytes(prec.weights), w_dense, dense_ffn_data_parallel(k)))
     if model.linear_layers:
-        o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+        o_tp = o_proj_tp(a)
         layer_weights = layer_weights + model.linear_layers * ak.linear_weight_elements(model, o_tp) * w_attn
     return layer_weights + model.norm_params_per_layer() * model.num_layers * k.elem_bytes(prec.activations)
 

@@ -76,10 +76,10 @@ def absorbed_bmm_dtype(k, model: ModelSpec, prec: Precision) -> str:
     """Weight format in which the framework of kernel model ``k`` (TensorRT-LLM when it names none)
     runs the absorbed W_UK / W_UV batched matmuls of ``model``
     (:attr:`helixsim.backends.BackendDefaults.mla_absorb_bf16_for_block_fp8`)."""
-    from ..backends import DEFAULTS
+    from ..backends import defaults_of
 
-    backend = getattr(k, "backend", "trtllm")
-    if _block_fp8_kv_b(model, prec) and backend in DEFAULTS and DEFAULTS[backend].mla_absorb_bf16_for_block_fp8:
+    defaults = defaults_of(k)
+    if _block_fp8_kv_b(model, prec) and defaults is not None and defaults.mla_absorb_bf16_for_block_fp8:
         return "bf16"
     return prec.attention_weights_dtype
 
@@ -106,15 +106,15 @@ def absorbed_copy_bytes_per_layer(k, model: ModelSpec, a, prec: Precision) -> np
     W_UK (kv_lora x heads x qk_nope) is split over the attention TP ``tpa``, W_UV (kv_lora x heads x v)
     like the output projection (``tpa``, or ``kvp x tpa`` under Helix), as
     :func:`helixsim.cost.memory.attention_weight_elements` splits ``kv_b``'s halves."""
-    from ..backends import DEFAULTS
-    from .step import HELIX
+    from ..backends import defaults_of
+    from .step import o_proj_tp
 
     at = model.attention
-    backend = DEFAULTS.get(getattr(k, "backend", "trtllm"))
-    rule = backend.mla_absorb_weight_copies if backend is not None else ""
+    defaults = defaults_of(k)
+    rule = defaults.mla_absorb_weight_copies if defaults is not None else ""
     if not at.is_mla or not rule:
         return np.zeros(np.shape(a.tpa))
-    o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+    o_tp = o_proj_tp(a)
     w_uk = at.kv_lora_rank * at.num_q_heads * at.qk_nope_head_dim / a.tpa
     w_uv = at.kv_lora_rank * at.num_q_heads * at.v_head_dim / o_tp
     if rule == "w_kc+w_vc":

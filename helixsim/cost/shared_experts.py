@@ -42,11 +42,11 @@ FUSABLE = {(256, 1)}
 
 def fuses_shared_experts(k, model: ModelSpec, ep) -> np.ndarray:
     """Where the serving framework of ``k`` runs the shared experts inside the routed MoE kernel."""
-    from ..backends import DEFAULTS
+    from ..backends import defaults_of
 
     m = model.ffn.moe
-    backend = getattr(k, "backend", "trtllm")
-    rule = backend in DEFAULTS and DEFAULTS[backend].fuses_shared_experts
+    defaults = defaults_of(k)
+    rule = defaults is not None and defaults.fuses_shared_experts
     fusable = m is not None and (m.num_experts, m.shared_experts) in FUSABLE and not model.attention.is_dsa
     blackwell = k.hw.fp4_tensor_cores   # sm100: the flashinfer_trtllm runner
     return np.asarray(ep) == 1 if rule and fusable and not blackwell else np.zeros(np.shape(ep), bool)

@@ -48,9 +48,15 @@ class StepShapes:
     layers_factor: np.ndarray    # pp x ceil(L / pp) / L: the slowest stage sets the pace
 
 
+def o_proj_tp(a: LayoutArrays) -> np.ndarray:
+    """TP width of the attention output projection (and of MLA's W_UV, linear-attention mixers): all
+    N = kvp x tpa GPUs under Helix (paper §2.2), tpa otherwise."""
+    return np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+
+
 def step_shapes(model: ModelSpec, a: LayoutArrays, batch: np.ndarray) -> StepShapes:
     mb = t.cdiv(batch, a.pp)
-    o_tp = np.where(a.strategy == HELIX, a.kvp * a.tpa, a.tpa)
+    o_tp = o_proj_tp(a)
     kv_heads = np.ones_like(a.tpa) if model.attention.is_mla else t.kv_heads_per_gpu(model.attention.num_kv_heads, a.tpa)
     layers_factor = a.pp * t.cdiv(model.num_layers, a.pp) / model.num_layers
     return StepShapes(strategy=a.strategy, micro_batch=mb, attn_batch=t.cdiv(mb, a.dp),
