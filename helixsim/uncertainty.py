@@ -102,12 +102,13 @@ class _Recorder:
         self._k, self._w = k, w
         self.weighted: list[np.ndarray] = []
 
-    def _weighted(self, name: str, args: tuple, kwargs: dict, t: np.ndarray) -> np.ndarray:
+    def _weighted(self, name: str, args: tuple, kwargs: dict, t: np.ndarray, rows: bool = False):
+        """:func:`_weightings` of a call (``rows``: :func:`weighting_rows`, for a wrapper that spreads them)."""
         from .calibration.domain import excursion_doublings
 
         roof, d = excursion_doublings(self._k, name, args, kwargs)
         roof = np.asarray(roof, bool)
-        return _weightings(t, roof, np.where(roof, 0.0, d), self._w)
+        return (weighting_rows if rows else _weightings)(t, roof, np.where(roof, 0.0, d), self._w)
 
     def __getattr__(self, name):
         attr = getattr(self._k, name)
@@ -119,7 +120,7 @@ class _Recorder:
             # a method that prices each distinct shape once weights each once too (the same elementwise
             # arithmetic on the shape's own arguments and price) and spreads them over the call's cells
             state = self._k.__dict__
-            state[RECORDING] = (name, lambda a, kw, t_at: self._weighted(name, a, kw, np.asarray(t_at, float)))
+            state[RECORDING] = (name, lambda a, kw, t_at: self._weighted(name, a, kw, np.asarray(t_at, float), True))
             try:
                 t = np.asarray(attr(*args, **kwargs), float)
             finally:
@@ -217,17 +218,60 @@ def _expm1(x):
 
 def _weightings(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> np.ndarray:
     """:func:`weightings` of one recorded call, stacked on a leading axis of four."""
+    out, uniform = weighting_rows(t, roof, d, w)
+    for row, factor in zip(out, uniform):
+        if factor is not None:
+            times_factor(t, factor, row)
+    return out
+
+
+def weighting_rows(t: np.ndarray, roof: np.ndarray, d: np.ndarray, w: float) -> tuple[np.ndarray, list]:
+    """(stack, uniform): :func:`_weightings`, except that a row which is the time times one factor in every cell
+    (``uniform[i]``: (negated, factor), the row being ``(-t if negated else t) * factor``; None for a row
+    written out) is left unwritten. A call priced by the roofline throughout, or inside the measured domain
+    throughout, weighs its time by constants (its roofline mask is one value, its d +0.0 in every cell), so
+    whoever spreads the stack over many cells forms those rows from the spread time, the same products."""
     out = np.empty((4,) + np.broadcast_shapes(t.shape, roof.shape, d.shape))
     # weightings' formulas, each written straight into its slot (the same operations in the same order, so
     # the same bits, without a temporary per step of the arithmetic: the attention call spans the whole grid)
-    np.multiply(t, roof, out=out[0])
-    np.multiply(t, ~roof & (d > 0), out=out[1])
+    zero = d.size > 0 and plus_zeros(d)   # d +0.0 in every cell: each widening factor expm1(+-w 0) is one zero
+    uniform = [_one_value(roof), None, None, None]
+    law = ~roof & (d.flat[0] > 0 if zero else d > 0)
+    uniform[1] = _one_value(law)
+    if uniform[0] is None:
+        np.multiply(t, roof, out=out[0])
+    if uniform[1] is None:
+        np.multiply(t, law, out=out[1])
     for i, sign in ((2, 1.0), (3, -1.0)):   # t * (e^(w d) - 1) and -t * (e^(-w d) - 1)
-        np.multiply(sign * w, d, out=out[i])
-        np.expm1(out[i], out=out[i])
-    np.multiply(t, out[2], out=out[2])
-    np.multiply(-t, out[3], out=out[3])
-    return out
+        if zero:   # (formed once, of +0.0: expm1 of a zero is that zero, in any implementation)
+            uniform[i] = (i == 3, np.expm1(np.multiply(sign * w, 0.0)))
+            continue
+        factor = out[i]
+        np.multiply(sign * w, d, out=factor)
+        np.expm1(factor, out=factor)
+        np.multiply(t if i == 2 else -t, factor, out=factor)
+    return out, [u if u is None or type(u) is tuple else (False, u) for u in uniform]
+
+
+def times_factor(t: np.ndarray, factor: tuple, out: np.ndarray) -> np.ndarray:
+    """A uniform row of :func:`weighting_rows`: ``(-t if negated else t) * factor`` written into ``out``."""
+    negated, value = factor
+    return np.multiply(np.negative(t) if negated else t, value, out=out)
+
+
+def _one_value(mask: np.ndarray):
+    """The value of a boolean array holding one value in every cell (a numpy bool), else None."""
+    if mask.ndim == 0:
+        return mask[()]
+    if mask.size == 0:
+        return None
+    first = mask.flat[0]
+    return first if (mask.all() if first else not mask.any()) else None
+
+
+def plus_zeros(a: np.ndarray) -> bool:
+    """True where float64 ``a`` holds +0.0 in every cell (no bit set: -0.0 and NaN fail)."""
+    return a.dtype == np.float64 and a.flags.c_contiguous and not a.view(np.int64).any()
 
 
 def _clip_to(x: np.ndarray, top: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Mapping
 import numpy as np
 
 from ..cost.kernels import RooflineKernels
+from ..cost.rows import broadcast_shapes_of
 from . import point
 from .families import COLLECTIVE_ELEM_BYTES, FAMILIES
 
@@ -100,16 +101,34 @@ def doublings_outside(spans: Mapping[str, tuple[float, float]], query: Mapping[s
     """Sum over columns of log2 of how far ``query`` lies beyond ``spans`` (above, or below for ``num`` columns)."""
     if point.ENABLED and all(np.size(v) == 1 for v in query.values()):   # one query (a single point)
         return _doublings_outside_one(spans, query, axis)
-    total = 0.0
+    total, shapes = 0.0, []
     for col, value in query.items():
         if col not in spans:
             continue
         lo, hi = spans[col]
         q = np.maximum(np.asarray(value, float), 1e-300)
-        total = _plus(total, _log2_ratio_at_least_one(q, hi, False))
-        if col != axis:
+        shapes.append(q.shape)
+        # a term of a column the query never leaves is +0.0 in every cell, and adding it changes no bit of the
+        # sum (the partial sums are never -0.0: each term is a log2 of at least one): not formed (_inside)
+        if not _inside(q, hi, False):
+            total = _plus(total, _log2_ratio_at_least_one(q, hi, False))
+        if col != axis and not _inside(q, lo, True):
             total = _plus(total, _log2_ratio_at_least_one(q, lo, True))
+    shape = broadcast_shapes_of(shapes)
+    if np.shape(total) != shape:   # (terms left out: the sum on the shape every term gives it)
+        return np.add(np.zeros(shape), total)
     return np.asarray(total, float)
+
+
+def _inside(q: np.ndarray, bound: float, below: bool) -> bool:
+    """True where :func:`_log2_ratio_at_least_one` of ``q`` (positive, NaN-free when True) is +0.0 in every
+    cell: every ``q`` at most ``bound`` (at least it where ``below``), so each ratio at most one (division is
+    monotone and rounds ``bound / bound`` to one). A NaN fails both reductions' tests."""
+    if q.size == 0 or not (0.0 <= bound < np.inf):
+        return False
+    if below:
+        return bool(np.minimum.reduce(q, axis=None) >= bound)
+    return bound > 0.0 and bool(np.maximum.reduce(q, axis=None) <= bound)
 
 
 def _log2_ratio_at_least_one(q: np.ndarray, bound: float, below: bool) -> np.ndarray:
@@ -122,7 +141,7 @@ def _log2_ratio_at_least_one(q: np.ndarray, bound: float, below: bool) -> np.nda
 
 def _plus(total, term: np.ndarray):
     """``total + term``, written into ``term`` (an array of our own) where it has the sum's shape."""
-    if term.shape == np.broadcast_shapes(np.shape(total), term.shape):
+    if type(total) is float or total.shape == term.shape or term.shape == broadcast_shapes_of((total.shape, term.shape)):
         return np.add(total, term, out=term)
     return total + term
 

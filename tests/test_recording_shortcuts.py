@@ -1,0 +1,111 @@
+"""The recording's per-call shortcuts give the same bits as the plain formulas they replace (issue 14).
+
+- ``domain.doublings_outside`` leaves out the terms of a column the query never leaves: against the plain sum
+  of every column's two terms (``np.log2(np.maximum(ratio, 1))`` each, written out here), values and shape;
+- ``uncertainty._weightings`` (through ``weighting_rows``, which leaves rows that are the time times one factor
+  unwritten) against the four weightings of :func:`helixsim.uncertainty.weightings` written out cell by cell;
+- ``shape_memo.spread`` (uniform rows formed from the spread prices, the others gathered) against
+  ``np.take`` of the full stack.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helixsim.calibration import domain, shape_memo
+from helixsim.uncertainty import _weightings, weighting_rows
+
+
+def _same_bits(a, b) -> bool:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a.shape == b.shape and np.array_equal(np.ascontiguousarray(a).view(np.int64),
+                                                 np.ascontiguousarray(b).view(np.int64))
+
+
+def _plain_doublings(spans, query, axis):
+    total = 0.0
+    for col, value in query.items():
+        if col not in spans:
+            continue
+        lo, hi = spans[col]
+        q = np.maximum(np.asarray(value, float), 1e-300)
+        total = total + np.log2(np.maximum(q / hi, 1.0))
+        if col != axis:
+            total = total + np.log2(np.maximum(lo / q, 1.0))
+    return np.asarray(total, float)
+
+
+@np.errstate(invalid="ignore")
+def test_doublings_outside_equals_every_term_summed():
+    rng = np.random.default_rng(14)
+    spans = {"m": (1.0, 4096.0), "n": (128.0, 8192.0), "kv_len": (64.0, 131072.0)}
+    inside_seen = outside_seen = 0
+    for trial in range(600):
+        n = int(rng.integers(1, 40))
+        query = {}
+        for col, (lo, hi) in spans.items():
+            kind = trial % 5
+            if kind == 0:     # inside the measured range everywhere (every term left out)
+                v = rng.uniform(lo, hi, n)
+            elif kind == 1:   # exactly on the bounds
+                v = rng.choice([lo, hi], n)
+            elif kind == 2:   # some above, some below
+                v = rng.uniform(lo / 8, hi * 8, n)
+            elif kind == 3:   # NaN, zero, inf among them
+                v = rng.uniform(lo, hi, n)
+                v[rng.integers(0, n)] = rng.choice([np.nan, 0.0, np.inf, -1.0])
+            else:             # one column a scalar, another broadcast along a new axis
+                v = rng.uniform(lo, hi * 2, n)[:, None] if col == "kv_len" else float(rng.uniform(lo, hi))
+            query[col] = v
+        query["unmeasured"] = rng.uniform(0, 1, n)   # a column without a span: not counted
+        got = domain.doublings_outside(spans, query, "kv_len")
+        want = _plain_doublings(spans, query, "kv_len")
+        assert _same_bits(got, want), (trial, got, want)
+        inside_seen += not want.any()
+        outside_seen += bool(np.nan_to_num(want, nan=1.0).any())
+    assert inside_seen > 50 and outside_seen > 50
+
+
+def _plain_weightings(t, roof, d, w):
+    law = ~roof & (d > 0)
+    return np.stack(np.broadcast_arrays(t * roof, t * law, t * np.expm1(w * d), -t * np.expm1(-w * d)))
+
+
+@np.errstate(invalid="ignore")
+def test_weightings_equal_the_four_formulas_cell_by_cell():
+    rng = np.random.default_rng(21)
+    w = 0.3466
+    uniform_rows = 0
+    for trial in range(800):
+        n = int(rng.integers(1, 30))
+        t = rng.choice([rng.uniform(0, 5), 0.0, -0.0, np.nan, np.inf], n, p=[0.7, 0.1, 0.05, 0.1, 0.05]) \
+            if trial % 3 == 0 else rng.uniform(0, 5, n)
+        kind = trial % 6
+        roof = (np.asarray(bool(rng.integers(0, 2))) if kind == 0 else np.full(n, bool(rng.integers(0, 2)))
+                if kind in (1, 2) else rng.random(n) < 0.5)
+        d = (np.zeros(n) if kind in (1, 3) else np.asarray(0.0) if kind == 0
+             else rng.choice([0.0, -0.0, 0.5, 2.0, np.nan], n) if kind == 4 else rng.uniform(0, 3, n))
+        d = np.where(roof, 0.0, d)
+        got = _weightings(t, roof, d, w)
+        assert _same_bits(got, _plain_weightings(t, roof, d, w)), trial
+        stack, uniform = weighting_rows(t, roof, d, w)
+        uniform_rows += sum(u is not None for u in uniform)
+        for row, u, ref in zip(stack, uniform, _plain_weightings(t, roof, d, w)):
+            if u is None:   # a row written out is the formula's
+                assert _same_bits(row, ref)
+    assert uniform_rows > 500
+
+
+def test_spread_equals_take_of_the_whole_stack():
+    rng = np.random.default_rng(3)
+    w = 0.3466
+    for trial in range(300):
+        u = int(rng.integers(1, 50))
+        t = rng.uniform(0, 4, u)
+        roof = np.full(u, trial % 3 == 0) if trial % 2 else rng.random(u) < 0.3
+        d = np.zeros(u) if trial % 4 < 2 else np.where(roof, 0.0, rng.uniform(0, 2, u))
+        full = _weightings(t, roof, d, w)
+        stack, uniform = weighting_rows(t, roof, d, w)
+        inverse = rng.integers(0, u, int(rng.integers(1, 400)))
+        got = shape_memo.spread(stack, uniform, inverse, t.take(inverse))
+        assert _same_bits(got, np.take(full, inverse, axis=-1)), trial
