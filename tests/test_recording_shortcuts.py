@@ -5,7 +5,10 @@
 - ``uncertainty._weightings`` (through ``weighting_rows``, which leaves rows that are the time times one factor
   unwritten) against the four weightings of :func:`helixsim.uncertainty.weightings` written out cell by cell;
 - ``shape_memo.spread`` (uniform rows formed from the spread prices, the others gathered) against
-  ``np.take`` of the full stack.
+  ``np.take`` of the full stack;
+- ``shape_memo.repeated_rows`` (a grid's rows grouped by their first column, each checked bit for bit against
+  its group's first row) and a grid call priced on its distinct rows, prices and recorded weightings taken
+  row by row, against the same call on its cells one by one (1-D arguments: no grid).
 """
 
 from __future__ import annotations
@@ -109,3 +112,62 @@ def test_spread_equals_take_of_the_whole_stack():
         inverse = rng.integers(0, u, int(rng.integers(1, 400)))
         got = shape_memo.spread(stack, uniform, inverse, t.take(inverse))
         assert _same_bits(got, np.take(full, inverse, axis=-1)), trial
+
+
+def _grid(rng, n_rows: int, columns: int, groups: int):
+    """Layout-like rows (batch, heads, KV tokens per context) drawn from a few distinct rows."""
+    batch = rng.choice([1, 8, 64, 512], groups)
+    heads = rng.choice([16, 64, 128], groups)
+    kvp = rng.choice([1, 2, 4, 8], groups)
+    contexts = rng.choice([65_536, 300_000, 2_000_000], columns)
+    which = rng.integers(0, groups, n_rows)
+    tokens = -(-contexts[None, :] // kvp[:, None])
+    return batch[which][:, None], heads[which][:, None], tokens[which]
+
+
+def _valid_rows(found, arrays) -> bool:
+    first, inverse = found
+    return bool(np.all(np.diff(first) > 0)) and all(np.array_equal(a[first][inverse], a) for a in arrays)
+
+
+def test_repeated_rows_are_each_rows_first_and_checked_bit_for_bit():
+    rng = np.random.default_rng(5)
+    found_some = refused = 0
+    for trial in range(80):
+        n, columns = int(rng.integers(64, 400)), int(rng.integers(8, 13))
+        batch, heads, tokens = _grid(rng, n, columns, int(rng.integers(8, 30)))
+        m = len(np.unique(np.hstack([batch, heads, tokens]), axis=0))
+        found = shape_memo.repeated_rows((batch, heads, tokens, "fp8"), {})
+        assert (found is not None) == (2 * m <= n and m * columns >= 64)
+        if found is not None:
+            found_some += 1
+            assert _valid_rows(found, (batch, heads, tokens)) and len(found[0]) == m
+            # rows alike in their first column but not beyond it are not taken for repeats
+            odd = tokens.copy()
+            odd[int(rng.integers(1, n)), -1] += 1
+            again = shape_memo.repeated_rows((batch, heads, odd, "fp8"), {})
+            assert again is None or _valid_rows(again, (batch, heads, odd))
+            refused += again is None
+    assert found_some > 40 and refused > 20
+
+
+def test_grid_priced_on_its_distinct_rows_equals_each_cell_priced():
+    from helixsim.api import kernels_for
+    from helixsim.specs.registry import load_hardware
+    from helixsim.uncertainty import _Recorder, shipped_rule
+
+    hw = load_hardware("gb200-nvl72")
+    rng = np.random.default_rng(9)
+    w = shipped_rule().per_doubling
+    for trial in range(3):
+        batch, heads, tokens = _grid(rng, 300, 12, 24)
+        args = (batch, heads, 512, 64, tokens, "fp4", "bf16")
+        assert shape_memo.repeated_rows(args, {}) is not None
+        rec = _Recorder(kernels_for(hw), w)
+        got = rec.mla_attention_ms(*args)
+        flat = [np.broadcast_to(a, tokens.shape).ravel() if isinstance(a, np.ndarray) else a for a in args]
+        plain = _Recorder(kernels_for(hw), w)   # (1-D arguments: no grid, each cell's shape priced)
+        want = plain.mla_attention_ms(*flat).reshape(tokens.shape)
+        assert _same_bits(got, want)
+        assert _same_bits(rec.weighted[0], plain.weighted[0].reshape((4,) + tokens.shape))
+        assert rec.weighted[0][2].any()   # (the recorded widenings are not all zero: beyond the measured KV)

@@ -167,6 +167,12 @@ def unique_args(method):
                 break
         else:   # scalars and one-element arrays: one shape (a single point)
             return method(self, *args, **kwargs)
+        rows = repeated_rows(args, kwargs)
+        if rows is not None:   # a grid whose rows repeat: priced on its distinct rows, then spread by row
+            return _on_rows(self, distinct, args, kwargs, *rows)
+        return distinct(self, *args, **kwargs)
+
+    def distinct(self, *args, **kwargs):
         # a recording of this call (helixsim.uncertainty) asks for per-shape figures of its own: taken here, so
         # that a kernel method this one calls does not answer for it
         request = self.__dict__.get(RECORDING)
@@ -232,6 +238,67 @@ def spread(per_shape: np.ndarray, uniform: list, inverse: np.ndarray, cells: np.
         else:
             times_factor(cells, factor, into)
     return out
+
+
+def repeated_rows(args: tuple, kwargs: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, inverse) of the distinct rows of a call over a 2-D grid (layouts x contexts: arguments shaped
+    ``(rows, 1)``, ``(rows, columns)``, ``(1, columns)``, or scalars) whose rows repeat (layouts that share
+    a batch, widths and KVP ask the same shapes at every context): ``first`` the first row of each distinct
+    row, in row order, ``inverse`` each row's. Every argument that varies along the rows is checked to be
+    bit for bit its first row's, so a row's cells are the same shapes (the same arguments) as that row's; None
+    where there is no such grid or fewer than half its rows repeat."""
+    arrays = [a for a in args if isinstance(a, np.ndarray) and a.ndim > 0]
+    if not any(a.ndim == 2 for a in arrays) or any(a.ndim > 2 for a in arrays) or any(isinstance(v, np.ndarray) and v.ndim > 0 for v in kwargs.values()):
+        return None
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    if len(shape) != 2 or shape[1] < 2 or shape[0] < 64:
+        return None
+    n = shape[0]
+    by_row = [a for a in arrays if a.ndim == 2 and a.shape[0] == n]
+    if any(a.dtype.kind not in "iuf" for a in by_row):
+        return None
+    # rows grouped by their first column (a guess for the wider arguments: checked below)
+    key, space = np.zeros(n, dtype=np.int64), 1
+    for a in by_row:
+        codes, uniq = distinct_codes(np.ascontiguousarray(a[:, 0]))
+        space *= len(uniq)
+        if space >= 2 ** 62:
+            return None
+        key = key * len(uniq) + codes
+    inverse, uniq_key = distinct_codes(key)
+    m = len(uniq_key)
+    if 2 * m > n or m * shape[1] < 64:
+        return None
+    first = np.empty(m, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(n)[::-1]   # (the last write wins: each group's first row)
+    order = first.argsort()
+    rank = np.empty(m, dtype=np.intp)
+    rank[order] = np.arange(m)
+    first, inverse = first[order], rank.take(inverse)
+    for a in by_row:
+        if a.shape[1] > 1 or a.dtype.kind == "f":   # (integer columns: their codes are their values)
+            bits = a.view(np.int64) if a.dtype == np.float64 else a
+            if not (bits.take(first, axis=0).take(inverse, axis=0) == bits).all():
+                return None
+    return first, inverse
+
+
+def _on_rows(self, distinct, args: tuple, kwargs: dict, first: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """``distinct`` (the wrapped method's pricing) of the call on its distinct rows ``first``, each row's prices (and
+    a recording's figures) then taken from its distinct row's, whole rows at a time."""
+    n = len(inverse)
+    sub = tuple(a.take(first, axis=0) if isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[0] == n else a
+                for a in args)
+    recorded = self.__dict__.pop(RECORDED, None)   # (none is left between calls: kept aside all the same)
+    out = np.asarray(distinct(self, *sub, **kwargs))
+    mine = self.__dict__.pop(RECORDED, None)
+    if recorded is not None:
+        self.__dict__[RECORDED] = recorded
+    if out.ndim != 2 or out.shape[0] != len(first):   # (not priced as a grid: the whole call, as it came)
+        return distinct(self, *args, **kwargs)
+    if mine is not None:
+        self.__dict__[RECORDED] = mine.take(inverse, axis=mine.ndim - 2)
+    return out.take(inverse, axis=0)
 
 
 #: kernel-object attributes of a recorded call (helixsim.uncertainty._Recorder): the request, (method name,
