@@ -171,3 +171,64 @@ def test_grid_priced_on_its_distinct_rows_equals_each_cell_priced():
         assert _same_bits(got, want)
         assert _same_bits(rec.weighted[0], plain.weighted[0].reshape((4,) + tokens.shape))
         assert rec.weighted[0][2].any()   # (the recorded widenings are not all zero: beyond the measured KV)
+
+
+def _table_codes(flat):
+    """The presence table of ``shape_memo._distinct_integers`` written out for whole numbers (no shortcut for
+    an array of one value): (codes, distinct values), or None where it does not apply."""
+    lo, hi = flat.min(), flat.max()
+    if not (hi - lo <= 4 * flat.size and abs(lo) <= 2 ** 52 and abs(hi) <= 2 ** 52):
+        return None
+    offset, lo = (flat, 0) if lo >= 0 and hi <= 4 * flat.size else (flat - lo, lo)
+    whole = offset.astype(np.intp)
+    if offset.dtype.kind == "f" and not (whole == offset).all():
+        return None
+    seen = np.zeros(int(whole.max()) + 1, dtype=bool)
+    seen[whole] = True
+    present = seen.nonzero()[0]
+    slot = np.zeros(len(seen), dtype=np.intp)
+    slot[present] = np.arange(len(present))
+    return slot[whole], present + lo
+
+
+def test_one_valued_arrays_code_as_the_presence_table_does():
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        n = int(rng.integers(33, 200))
+        value = rng.choice([0.0, -0.0, 7.0, 2.5, -3.0, 1e9, -1e9, 5e15, float(rng.integers(0, 4 * n))])
+        a = np.full(n, value) if trial % 2 else np.full(n, int(value), dtype=np.int64)
+        got, want = shape_memo._distinct_integers(a), _table_codes(a)
+        assert (got is None) == (want is None), (trial, value)
+        if got is not None:
+            assert np.array_equal(got[0], want[0]) and got[0].dtype == want[0].dtype
+            assert got[1].dtype == want[1].dtype and _same_bits(got[1].astype(float), want[1].astype(float))
+
+
+def test_query_groups_are_the_distinct_rows_in_order():
+    rng = np.random.default_rng(13)
+    for trial in range(300):
+        n = int(rng.integers(17, 600))
+        columns = [rng.choice(rng.uniform(0, 100, int(rng.integers(1, 6))).round(), n) if rng.random() < 0.6
+                   else np.full(n, float(rng.integers(0, 9))) for _ in range(int(rng.integers(1, 4)))]
+        first, inverse = shape_memo.query_groups(columns, n)
+        _, want_first, want_inverse = np.unique(np.column_stack(columns), axis=0, return_index=True,
+                                                return_inverse=True)
+        assert np.array_equal(first, want_first) and np.array_equal(inverse, want_inverse.ravel())
+
+
+def test_memo_keeps_every_price_whatever_order_keys_come_in():
+    rng = np.random.default_rng(17)
+    for trial in range(100):
+        memo, kept = shape_memo.ShapeMemo(2), {}
+        for call in range(5):
+            keys = rng.choice(10_000, int(rng.integers(1, 300)), replace=False).astype(np.int64)
+            keys = keys[~np.isin(keys, list(kept))]
+            if trial % 2:
+                keys = np.sort(keys)   # (in order: added without a sort)
+            prices = rng.uniform(0, 1, len(keys))
+            memo.add(keys, prices)
+            kept.update(zip(keys.tolist(), prices.tolist()))
+            assert np.all(np.diff(memo.keys) > 0)
+            probe = np.array(list(kept), dtype=np.int64)
+            found, got = memo.lookup(probe)
+            assert found.all() and np.array_equal(got, [kept[k] for k in probe.tolist()])

@@ -49,6 +49,12 @@ def _distinct_integers(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     lo, hi = np.minimum.reduce(flat), np.maximum.reduce(flat)   # (flat.min(), flat.max() without their wrappers)
     if not (hi - lo <= 4 * flat.size and abs(lo) <= 2 ** 52 and abs(hi) <= 2 ** 52):   # (a NaN or inf fails too)
         return None
+    if hi == lo:   # one value (a column a query does not vary): what the table below gives, without it
+        if lo >= 0 and hi <= 4 * flat.size:
+            if flat.dtype.kind == "f" and lo != int(lo):
+                return None
+            return np.zeros(flat.size, dtype=np.intp), np.array([int(lo)], dtype=np.intp)
+        return np.zeros(flat.size, dtype=np.intp), np.zeros(1, dtype=np.intp) + lo
     if lo >= 0 and hi <= 4 * flat.size:   # (the table indexed by the values themselves: no shifted copy)
         offset, lo = flat, 0
     else:
@@ -72,15 +78,21 @@ def query_groups(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndar
     if n <= 16:   # a few queries: each its own group (finding the groups costs more than pricing them apart)
         return np.arange(n), np.arange(n)
     key = np.zeros(n, dtype=np.int64)
-    space = 1
+    space, varying = 1, []
     for col in columns:
         codes, uniq = distinct_codes(col)
         space *= len(uniq)
         if space >= 2 ** 62:
             return np.arange(n), np.arange(n)
         key = key * len(uniq) + codes
-    inverse, uniq_key = distinct_codes(key)
-    first = np.zeros(len(uniq_key), dtype=np.intp)
+        if len(uniq) > 1:
+            varying.append(codes)
+    if len(varying) <= 1:   # one column varies: its codes are the keys, each present (what coding them gives)
+        inverse, groups = (varying[0] if varying else np.zeros(n, dtype=np.intp)), space
+    else:
+        inverse, uniq_key = distinct_codes(key)
+        groups = len(uniq_key)
+    first = np.zeros(groups, dtype=np.intp)
     first[inverse[::-1]] = np.arange(n)[::-1]
     return first, inverse
 
@@ -133,8 +145,9 @@ class ShapeMemo:
     def add(self, keys: np.ndarray, prices: np.ndarray) -> None:
         if len(self.keys) + len(keys) > self.LIMIT:
             self.keys, self.prices = self.keys[:0], self.prices[:0]
-        order = np.argsort(keys)
-        keys, prices = keys[order], prices[order]
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():   # (new values' ids in order: keys sorted already)
+            order = np.argsort(keys)
+            keys, prices = keys[order], prices[order]
         # merged in key order (np.insert's result: each new key before the first larger old one; no key repeats)
         at = np.searchsorted(self.keys, keys) + np.arange(len(keys))
         old = np.ones(len(self.keys) + len(keys), dtype=bool)
@@ -190,7 +203,7 @@ def unique_args(method):
         if size < 64:
             return method(self, *args, **kwargs)
         key = np.zeros((), dtype=np.int64)
-        values, space = [], 1
+        values, space, varying = [], 1, 0
         for a in arrays:
             codes, uniq = distinct_codes(a)
             space *= len(uniq)
@@ -198,8 +211,11 @@ def unique_args(method):
                 return method(self, *args, **kwargs)
             key = key * len(uniq) + codes
             values.append(uniq.astype(float, copy=False))
+            varying += len(uniq) > 1
         key = (key if key.shape == shape else np.broadcast_to(key, shape)).ravel()
-        if space <= 4 * size:   # dense code space: a presence table finds the distinct keys in O(n)
+        if varying <= 1:   # one argument varies: every one of its codes is present, the keys are the shapes
+            uniq_key, inverse = np.arange(space), key
+        elif space <= 4 * size:   # dense code space: a presence table finds the distinct keys in O(n)
             seen = np.zeros(space, dtype=bool)
             seen[key] = True
             uniq_key = seen.nonzero()[0]
