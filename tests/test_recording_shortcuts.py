@@ -232,3 +232,19 @@ def test_memo_keeps_every_price_whatever_order_keys_come_in():
             probe = np.array(list(kept), dtype=np.int64)
             found, got = memo.lookup(probe)
             assert found.all() and np.array_equal(got, [kept[k] for k in probe.tolist()])
+
+
+def test_memo_column_ids_are_ids_in_order_of_first_sight():
+    rng = np.random.default_rng(19)
+    for trial in range(100):
+        memo, seen = shape_memo.ShapeMemo(3), {}
+        for call in range(6):
+            values = rng.choice(np.arange(0.0, 60.0), int(rng.integers(1, 20)), replace=False)
+            if call % 2:
+                values = np.sort(values)
+            ids = memo.column_ids(1, values)
+            for v in values.tolist():   # each value's id: how many distinct values came before it, in order
+                seen.setdefault(v, len(seen))
+            assert np.array_equal(ids, [seen[v] for v in values.tolist()])
+            assert np.all(np.diff(memo.known[1]) > 0)
+            assert np.array_equal(memo.ids[1][np.searchsorted(memo.known[1], values)], ids)

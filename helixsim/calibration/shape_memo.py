@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cost.rows import broadcast_shapes_of
+
 
 def distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(codes shaped like ``values``, distinct values): whole numbers over a narrow range through a presence
@@ -121,8 +123,16 @@ class ShapeMemo:
     def column_ids(self, j: int, values: np.ndarray) -> np.ndarray | None:
         """Stable ids of ``values`` (distinct, NaN-free) in column j; None when the column is full."""
         known, ids = self.known[j], self.ids[j]
-        pos = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
-        found = (pos < len(known)) & (known[pos] == values) if len(known) else np.zeros(len(values), bool)
+        if not len(known):   # the column's first values: ids in their order (what the merge below gives them)
+            if len(values) > self.radix:
+                return None
+            order = np.argsort(values, kind="stable")
+            self.known[j], self.ids[j] = values[order], order
+            return np.arange(len(values))
+        pos = np.minimum(np.searchsorted(known, values), len(known) - 1)
+        found = known[pos] == values
+        if found.all():   # (nothing new: the positions found are those of the values)
+            return ids[pos]
         new = values[~found]
         if len(known) + len(new) > self.radix:
             return None
@@ -198,7 +208,7 @@ def unique_args(method):
         names = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim > 0]
         # integer arguments (batches, widths) are coded as they are (their distinct values become floats below)
         arrays = [args[i] if args[i].dtype.kind in "iuf" else np.asarray(args[i], float) for i in names]
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        shape = broadcast_shapes_of([a.shape for a in arrays])
         size = shape_size(shape)
         if size < 64:
             return method(self, *args, **kwargs)
@@ -266,7 +276,7 @@ def repeated_rows(args: tuple, kwargs: dict) -> tuple[np.ndarray, np.ndarray] | 
     arrays = [a for a in args if isinstance(a, np.ndarray) and a.ndim > 0]
     if not any(a.ndim == 2 for a in arrays) or any(a.ndim > 2 for a in arrays) or any(isinstance(v, np.ndarray) and v.ndim > 0 for v in kwargs.values()):
         return None
-    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    shape = broadcast_shapes_of([a.shape for a in arrays])
     if len(shape) != 2 or shape[1] < 2 or shape[0] < 64:
         return None
     n = shape[0]
