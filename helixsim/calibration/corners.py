@@ -69,7 +69,11 @@ def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.nd
     acc = np.zeros((m, k))
     has = sids >= 0
     if has.all():   # every query has every corner: their knot values in one call, corner-major
-        values = table.knot_values(sids.T.ravel(), np.tile(roof_k, (sids.shape[1], 1))).reshape(sids.shape[1], m, k)
+        flat = sids.T.ravel()
+        if table._full[flat].all():   # measured at every knot: the stored values (knot_values' own shortcut)
+            values = table.values[flat].reshape(sids.shape[1], m, k)
+        else:
+            values = table.knot_values(flat, np.tile(roof_k, (sids.shape[1], 1))).reshape(sids.shape[1], m, k)
         for col in range(sids.shape[1]):
             acc += wts[:, col][:, None] * values[col]
         return acc

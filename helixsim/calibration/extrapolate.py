@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .shape_memo import query_groups as distinct_rows
+from .shape_memo import distinct_codes, query_groups as distinct_rows
 
 #: family -> num column along which a price must not decrease (enforced at query time)
 NON_DECREASING_IN: dict[str, str] = {"mla_decode_attention": "num_heads", "gqa_decode_attention": "num_heads"}
@@ -39,23 +39,43 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
     ``group(columns, n)``, if given, returns the (first, inverse) rows sharing everything but the axis,
     which the table then prices once (:meth:`.table.SweepTable.predict`, ``rep``)."""
 
-    def once(c: Mapping[str, np.ndarray]) -> np.ndarray:
+    def once(c: Mapping[str, np.ndarray], rep=None) -> np.ndarray:
         n = len(c[spec.axis])
 
         def roof_fn(xs, pts):
             return spec.roof(roof, {**const, **{k: v[pts] for k, v in c.items()}, spec.axis: xs})
 
         near = [c[k] if k in c else np.full(n, np.nan) for k in spec.near]
-        rep = group([v for k, v in c.items() if k != spec.axis], n) if group is not None else None
+        if rep is None and group is not None:
+            rep = group([v for k, v in c.items() if k != spec.axis], n)
         return table.predict(cat, near, [c[k] for k in spec.num], c[spec.axis],
                              roof_fn if spec.mode == "efficiency" else None, rep=rep)
 
     column = NON_DECREASING_IN.get(spec.name)
     if column is None or not len(cols[spec.axis]):
         return once(cols)
-    q = np.asarray(cols[column], float)
-    other = np.asarray(cols[WITH[spec.name]], float) if spec.name in WITH else None
-    lower = []   # (queries, the same at measured head count h) for every h below some query's own
+    return _envelope(table, spec, cat, cols, column, once)
+
+
+def _envelope(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], column: str, once) -> np.ndarray:
+    """:func:`predict_family` of a family priced non-decreasing in ``column``: each query at the slowest of its
+    own price and its prices at every measured value of ``column`` below its own (module docstring), taken head
+    count by head count in increasing order.
+
+    A lowered query differs from its own only in ``column`` (and the column lowered with it), so the lowering
+    is done once per distinct query configuration (everything but the axis), not per query: the configurations,
+    their lowered ones, and each configuration once among them, then each distinct (configuration, axis value)
+    priced once in one table query (a price depends on the query's own columns alone, so the prices are the
+    same numbers as query by query)."""
+    axis = spec.axis
+    n = len(cols[axis])
+    keys = [k for k in cols if k != axis]
+    g_first, g_inv = distinct_rows([np.asarray(cols[k]) for k in keys], n)
+    conf = {k: np.asarray(cols[k])[g_first] for k in keys}     # each query configuration once
+    q = np.asarray(conf[column], float)
+    with_col = WITH.get(spec.name)
+    other = np.asarray(conf[with_col], float) if with_col is not None else None
+    lower = []   # (configurations, their columns at measured head count h) for every h below some query's own
     for h in np.sort(table.column_values(cat, column).astype(float)):
         ok = q > h
         if other is not None:   # a TP split of the query's heads: h = q / 2^j, at least one KV head
@@ -64,21 +84,38 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
         idx = np.nonzero(ok)[0]
         if not len(idx):
             continue
-        sub = {k: np.asarray(v)[idx] for k, v in cols.items()}
+        sub = {k: v[idx] for k, v in conf.items()}
         sub[column] = np.full(len(idx), h)
         if other is not None:
-            sub[WITH[spec.name]] = other[idx] * h / q[idx]
-        lower.append((idx, sub))
+            sub[with_col] = other[idx] * h / q[idx]
+        lower.append((ok, sub))
     if not lower:
-        return once(cols)
-    # the queries and every head count's lowered ones priced in one table query, each distinct query once (a
-    # price depends on the query's own columns alone: the lowered queries of a sweep's layouts repeat each other
-    # and its own queries), then the envelope taken head count by head count, in increasing order
-    every = {k: np.concatenate([np.asarray(v)] + [sub[k] for _, sub in lower]) for k, v in cols.items()}
-    first, inverse = distinct_rows(list(every.values()), len(every[spec.axis]))
-    prices = once({k: v[first] for k, v in every.items()})[inverse]
-    out, at = prices[:len(q)], len(q)
-    for idx, _ in lower:
-        out[idx] = np.fmax(out[idx], prices[at:at + len(idx)])
-        at += len(idx)
+        return once(cols, (g_first, g_inv))
+    # every configuration (own and lowered) once: u_first/u_inv over them; each lowered one's place among them
+    every = {k: np.concatenate([conf[k]] + [sub[k] for _, sub in lower]) for k in keys}
+    u_first, u_inv = distinct_rows([every[k] for k in keys], len(every[keys[0]]))
+    # the queries to price: each query at its own configuration, then at each lowered one (rows ``rows_h``)
+    x_codes, x_values = distinct_codes(np.asarray(cols[axis]))
+    conf_of, rows_of = [u_inv[g_inv]], []
+    at = len(q)
+    for ok, sub in lower:
+        rows = np.nonzero(ok[g_inv])[0]
+        place = np.cumsum(ok) - 1                      # a lowered configuration's index among those of h
+        conf_of.append(u_inv[at + place[g_inv[rows]]])
+        rows_of.append(rows)
+        at += len(sub[column])
+    conf_all = np.concatenate(conf_of)
+    x_all = np.concatenate([x_codes] + [x_codes[rows] for rows in rows_of])
+    # each distinct (configuration, axis value) once
+    point_of, points = distinct_codes(conf_all * len(x_values) + x_all)
+    p_conf, p_x = points // len(x_values), points % len(x_values)
+    c = {k: every[k][u_first][p_conf] for k in keys}
+    c[axis] = x_values[p_x]
+    p_first = np.empty(len(u_first), dtype=np.intp)
+    p_first[p_conf[::-1]] = np.arange(len(points))[::-1]
+    prices = once(c, (p_first, p_conf))[point_of]
+    out, at = prices[:n], n
+    for rows in rows_of:
+        out[rows] = np.fmax(out[rows], prices[at:at + len(rows)])
+        at += len(rows)
     return out

@@ -249,19 +249,24 @@ class SweepTable:
         k = len(self.knots)
         lx = np.log2(np.maximum(x, 1e-300))
         xk = self._xk
-        lt = np.log2(t_knots)
         if k > 1:
             j = _clip(np.searchsorted(xk, lx, side="right") - 1, 0, k - 2)
             f = _clip((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0, 1.0)
-            out = 2.0 ** (lt[inv, j] * (1.0 - f) + lt[inv, j + 1] * f)
+            if t_knots.size <= 2 * n:   # log2 of every knot latency, then the two each query reads
+                lt = np.log2(t_knots)
+                lo, hi = lt[inv, j], lt[inv, j + 1]
+            else:                       # (fewer queries than knot latencies: log2 of the two each reads)
+                lo, hi = np.log2(t_knots[inv, j]), np.log2(t_knots[inv, j + 1])
+            out = 2.0 ** (lo * (1.0 - f) + hi * f)
         else:
             out = t_knots[inv, 0].copy()
         top = x > self.knots[-1]
         if top.any():
             pts = np.nonzero(top)[0]
             if self.mode == "efficiency":
-                roof_x = roof_fn(x[pts], pts)
-                roof_last = roof_fn(np.full(len(pts), self.knots[-1]), pts)
+                # at x and at the last knot, in one call (the two rows broadcast against the queries)
+                both = roof_fn(np.stack([x[pts], np.full(len(pts), self.knots[-1])]), pts[None, :])
+                roof_x, roof_last = np.broadcast_to(np.asarray(both, float), (2, len(pts)))
             else:
                 roof_x = roof_last = np.ones(len(pts))
             out[pts] = self._extend(t_knots[inv[pts]], x[pts], roof_x, roof_last)
@@ -279,21 +284,32 @@ class SweepTable:
         num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
                  else np.zeros((m, 0)))
         k = len(self.knots)
-        t_knots = np.full((m, k), np.nan)
         if not self.near or len(group.subs) <= 1:   # one measured near combination: every query takes it
-            combos = [(0, np.arange(m))] if m else []
+            combos = [(0, None)] if m else []
         else:
             combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
             combos = [(c, np.nonzero(combo == c)[0]) for c in np.unique(combo)]
+        t_knots = np.full((m, k), np.nan) if len(combos) != 1 or combos[0][1] is not None else None
         for c, sel in combos:
-            if self.mode == "efficiency":   # the roofline at every knot of every query, in one call
-                roof_k = np.asarray(roof_fn(np.tile(self.knots, len(sel)), np.repeat(first[sel], k)),
-                                    float).reshape(len(sel), k)
+            rows = first if sel is None else first[sel]
+            if self.mode == "efficiency":
+                # the roofline at every knot of every query, in one call: the queries' columns (rows) against
+                # the knots (columns), broadcast, the same numbers as at every (query, knot) pair spelt out
+                roof_k = np.broadcast_to(np.asarray(roof_fn(self.knots[None, :], rows[:, None]), float),
+                                         (len(rows), k))
             else:
-                roof_k = np.ones((len(sel), k))
-            sids, wts = (corners or self._corners)(group.subs[c], num_q[sel])
-            acc = weighted_knot_values(self, sids, wts, roof_k)
-            t_knots[sel] = roof_k * 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
+                roof_k = None   # latencies: no roofline (ones)
+            sids, wts = (corners or self._corners)(group.subs[c], num_q if sel is None else num_q[sel])
+            acc = weighted_knot_values(self, sids, wts, roof_k if roof_k is not None else np.ones((len(rows), k)))
+            t = 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
+            if roof_k is not None:   # (x 1.0 in latency mode: the same bits, not formed)
+                t = roof_k * t
+            if t_knots is None:
+                t_knots = t
+            else:
+                t_knots[sel] = t
+        if t_knots is None:
+            t_knots = np.full((m, k), np.nan)
         # non-decreasing along the axis: a knot above a later one is lowered to it
         return np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
 
