@@ -32,9 +32,7 @@ def corners(sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             continue
         i = _clip(np.searchsorted(u, qj, side="right") - 1, 0, len(u) - 2)
         lo.append(i); fr.append((qj - u[i]) / (u[i + 1] - u[i])); single.append(False)
-    # the corners kept, in itertools.product order (a dimension measured at one value has no upper corner)
-    kept = [b for b in itertools.product((0, 1), repeat=d) if not any(bj and s for bj, s in zip(b, single))]
-    bits = np.array(kept, dtype=int).reshape(len(kept), d)
+    bits = _corner_bits(d, tuple(single))
     if d:
         # each corner's weight: the product of its factors, left to right from the first (as one corner at a time)
         w = None
@@ -48,7 +46,7 @@ def corners(sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sid = np.full((m, 1), int(sub.dense))
     ok = (sid >= 0) & (w > 1e-12)
     sids, wts = np.where(ok, sid, -1), np.where(ok, w, 0.0)
-    none = wts.sum(axis=1) <= 1e-9
+    none = np.add.reduce(wts, axis=1) <= 1e-9   # (wts.sum(axis=1) without its wrapper)
     if none.any():
         # no measured corner: the nearest sweep
         bad = np.nonzero(none)[0]
@@ -60,6 +58,21 @@ def corners(sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sids[bad, 0] = sub.ids[np.argmin(dist, axis=1)]
         wts[bad, 0] = 1.0
     return sids, wts
+
+
+_BITS: dict[tuple, np.ndarray] = {}
+
+
+def _corner_bits(d: int, single: tuple) -> np.ndarray:
+    """(C, d) lower (0) / upper (1) side of every corner kept, in ``itertools.product`` order (a dimension
+    measured at one value has no upper corner); formed once per pattern (read-only)."""
+    bits = _BITS.get((d, single))
+    if bits is None:
+        kept = [b for b in itertools.product((0, 1), repeat=d) if not any(bj and s for bj, s in zip(b, single))]
+        bits = np.array(kept, dtype=int).reshape(len(kept), d)
+        bits.setflags(write=False)
+        _BITS[(d, single)] = bits
+    return bits
 
 
 def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.ndarray) -> np.ndarray:

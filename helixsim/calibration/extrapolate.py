@@ -47,7 +47,7 @@ def predict_family(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], cons
 
         near = [c[k] if k in c else np.full(n, np.nan) for k in spec.near]
         if rep is None and group is not None:
-            rep = group([v for k, v in c.items() if k != spec.axis], n)
+            rep = _groups(group, [v for k, v in c.items() if k != spec.axis], n)
         return table.predict(cat, near, [c[k] for k in spec.num], c[spec.axis],
                              roof_fn if spec.mode == "efficiency" else None, rep=rep)
 
@@ -70,7 +70,7 @@ def _envelope(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], column: s
     axis = spec.axis
     n = len(cols[axis])
     keys = [k for k in cols if k != axis]
-    g_first, g_inv = distinct_rows([np.asarray(cols[k]) for k in keys], n)
+    g_first, g_inv = _groups(distinct_rows, [np.asarray(cols[k]) for k in keys], n)
     conf = {k: np.asarray(cols[k])[g_first] for k in keys}     # each query configuration once
     q = np.asarray(conf[column], float)
     with_col = WITH.get(spec.name)
@@ -93,7 +93,8 @@ def _envelope(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], column: s
         return once(cols, (g_first, g_inv))
     # every configuration (own and lowered) once: u_first/u_inv over them; each lowered one's place among them
     every = {k: np.concatenate([conf[k]] + [sub[k] for _, sub in lower]) for k in keys}
-    u_first, u_inv = distinct_rows([every[k] for k in keys], len(every[keys[0]]))
+    varying = [k for k in keys if not _one_value(cols[k]) or k in (column, with_col)]
+    u_first, u_inv = _groups(distinct_rows, [every[k] for k in varying], len(every[keys[0]]))
     # the queries to price: each query at its own configuration, then at each lowered one (rows ``rows_h``)
     x_codes, x_values = distinct_codes(np.asarray(cols[axis]))
     conf_of, rows_of = [u_inv[g_inv]], []
@@ -119,3 +120,17 @@ def _envelope(table, spec, cat: tuple, cols: Mapping[str, np.ndarray], column: s
         out[rows] = np.fmax(out[rows], prices[at:at + len(rows)])
         at += len(rows)
     return out
+
+
+def _one_value(v) -> bool:
+    """Whether flat column ``v`` is one value spread (a zero-stride view, as a query's scalar argument comes)."""
+    return v.ndim == 1 and len(v) > 1 and v.strides[0] == 0
+
+
+def _groups(group, columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``group(columns, n)`` (the (first, inverse) rows equal in every column), a column of one value left out
+    (it splits no group); with none left, one group."""
+    columns = [v for v in columns if not _one_value(v)]
+    if not columns and n:
+        return np.zeros(1, dtype=np.intp), np.zeros(n, dtype=np.intp)
+    return group(columns, n)

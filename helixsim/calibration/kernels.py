@@ -173,13 +173,28 @@ class CalibratedKernels(CommKernels):
         names = list(cols)
         arrays = [np.asarray(cols[c], float) for c in names]
         shape = np.broadcast_shapes(*(a.shape for a in arrays)) if shape is None else shape
-        flat = {c: (a if a.shape == shape else np.broadcast_to(a, shape)).ravel() for c, a in zip(names, arrays)}
-        out = np.full(int(np.prod(shape)), np.nan)
+        size = shape_size(shape)
         if table is None or not table.has(cat):
-            return out.reshape(shape)
-        valid = np.ones(len(out), dtype=bool)
+            return np.full(shape, np.nan)
+        # one flat column per argument; an argument of one value as a zero-stride view of it (not copied:
+        # the table query groups and checks it once)
+        flat = {c: (a.ravel() if a.shape == shape else np.broadcast_to(a.reshape(()), (size,)) if a.size == 1
+                    else np.broadcast_to(a, shape).ravel()) for c, a in zip(names, arrays)}
+        valid = None
         for c in spec.num + (spec.axis,):
-            valid &= np.isfinite(flat[c]) & (flat[c] > 0)
+            v = flat[c]
+            if v.strides == (0,) and size > 1:   # one value: valid or not at once
+                if not (np.isfinite(v[0]) and v[0] > 0):
+                    return np.full(shape, np.nan)
+                continue
+            ok = np.isfinite(v) & (v > 0)
+            valid = ok if valid is None else valid & ok
+        if valid is None or valid.all():   # every query valid: all of them, as they are
+            if size == 0:
+                return np.full(shape, np.nan)
+            return predict_family(table, spec, cat, flat, dict(const or {}), self._p,
+                                  group=query_groups).reshape(shape)
+        out = np.full(size, np.nan)
         idx = np.nonzero(valid)[0]
         if len(idx) == 0:
             return out.reshape(shape)

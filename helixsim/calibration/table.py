@@ -96,6 +96,7 @@ class SweepTable:
         cat_keys = list(zip(*(self._cols[c].tolist() for c in self.cat))) if self.cat else [()] * n
         self._cat_rows: dict[tuple, list[int]] = {}
         self._values_cache: dict[tuple, np.ndarray] = {}
+        self._norm: dict[tuple, tuple] = {}   # a cat as asked -> its normalised key (:meth:`_key`)
         for i, key in enumerate(cat_keys):
             self._cat_rows.setdefault(_norm_key(key), []).append(i)
 
@@ -123,11 +124,19 @@ class SweepTable:
     def categories(self) -> list[tuple]:
         return list(self._cat_rows)
 
+    def _key(self, cat: Sequence) -> tuple:
+        """``_norm_key(tuple(cat))``, formed once per cat asked for (a query asks several times)."""
+        cat = tuple(cat)
+        key = self._norm.get(cat)
+        if key is None:
+            key = self._norm[cat] = _norm_key(cat)
+        return key
+
     def has(self, cat: Sequence) -> bool:
-        return _norm_key(tuple(cat)) in self._cat_rows
+        return self._key(cat) in self._cat_rows
 
     def column_values(self, cat: Sequence, column: str) -> np.ndarray:
-        key = (_norm_key(tuple(cat)), column)
+        key = (self._key(cat), column)
         if key not in self._values_cache:
             values = np.unique(self._cols[column][self._cat_rows.get(key[0], [])])
             values.setflags(write=False)
@@ -136,14 +145,14 @@ class SweepTable:
 
     def axis_range(self, cat: Sequence) -> tuple[float, float]:
         """Smallest and largest axis value covered by any sweep of ``cat``."""
-        rows = self._cat_rows.get(_norm_key(tuple(cat)), [])
+        rows = self._cat_rows.get(self._key(cat), [])
         return float(self.knots[self._first[rows].min()]), float(self.knots[self._last[rows].max()])
 
     def _float_cols(self, names: tuple[str, ...]) -> np.ndarray:
         return np.column_stack([self._cols[c].astype(float) for c in names])
 
     def _group(self, cat: tuple) -> _Group | None:
-        key = _norm_key(cat)
+        key = self._key(cat)
         if key in self._groups:
             return self._groups[key]
         rows = self._cat_rows.get(key)
@@ -240,10 +249,9 @@ class SweepTable:
         """
         x = np.asarray(x, float).ravel()
         n = len(x)
-        out = np.full(n, np.nan)
-        group = self._group(tuple(cat))
+        group = self._group(cat)
         if group is None or n == 0:
-            return out
+            return np.full(n, np.nan)
         first, inv = rep if rep is not None else (np.arange(n), np.arange(n))
         t_knots = self.knot_latencies(group, near, num, first, roof_fn)
         k = len(self.knots)
@@ -270,7 +278,7 @@ class SweepTable:
             else:
                 roof_x = roof_last = np.ones(len(pts))
             out[pts] = self._extend(t_knots[inv[pts]], x[pts], roof_x, roof_last)
-        floor = self.floors.get(_norm_key(tuple(cat)))
+        floor = self.floors.get(self._key(cat))
         if floor is not None:
             out = np.maximum(out, floor)
         return out
@@ -281,8 +289,9 @@ class SweepTable:
         non-decreasing along the axis (:meth:`predict`; ``roof_fn`` as there). ``corners``: what
         :meth:`_corners` gives, found another way (a single point's, in floats); :meth:`_corners` by default."""
         m = len(first)
-        num_q = (np.column_stack([np.log2(np.asarray(a, float).ravel()[first]) for a in num]) if self.num
-                 else np.zeros((m, 0)))
+        num_q = np.empty((m, len(self.num)))   # log2 coordinates, one column per num column
+        for j in range(len(self.num)):
+            num_q[:, j] = np.log2(np.asarray(num[j], float).ravel()[first])
         k = len(self.knots)
         if not self.near or len(group.subs) <= 1:   # one measured near combination: every query takes it
             combos = [(0, None)] if m else []
