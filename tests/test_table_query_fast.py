@@ -207,3 +207,51 @@ def test_the_comparison_catches_a_perturbed_shortcut(monkeypatch):
         table = k.calibration.tables["moe_alltoall_nvlink"]
         m.setattr(table, "_full", np.ones_like(table._full))
         assert mismatch("moe_alltoall_nvlink")
+
+
+def _plain_collective(k, family, cat, n, nbytes):
+    """One measured collective at n GPUs as CommKernels._collective_candidate spelt it: the curves at every
+    measured count, np.take_along_axis between them, the fitted model's continuation computed everywhere."""
+    from helixsim.calibration.families import COLLECTIVE_ELEM_BYTES, collective_dtype
+    from helixsim.calibration.kernels_comm import NCCL_OPS_INV
+
+    table = k._table(family)
+    counts = np.sort(table.column_values(cat, "num_gpus").astype(float))
+    elems = nbytes / COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
+    curves = np.stack([k._query(family, cat, {"num_gpus": np.full(elems.shape, c), "message_size": elems})
+                       for c in counts])
+    curves = np.maximum.accumulate(curves, axis=0)
+    lc, ln = np.log2(counts), np.log2(np.clip(n, counts[0], counts[-1]))
+    if len(counts) > 1:
+        i = np.clip(np.searchsorted(lc, ln, side="right") - 1, 0, len(counts) - 2)
+        f = (ln - lc[i]) / (lc[i + 1] - lc[i])
+        inside = (np.take_along_axis(curves, i[None], 0)[0] * (1.0 - f)
+                  + np.take_along_axis(curves, (i + 1)[None], 0)[0] * f)
+    else:
+        inside = curves[0]
+    n_hi = counts[-1]
+    model = k.calibration.collectives.get(family, {}).get(cat)
+    if model is not None:
+        extra = np.maximum(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes), 0.0)
+    else:
+        op = NCCL_OPS_INV.get(cat[0], "all_reduce")
+        extra = np.maximum(k.fallback.collective_ms(op, n, nbytes) - k.fallback.collective_ms(op, n_hi, nbytes), 0.0)
+    return np.where(n > n_hi, curves[-1] + extra, inside)
+
+
+def test_collectives_equal_the_plain_computation_bit_for_bit():
+    """The collective's counts read once per table, the curves picked per message by index and the continuation
+    beyond the largest measured count formed only where a count lies beyond it: the same bits, in 1-D and 2-D
+    calls, with counts inside, between and beyond the measured ones."""
+    rng = np.random.default_rng(1414)
+    for system in ("gb200-nvl72", "h200-hgx"):
+        k = kernels_for(load_hardware(system))
+        for family, cat in [(f, c) for op in ("all_reduce", "all_gather") for f, c in k._collective_kernels(op)]:
+            if k._table(family) is None or not k._table(family).has(cat):
+                continue
+            for shape, top in [((40,), 8.0), ((40,), 200.0), ((6, 7), 200.0)]:
+                n = rng.choice([2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 72.0, top], shape)
+                nbytes = rng.choice(np.exp2(rng.uniform(4, 34, 9)).round(), shape)
+                got = k._collective_candidate(family, cat, n, nbytes)
+                want = _plain_collective(k, family, cat, n, nbytes)
+                assert got.shape == want.shape and got.tobytes() == want.tobytes(), (system, family, cat, shape)

@@ -40,17 +40,22 @@ class CommKernels:
         if table is None or not table.has(cat):
             return np.full(n.shape, np.nan)
         eb = COLLECTIVE_ELEM_BYTES[collective_dtype(family, cat)]
-        counts = np.sort(table.column_values(cat, "num_gpus").astype(float))
+        counts, lc = table.float_values(cat, "num_gpus")   # (sorted, and their log2)
         curves = np.maximum.accumulate(self._collective_curves(family, cat, counts, nbytes / eb), axis=0)
-        lc, ln = np.log2(counts), np.log2(np.clip(n, counts[0], counts[-1]))
+        ln = np.log2(_clip(n, counts[0], counts[-1]))
         if len(counts) > 1:
-            i = np.clip(np.searchsorted(lc, ln, side="right") - 1, 0, len(counts) - 2)
+            i = _clip(np.searchsorted(lc, ln, side="right") - 1, 0, len(counts) - 2)
             f = (ln - lc[i]) / (lc[i + 1] - lc[i])
-            inside = (np.take_along_axis(curves, i[None], 0)[0] * (1.0 - f)
-                      + np.take_along_axis(curves, (i + 1)[None], 0)[0] * f)
+            # each message's curve at its own count (np.take_along_axis along the counts, without its wrapper)
+            flat, at = curves.reshape(len(counts), -1), np.arange(i.size)
+            lo_c, hi_c = flat[i.ravel(), at].reshape(i.shape), flat[i.ravel() + 1, at].reshape(i.shape)
+            inside = lo_c * (1.0 - f) + hi_c * f
         else:
             inside = curves[0]
         n_hi = counts[-1]
+        above = n > n_hi
+        if not above.any():   # no count beyond the measured ones: the interpolated curves (np.where's pick)
+            return np.array(inside, float)
         model: CollectiveModel | None = self.calibration.collectives.get(family, {}).get(cat)
         if model is not None:
             extra = np.maximum(model.time_ms(n, nbytes) - model.time_ms(n_hi, nbytes), 0.0)
@@ -59,7 +64,7 @@ class CommKernels:
             extra = np.maximum(self.fallback.collective_ms(op, n, nbytes) - self.fallback.collective_ms(op, n_hi, nbytes),
                                0.0)
         # below its smallest measured count a kernel is held at that count (a smaller group is not slower)
-        return np.where(n > n_hi, curves[-1] + extra, inside)
+        return np.where(above, curves[-1] + extra, inside)
 
     def _collective_curves(self, family: str, cat: tuple, counts: np.ndarray, elems: np.ndarray) -> np.ndarray:
         """(len(counts),) + elems.shape: the measured kernel's latency at every measured GPU count for every
@@ -151,18 +156,21 @@ class CommKernels:
 
     def _a2a_candidate(self, family: str, cat: tuple, tok, hidden, top_k, ep, wire_bytes) -> np.ndarray:
         table = self._table(family)
-        sizes = table.column_values(cat, "moe_ep_size").astype(float)
-        lo, hi = sizes.min(), sizes.max()
+        sizes = table.float_values(cat, "moe_ep_size")[0]
+        lo, hi = sizes[0], sizes[-1]
         inside = self._query(family, cat, {"num_tokens": tok, "hidden_size": hidden, "topk": top_k,
-                                           "moe_ep_size": np.clip(ep, lo, hi)},
+                                           "moe_ep_size": _clip(ep, lo, hi)},
                              {"comm_dtype": cat[2], "moe_dtype": cat[2]})
+        above = ep > hi
+        if not above.any():   # no EP size beyond the measured ones: the measured kernel (np.where's pick)
+            return np.array(inside, float)
         model = self.calibration.collectives.get("nccl", {}).get(("alltoall", "half"))
         if model is not None:
             extra = np.maximum(model.time_ms(ep, wire_bytes) - model.time_ms(hi, wire_bytes), 0.0)
         else:
             extra = np.maximum(self.fallback.collective_ms("all_to_all", ep, wire_bytes)
                                - self.fallback.collective_ms("all_to_all", hi, wire_bytes), 0.0)
-        return np.where(ep > hi, inside + extra, inside)
+        return np.where(above, inside + extra, inside)
 
     @unique_args
     def moe_dispatch_ms(self, tokens_per_rank, hidden: int, top_k: int, ep, dtype: str = "bf16",
@@ -186,3 +194,8 @@ class CommKernels:
         fb = _point.fallback_one(fb_of, (tokens_per_rank, ep)) if one else fb_of(tokens_per_rank, ep)
         return self._a2a_ms(phase, tokens_per_rank, hidden, top_k, ep, dtype, np.asarray(fb, float),
                             num_experts=num_experts)
+
+
+def _clip(a, lo, hi):
+    """np.clip without its per-call overhead (the same values)."""
+    return np.minimum(np.maximum(a, lo), hi)

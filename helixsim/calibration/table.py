@@ -143,6 +143,19 @@ class SweepTable:
             self._values_cache[key] = values
         return self._values_cache[key]
 
+    def float_values(self, cat: Sequence, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct values of a ``num`` column measured for ``cat`` as sorted floats, and their log2
+        (read-only; formed once per table: a collective query asks for them at every call)."""
+        key = (self._key(cat), column, float)
+        found = self._values_cache.get(key)
+        if found is None:
+            values = np.sort(self.column_values(cat, column).astype(float))
+            found = (values, np.log2(values))
+            for a in found:
+                a.setflags(write=False)
+            self._values_cache[key] = found
+        return found
+
     def axis_range(self, cat: Sequence) -> tuple[float, float]:
         """Smallest and largest axis value covered by any sweep of ``cat``."""
         rows = self._cat_rows.get(self._key(cat), [])
