@@ -255,3 +255,17 @@ def test_collectives_equal_the_plain_computation_bit_for_bit():
                 got = k._collective_candidate(family, cat, n, nbytes)
                 want = _plain_collective(k, family, cat, n, nbytes)
                 assert got.shape == want.shape and got.tobytes() == want.tobytes(), (system, family, cat, shape)
+
+
+def test_running_minimum_from_the_last_knot_equals_numpys_accumulation():
+    """Knot latencies made non-decreasing column by column (many queries) equal numpy's accumulation along
+    each row, bit for bit, with ties, NaN and infinities."""
+    from helixsim.calibration.table import _running_min_from_last
+
+    rng = np.random.default_rng(14)
+    for m in (1, 5, 257, 1000):
+        for k in (1, 2, 18):
+            t = rng.choice([0.5, 1.0, 2.0, 3.0, np.inf, np.nan], (m, k)) * rng.choice([1.0, 1.0 + 2 ** -52], (m, k))
+            want = np.minimum.accumulate(t[:, ::-1], axis=1)[:, ::-1]
+            got = _running_min_from_last(t)
+            assert got.shape == want.shape and np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()

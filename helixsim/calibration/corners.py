@@ -75,25 +75,34 @@ def _corner_bits(d: int, single: tuple) -> np.ndarray:
     return bits
 
 
-def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.ndarray) -> np.ndarray:
+def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.ndarray | None) -> np.ndarray:
     """sum over corners of weight x knot values (``table.knot_values``; ``roof_k``: each query's roofline at the
-    knots), (m, n_knots), added corner by corner from zero, a query without a corner skipped for it."""
-    m, k = roof_k.shape
+    knots, None for ones), (m, n_knots), added corner by corner from zero, a query without a corner skipped
+    for it. Sweeps measured at every knot are read as stored (``knot_values``' own shortcut, without forming
+    the roofline it would not read)."""
+    m, n_corners = sids.shape
+    k = len(table.knots)
     acc = np.zeros((m, k))
     has = sids >= 0
-    if has.all():   # every query has every corner: their knot values in one call, corner-major
-        flat = sids.T.ravel()
-        if table._full[flat].all():   # measured at every knot: the stored values (knot_values' own shortcut)
-            values = table.values[flat].reshape(sids.shape[1], m, k)
-        else:
-            values = table.knot_values(flat, np.tile(roof_k, (sids.shape[1], 1))).reshape(sids.shape[1], m, k)
-        for col in range(sids.shape[1]):
+    every = bool(has.all())
+    if every:   # every query has every corner: their knot values in one call, corner-major
+        rows = cols = None
+        sid = sids.T.ravel()
+    else:
+        rows, cols = np.nonzero(has.T)          # corner-major: each corner's queries together, in query order
+        sid = sids.T[rows, cols]
+    if table._full[sid].all():
+        values = table.values.take(sid, axis=0)
+    else:
+        roof = np.ones((m, k)) if roof_k is None else roof_k
+        values = table.knot_values(sid, np.tile(roof, (n_corners, 1)) if every else roof[cols])
+    if every:
+        values = values.reshape(n_corners, m, k)
+        for col in range(n_corners):
             acc += wts[:, col][:, None] * values[col]
         return acc
-    rows, cols = np.nonzero(has.T)          # corner-major: each corner's queries together, in query order
-    values = table.knot_values(sids.T[rows, cols], roof_k[cols])
-    starts = np.searchsorted(rows, np.arange(sids.shape[1] + 1))
-    for col in range(sids.shape[1]):
+    starts = np.searchsorted(rows, np.arange(n_corners + 1))
+    for col in range(n_corners):
         a, b = starts[col], starts[col + 1]
         if a == b:
             continue

@@ -322,7 +322,7 @@ class SweepTable:
             else:
                 roof_k = None   # latencies: no roofline (ones)
             sids, wts = (corners or self._corners)(group.subs[c], num_q if sel is None else num_q[sel])
-            acc = weighted_knot_values(self, sids, wts, roof_k if roof_k is not None else np.ones((len(rows), k)))
+            acc = weighted_knot_values(self, sids, wts, roof_k)
             t = 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
             if roof_k is not None:   # (x 1.0 in latency mode: the same bits, not formed)
                 t = roof_k * t
@@ -333,7 +333,7 @@ class SweepTable:
         if t_knots is None:
             t_knots = np.full((m, k), np.nan)
         # non-decreasing along the axis: a knot above a later one is lowered to it
-        return np.minimum.accumulate(t_knots[:, ::-1], axis=1)[:, ::-1]
+        return _running_min_from_last(t_knots)
 
     def _nearest_combo(self, group: _Group, near: Sequence[np.ndarray], n: int) -> np.ndarray:
         """Index of the nearest measured ``near`` combination (log2 distance) for each of n queries."""
@@ -407,6 +407,19 @@ class SweepTable:
         return {"family": self.family, "cat": list(self.cat), "near": list(self.near), "num": list(self.num),
                 "axis": self.axis, "knots": [float(k) for k in self.knots], "mode": self.mode, "upper": self.upper,
                 "floor_ms": {"|".join(str(v) for v in k): float(f"{f:.6g}") for k, f in self.floors.items()}}
+
+
+def _running_min_from_last(t: np.ndarray) -> np.ndarray:
+    """``np.minimum.accumulate(t[:, ::-1], axis=1)[:, ::-1]``: each entry lowered to the smallest at or after it
+    in its row. Many rows: one np.minimum per column, from the last (the same minimum(running, entry) pairs in
+    the same order as the accumulation, row by row; one pass per column instead of one per row)."""
+    m, k = t.shape
+    if m <= 256:
+        return np.minimum.accumulate(t[:, ::-1], axis=1)[:, ::-1]
+    out = np.array(t, order="F")
+    for j in range(k - 2, -1, -1):
+        np.minimum(out[:, j + 1], out[:, j], out=out[:, j])
+    return out
 
 
 def _clip(a, lo, hi):
