@@ -269,3 +269,22 @@ def test_running_minimum_from_the_last_knot_equals_numpys_accumulation():
             want = np.minimum.accumulate(t[:, ::-1], axis=1)[:, ::-1]
             got = _running_min_from_last(t)
             assert got.shape == want.shape and np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
+
+
+def test_nearest_configuration_of_one_value_spread_equals_every_query_s_own():
+    """A ``near`` configuration of one value spread over the queries (zero-stride, as a MoE call passes the model's
+    shape) finds its nearest measured combination once: the same coverage as every query finding its own."""
+    rng = np.random.default_rng(41)
+    checked = 0
+    for system, k, family, table, cat in _cases():
+        spec = FAMILIES[family]
+        if not spec.near:
+            continue
+        for n in (3, 100):
+            cols = _queries(rng, table, cat, n)
+            one = [np.broadcast_to(cols[c][0], (n,)) for c in spec.near]
+            num = [cols[c] for c in spec.num]
+            want = table.num_covered(cat, [np.array(v) for v in one], num)
+            assert table.num_covered(cat, one, num).tobytes() == want.tobytes(), (system, family, cat)
+            checked += 1
+    assert checked > 10

@@ -302,7 +302,8 @@ class CalibratedKernels(CommKernels):
         best = np.full(shape, np.nan)            # fastest kernel measured at this TP x EP width
         best_any = np.full(shape, np.nan)        # fastest kernel, widths held at a measured edge
         tp_b, ep_b = (np.broadcast_to(np.asarray(a, float), shape).ravel() for a in (tp, ep))
-        near = [np.full(tp_b.shape, float(v)) for v in (hidden, inter, top_k, num_experts)]
+        # the model's shape, one value per column spread over the queries (zero-stride: found nearest once)
+        near = [np.broadcast_to(float(v), tp_b.shape) for v in (hidden, inter, top_k, num_experts)]
         for cat in kernels:
             dtype = cat[0]
 

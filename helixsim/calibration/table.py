@@ -91,6 +91,7 @@ class SweepTable:
             self.keys = self.keys.reset_index(drop=True)
             self._cols = {c: self.keys[c].to_numpy() for c in self.cat + self.near + self.num}
         self._xk = np.log2(self.knots)
+        self._dxk = self._xk[1:] - self._xk[:-1]   # each knot interval's width in log2 (read per query)
         self.set_values(self.values)
         n = len(self.values)
         cat_keys = list(zip(*(self._cols[c].tolist() for c in self.cat))) if self.cat else [()] * n
@@ -271,8 +272,8 @@ class SweepTable:
         lx = np.log2(np.maximum(x, 1e-300))
         xk = self._xk
         if k > 1:
-            j = _clip(np.searchsorted(xk, lx, side="right") - 1, 0, k - 2)
-            f = _clip((lx - xk[j]) / (xk[j + 1] - xk[j]), 0.0, 1.0)
+            j = _clip(xk.searchsorted(lx, side="right") - 1, 0, k - 2)
+            f = _clip((lx - xk[j]) / self._dxk[j], 0.0, 1.0)   # (xk[j + 1] - xk[j], formed once per table)
             if t_knots.size <= 2 * n:   # log2 of every knot latency, then the two each query reads
                 lt = np.log2(t_knots)
                 lo, hi = lt[inv, j], lt[inv, j + 1]
@@ -339,7 +340,10 @@ class SweepTable:
         """Index of the nearest measured ``near`` combination (log2 distance) for each of n queries."""
         if not self.near or len(group.subs) <= 1:
             return np.zeros(n, dtype=int)
-        near_q = np.column_stack([np.log2(np.asarray(a, float).ravel()) for a in near])
+        near = [np.asarray(a, float).ravel() for a in near]
+        if n > 1 and all(a.strides == (0,) for a in near):   # one configuration spread (zero-stride): once
+            return np.full(n, self._nearest_combo(group, [a[:1] for a in near], 1)[0])
+        near_q = np.column_stack([np.log2(a) for a in near])
         # a NaN coordinate (not given by the caller) does not count in the distance
         known = np.isfinite(near_q)
         packed = np.hstack([np.where(known, near_q, 0.0), known])
