@@ -133,4 +133,9 @@ def _groups(group, columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.nd
     columns = [v for v in columns if not _one_value(v)]
     if not columns and n:
         return np.zeros(1, dtype=np.intp), np.zeros(n, dtype=np.intp)
+    if len(columns) == 1 and n > 16:   # one column: its own distinct values are the groups
+        inverse, values = distinct_codes(columns[0])
+        first = np.zeros(len(values), dtype=np.intp)
+        first[inverse[::-1]] = np.arange(n)[::-1]
+        return first, inverse
     return group(columns, n)

@@ -310,8 +310,10 @@ class SweepTable:
         if not self.near or len(group.subs) <= 1:   # one measured near combination: every query takes it
             combos = [(0, None)] if m else []
         else:
-            combo = self._nearest_combo(group, [np.asarray(a, float).ravel()[first] for a in near], m)
+            combo = self._nearest_combo(group, [_rows_of(np.asarray(a, float).ravel(), first) for a in near], m)
             combos = [(c, np.nonzero(combo == c)[0]) for c in np.unique(combo)]
+            if len(combos) == 1:   # one nearest combination: every query takes it
+                combos = [(combos[0][0], None)]
         t_knots = np.full((m, k), np.nan) if len(combos) != 1 or combos[0][1] is not None else None
         for c, sel in combos:
             rows = first if sel is None else first[sel]
@@ -411,6 +413,13 @@ class SweepTable:
         return {"family": self.family, "cat": list(self.cat), "near": list(self.near), "num": list(self.num),
                 "axis": self.axis, "knots": [float(k) for k in self.knots], "mode": self.mode, "upper": self.upper,
                 "floor_ms": {"|".join(str(v) for v in k): float(f"{f:.6g}") for k, f in self.floors.items()}}
+
+
+def _rows_of(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]`` of a flat column; a column of one value spread (zero-stride) stays so (nothing gathered)."""
+    if a.strides == (0,) and len(a) > 1:
+        return np.broadcast_to(a[:1], (len(rows),))
+    return a[rows]
 
 
 def _running_min_from_last(t: np.ndarray) -> np.ndarray:
