@@ -130,7 +130,9 @@ def _one_value(v) -> bool:
 def _groups(group, columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """``group(columns, n)`` (the (first, inverse) rows equal in every column), a column of one value left out
     (it splits no group); with none left, one group."""
-    columns = [v for v in columns if not _one_value(v)]
+    # (a column of labels, as a validation frame passes them, by its codes among its distinct labels)
+    columns = [v if v.dtype.kind in "biuf" else np.unique(v, return_inverse=True)[1].ravel()
+               for v in columns if not _one_value(v)]
     if not columns and n:
         return np.zeros(1, dtype=np.intp), np.zeros(n, dtype=np.intp)
     if len(columns) == 1 and n > 16:   # one column: its own distinct values are the groups
