@@ -30,14 +30,16 @@ def corners(sub, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(u) == 1:
             lo.append(np.zeros(m, dtype=int)); fr.append(np.zeros(m)); single.append(True)
             continue
-        i = _clip(np.searchsorted(u, qj, side="right") - 1, 0, len(u) - 2)
+        i = _clip(u.searchsorted(qj, side="right") - 1, 0, len(u) - 2)
         lo.append(i); fr.append((qj - u[i]) / (u[i + 1] - u[i])); single.append(False)
     bits = _corner_bits(d, tuple(single))
     if d:
         # each corner's weight: the product of its factors, left to right from the first (as one corner at a time)
         w = None
         for j in range(d):
-            pair = np.stack([1.0 - fr[j], fr[j]], axis=1)       # (m, 2): lower, upper factor
+            pair = np.empty((m, 2))                             # (m, 2): lower, upper factor
+            pair[:, 0] = 1.0 - fr[j]
+            pair[:, 1] = fr[j]
             factor = pair[:, bits[:, j]]                        # (m, C)
             w = factor if w is None else w * factor
         sid = sub.dense[tuple(lo[j][:, None] + bits[None, :, j] for j in range(d))]

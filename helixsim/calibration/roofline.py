@@ -86,13 +86,19 @@ def _lookup(values, mapping: Mapping) -> np.ndarray:
     return pd.Series(arr.ravel()).map(mapping).to_numpy().reshape(arr.shape)
 
 
+#: GEMM_FORMATS by field (weight bytes, activation bytes, math format), each a label -> value map (formed once:
+#: a calibrated table query reads them at every call)
+_FORMAT_FIELDS = tuple({k: v[i] for k, v in GEMM_FORMATS.items()} for i in range(3))
+
+
 def _fmt(values, index: int):
-    return _lookup(values, {k: v[index] for k, v in GEMM_FORMATS.items()})
+    return _lookup(values, _FORMAT_FIELDS[index])
 
 
 def _roof(p: RoofParams, nbytes, flops, math) -> np.ndarray:
     """max(bytes / HBM bandwidth, FLOPs / peak) in ms; ``math`` may be an array of format names."""
-    peak = _lookup(math, {m: p.tflops(m) for m in ("bf16", "fp8", "fp4")}).astype(float)
+    peak = (np.asarray(p.tflops(math)) if isinstance(math, str)   # (one format: its own peak)
+            else _lookup(math, {m: p.tflops(m) for m in ("bf16", "fp8", "fp4")})).astype(float)
     return t.roofline_ms(nbytes, flops, p.hbm_gbps, peak)
 
 

@@ -320,8 +320,9 @@ class SweepTable:
             if self.mode == "efficiency":
                 # the roofline at every knot of every query, in one call: the queries' columns (rows) against
                 # the knots (columns), broadcast, the same numbers as at every (query, knot) pair spelt out
-                roof_k = np.broadcast_to(np.asarray(roof_fn(self.knots[None, :], rows[:, None]), float),
-                                         (len(rows), k))
+                roof_k = np.asarray(roof_fn(self.knots[None, :], rows[:, None]), float)
+                if roof_k.shape != (len(rows), k):
+                    roof_k = np.broadcast_to(roof_k, (len(rows), k))
             else:
                 roof_k = None   # latencies: no roofline (ones)
             sids, wts = (corners or self._corners)(group.subs[c], num_q if sel is None else num_q[sel])
