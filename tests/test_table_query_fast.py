@@ -288,3 +288,18 @@ def test_nearest_configuration_of_one_value_spread_equals_every_query_s_own():
             assert table.num_covered(cat, one, num).tobytes() == want.tobytes(), (system, family, cat)
             checked += 1
     assert checked > 10
+
+
+def test_invalid_queries_are_nan_and_leave_the_others_as_they_are():
+    """Queries with a zero, negative, infinite or NaN size are NaN (the caller falls back to the roofline); the
+    others are priced as on their own, whether the invalid value comes in an array or as one value."""
+    k = kernels_for(load_hardware("gb200-nvl72"))
+    m = np.array([1.0, 64.0, 0.0, 512.0, -3.0, np.inf, np.nan, 4096.0])
+    const = {"gemm_dtype": "nvfp4"}
+    got = k._query("gemm", ("nvfp4",), {"m": m, "n": 7168.0, "k": 2048.0}, const)
+    ok = np.isfinite(m) & (m > 0)
+    alone = k._query("gemm", ("nvfp4",), {"m": m[ok], "n": 7168.0, "k": 2048.0}, const)
+    assert np.isnan(got[~ok]).all() and got[ok].tobytes() == alone.tobytes() and np.isfinite(alone).all()
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        assert np.isnan(k._query("gemm", ("nvfp4",), {"m": m[ok], "n": bad, "k": 2048.0}, const)).all()
+    assert k._query("gemm", ("nvfp4",), {"m": m[:0], "n": 7168.0, "k": 2048.0}, const).shape == (0,)

@@ -180,18 +180,21 @@ class CalibratedKernels(CommKernels):
         # the table query groups and checks it once)
         flat = {c: (a.ravel() if a.shape == shape else np.broadcast_to(a.reshape(()), (size,)) if a.size == 1
                     else np.broadcast_to(a, shape).ravel()) for c, a in zip(names, arrays)}
+        if size == 0:
+            return np.full(shape, np.nan)
         valid = None
         for c in spec.num + (spec.axis,):
             v = flat[c]
-            if v.strides == (0,) and size > 1:   # one value: valid or not at once
-                if not (np.isfinite(v[0]) and v[0] > 0):
-                    return np.full(shape, np.nan)
+            one = v.strides == (0,) and size > 1   # one value spread: valid or not at once
+            if one:
+                v = v[:1]
+            if np.minimum.reduce(v) > 0 and np.maximum.reduce(v) < np.inf:   # all finite and positive (NaN fails)
                 continue
+            if one:
+                return np.full(shape, np.nan)
             ok = np.isfinite(v) & (v > 0)
             valid = ok if valid is None else valid & ok
         if valid is None or valid.all():   # every query valid: all of them, as they are
-            if size == 0:
-                return np.full(shape, np.nan)
             return predict_family(table, spec, cat, flat, dict(const or {}), self._p,
                                   group=query_groups).reshape(shape)
         out = np.full(size, np.nan)
