@@ -98,10 +98,10 @@ def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.nd
     else:
         roof = np.ones((m, k)) if roof_k is None else roof_k
         values = table.knot_values(sid, np.tile(roof, (n_corners, 1)) if every else roof[cols])
-    if every:
+    if every:   # (values is this call's own array: each corner's product formed in place)
         values = values.reshape(n_corners, m, k)
         for col in range(n_corners):
-            acc += wts[:, col][:, None] * values[col]
+            acc += np.multiply(wts[:, col][:, None], values[col], out=values[col])
         return acc
     starts = np.searchsorted(rows, np.arange(n_corners + 1))
     for col in range(n_corners):

@@ -327,9 +327,10 @@ class SweepTable:
                 roof_k = None   # latencies: no roofline (ones)
             sids, wts = (corners or self._corners)(group.subs[c], num_q if sel is None else num_q[sel])
             acc = weighted_knot_values(self, sids, wts, roof_k)
-            t = 2.0 ** (acc / wts.sum(axis=1, keepdims=True))
+            # roof x 2^(acc / sum of weights), formed in place in acc (its own array: no temporaries)
+            t = np.power(2.0, np.divide(acc, np.add.reduce(wts, axis=1, keepdims=True), out=acc), out=acc)
             if roof_k is not None:   # (x 1.0 in latency mode: the same bits, not formed)
-                t = roof_k * t
+                t = np.multiply(roof_k, t, out=t)
             if t_knots is None:
                 t_knots = t
             else:
