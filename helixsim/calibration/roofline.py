@@ -97,6 +97,8 @@ def _fmt(values, index: int):
 
 def _roof(p: RoofParams, nbytes, flops, math) -> np.ndarray:
     """max(bytes / HBM bandwidth, FLOPs / peak) in ms; ``math`` may be an array of format names."""
+    if isinstance(math, np.ndarray) and math.ndim == 0 and math.dtype.kind == "U":
+        math = str(math)   # one format label (as :func:`_fmt` gives it for one dtype)
     peak = (np.asarray(p.tflops(math)) if isinstance(math, str)   # (one format: its own peak)
             else _lookup(math, {m: p.tflops(m) for m in ("bf16", "fp8", "fp4")})).astype(float)
     return t.roofline_ms(nbytes, flops, p.hbm_gbps, peak)
