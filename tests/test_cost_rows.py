@@ -131,3 +131,73 @@ def test_full_one_is_numpys_full():
         got, want = full_one(shape, value, dtype), np.full(shape, value, dtype=dtype)
         assert got.shape == want.shape and got.dtype == want.dtype
         assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_set_rows_writes_the_cells_of_plain_index_assignment():
+    """rows.set_rows (a slice where the rows run without a gap, one-dimensional assignments per leading index
+    where the trailing axes are length 1, else the general indexing) gives the array of
+    ``out[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = part``, bit for bit, NaN and -0.0 included."""
+    from helixsim.cost.rows import set_rows
+
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        lead = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(0, 3)))
+        trail = tuple(int(d) for d in rng.choice([1, 1, 3], size=rng.integers(0, 3)))
+        n = int(rng.integers(1, 40))
+        kind = trial % 4
+        if kind == 0:      # a run without a gap
+            start = int(rng.integers(0, n))
+            rows = np.arange(start, int(rng.integers(start, n)) + 1)
+        elif kind == 1:    # scattered (a gap somewhere whenever two or more)
+            rows = np.flatnonzero(rng.random(n) < 0.4)
+        elif kind == 2:    # every row but one
+            rows = np.delete(np.arange(n), int(rng.integers(0, n)))
+        else:
+            rows = np.arange(0)
+        axis = -1 - len(trail)
+        part = rng.normal(size=lead + (len(rows),) + trail)
+        part.flat[::7] = np.nan
+        part.flat[3::11] = -0.0
+        one_row = part[(Ellipsis, slice(0, 1)) + (slice(None),) * len(trail)]
+        for value in (part, one_row if len(rows) else part, np.asarray(-0.0), np.asarray([np.nan]),
+                      np.arange(len(rows)).reshape((len(rows),) + (1,) * len(trail))):
+            out = rng.normal(size=lead + (n,) + trail)
+            want = out.copy()
+            want[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = value
+            set_rows(out, value, rows, axis)
+            assert out.tobytes() == want.tobytes(), (trial, lead, n, trail, rows, np.shape(value))
+
+
+def test_select_rows_gives_np_selects_bits_for_any_masks():
+    """select_rows writes each option's value at its cells (no zero array per option, no np.select): over
+    per-layout masks in blocks and scattered, masks holding every row, none or fewer than MIN_ROWS, a mask that
+    is not per-layout, stacked replays in front, a context axis behind, scalar and integer values, NaN and
+    -0.0, the array (shape, type, bits) is np.select's of every variant priced on every row."""
+    from helixsim.cost.rows import Rows
+
+    rng = np.random.default_rng(13)
+    for trial in range(120):
+        n = int(rng.choice([MIN_ROWS // 2, 3 * MIN_ROWS, 500]))
+        shape = (n, 1) if trial % 3 else (n,)
+        strategy = rng.integers(0, 4, size=shape)
+        if trial % 2:
+            strategy = np.sort(strategy, axis=0)           # each strategy's rows without a gap
+        masks = [strategy == 0, strategy <= 1 if trial % 5 == 0 else strategy == 1]
+        if trial % 7 == 0:
+            masks[1] = np.zeros(shape, bool)
+            masks[1].flat[:3] = True                       # a few rows: priced on every row
+        if trial % 11 == 0:
+            masks[0] = np.ones(shape, bool)                # every row: the others take none
+        if trial % 13 == 0 and len(shape) == 2:
+            masks[0] = masks[0] & (rng.random((n, 5)) < 0.5)   # not a per-layout mask
+        x = rng.normal(size=(4,) + shape) if trial % 4 == 0 else rng.normal(size=shape)
+        x.flat[::9] = np.nan
+        x.flat[5::13] = -0.0
+        ctx = rng.normal(size=(1,) * (x.ndim - 1) + (5,)) if len(shape) == 2 else 1.0
+        variants = [lambda r: r.pick(x) * ctx, lambda r: (r.pick(x) > 0).astype(np.int64)]
+        default = (lambda r: 0.0) if trial % 3 == 0 else (lambda r: -r.pick(x))
+        got = select_rows(masks, variants, default)
+        every = Rows()
+        want = np.select(masks, [np.asarray(v(every), float) for v in variants], np.asarray(default(every), float))
+        assert got.shape == want.shape and got.dtype == want.dtype, trial
+        assert got.tobytes() == want.tobytes(), trial

@@ -11,6 +11,7 @@ replays (:mod:`helixsim.uncertainty`) in front of it is kept.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def chosen_only():
 
 @dataclass(frozen=True)
 class Rows:
-    """Some rows of the layout axis (``rows`` None: all of them)."""
+    """Some rows of the layout axis (``rows`` None: all of them; else increasing, as np.flatnonzero gives them)."""
 
     rows: np.ndarray | None = None
     axis: int = -1            # the layout axis, counted from the end (the mask's -ndim)
@@ -52,13 +53,6 @@ class Rows:
             return x
         x = np.asarray(x)
         return np.take(x, self.rows, axis=self.axis) if x.ndim >= -self.axis and x.shape[self.axis] == self.n else x
-
-    def put(self, part) -> np.ndarray:
-        """``part`` (priced on these rows) in an array over every row, zero on the others."""
-        part = np.asarray(part, float)
-        if self.rows is None or part.ndim < -self.axis or part.shape[self.axis] != len(self.rows):
-            return part   # every row, or a value that does not vary along them (it broadcasts)
-        return put_rows(0.0, part, self.rows, self.axis, self.n)
 
 
 def broadcast_view(x, shape: tuple) -> np.ndarray:
@@ -103,10 +97,33 @@ def put_rows(full, part: np.ndarray, rows: np.ndarray, axis: int, n_rows: int) -
     """A copy of ``full`` (broadcast to ``part``'s shape with ``n_rows`` along ``axis``) holding ``part`` at
     ``rows`` of ``axis`` (negative)."""
     at = part.ndim + axis
-    out = np.array(np.broadcast_to(np.asarray(full, float), np.broadcast_shapes(
-        np.shape(full), part.shape[:at] + (n_rows,) + part.shape[at + 1:])))
-    out[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = part
+    full = np.asarray(full, float)
+    out = np.empty(np.broadcast_shapes(full.shape, part.shape[:at] + (n_rows,) + part.shape[at + 1:]))
+    np.copyto(out, full)   # (into an array made first: two thirds of np.array's work on a broadcast view)
+    set_rows(out, part, rows, axis)
     return out
+
+
+def set_rows(out: np.ndarray, part, rows: np.ndarray, axis: int) -> None:
+    """``out[(Ellipsis, rows) + (slice(None),) * (-axis - 1)] = part`` for increasing ``rows`` (np.flatnonzero's):
+    the same cells get the same values. Rows that run without a gap (a strategy's layouts are neighbours) are
+    one slice (a copy); else, where ``axis`` is the last of ``out`` but length-1 axes and ``part`` has the
+    picked shape (or one element) and ``out``'s type, a one-dimensional index assignment per leading index
+    (half the work of the general indexing, which handles the rest)."""
+    at = out.ndim + axis
+    tail = (slice(None),) * (-axis - 1)
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:
+        out[(Ellipsis, slice(rows[0], rows[-1] + 1)) + tail] = part
+        return
+    lead, n = math.prod(out.shape[:at]), out.shape[at]
+    if (math.prod(out.shape[at + 1:]) != 1 or not out.flags.c_contiguous or not isinstance(part, np.ndarray)
+            or part.dtype != out.dtype or (part.size != 1 and part.shape != out.shape[:at] + (len(rows),) + out.shape[at + 1:])):
+        out[(Ellipsis, rows) + tail] = part
+        return
+    flat = out.reshape(lead, n)
+    values = part.reshape(()) if part.size == 1 else part.reshape(lead, len(rows))
+    for j in range(lead):
+        flat[j][rows] = values if part.size == 1 else values[j]
 
 
 def rows_where(mask) -> Rows | None:
@@ -134,14 +151,35 @@ def select_rows(masks: Sequence, variants: Sequence[Callable[[Rows], np.ndarray]
             return _select_one(masks, [options[chosen](Rows())], 0)
         return _select_one(masks, [v(Rows()) for v in options], chosen)   # every variant priced, as below
     taken = np.zeros(np.broadcast_shapes(*(m.shape for m in masks)), bool)
-    choices = []
+    options = []   # (the cells that take it, its rows, its value there), for each option some cell takes
     for mask, variant in zip(masks + [None], list(variants) + [default]):
         chosen = ~taken if mask is None else mask & ~taken
         rows = rows_where(chosen)
-        choices.append(0.0 if rows is None else rows.put(variant(rows)))
+        if rows is not None:
+            options.append((chosen, rows, np.asarray(variant(rows), float)))
         if mask is not None:
             taken = taken | mask
-    return np.select(masks, choices[:-1], choices[-1])
+    return _chosen_cells(masks, options)
+
+
+def _chosen_cells(masks: list[np.ndarray], options: list) -> np.ndarray:
+    """np.select's array for :func:`select_rows`: each option's value written at the cells that take it (every
+    cell is taken by exactly one option), not spread over a zero array per option first and then selected.
+    The shape and type np.select gives of each value spread over every row (zero elsewhere) as float64.
+    A value that does not vary along its rows broadcasts over them."""
+    def whole(rows: Rows, value: np.ndarray) -> tuple:   # the value's shape spread over every row
+        if rows.rows is None or value.ndim < -rows.axis or value.shape[rows.axis] != len(rows.rows):
+            return value.shape
+        at = value.ndim + rows.axis
+        return value.shape[:at] + (rows.n,) + value.shape[at + 1:]
+
+    out = np.empty(np.broadcast_shapes(*(m.shape for m in masks), *(whole(r, v) for _, r, v in options)))
+    for chosen, rows, value in options:
+        if rows.rows is None:   # priced on every row: its cells where it is chosen
+            np.copyto(out, value, where=chosen)
+        else:
+            set_rows(out, value, rows.rows, rows.axis)
+    return out
 
 
 def _select_one(masks: list[np.ndarray], values: list, chosen: int) -> np.ndarray:
@@ -216,7 +254,7 @@ class PatchedRows:
         r = self.rows
         if (self.owned and self.base.shape == self.shape and self.base.dtype == float and self.base.flags.writeable
                 and self.patch.ndim == self.base.ndim):   # a whole array of our own: the patch written into it
-            self.base[(Ellipsis, r.rows) + (slice(None),) * (-r.axis - 1)] = self.patch
+            set_rows(self.base, self.patch, r.rows, r.axis)
             whole = self.base
             self.owned = False   # the caller holds it now: later arithmetic makes new arrays
         else:
