@@ -166,7 +166,10 @@ def _evaluate(model: ModelSpec, hw: HardwareSpec, layouts: LayoutArrays, batch, 
         **{f"{key}_ms": parts[key] for key in BREAKDOWN_KEYS},
     }
     if rows is not None:   # the cells as flat indices and as runs along the first axis, found once
-        rows = Picked(rows, np.ravel_multi_index(rows, shape), _runs(rows[0], shape[0]))
+        runs = _runs(rows[0], shape[0])
+        tail_runs = None if tail is None or runs is None else np.concatenate(
+            [runs, np.ones(len(tail["batch"]), runs.dtype)])   # each tail row once, after the grid's runs
+        rows = Picked(rows, np.ravel_multi_index(rows, shape), runs, tail_runs)
     columns = {key: value if value is None else np.ravel(value) if rows is None else
                _pick(value, shape, rows, None if tail is None else tail[key]) for key, value in frame.items()}
     if rows is not None:   # (a tail's own step times are this same sum of its own ops)
@@ -214,6 +217,7 @@ class Picked(NamedTuple):
     rows: tuple
     flat: np.ndarray
     runs: np.ndarray | None
+    tail_runs: np.ndarray | None = None   # runs, then a 1 per row of a tail appended after the cells
 
 
 def _runs(first: np.ndarray, n: int) -> np.ndarray | None:
@@ -237,6 +241,13 @@ def _pick(value, shape: tuple, picked: Picked, tail=None) -> np.ndarray:
     if value.ndim < len(shape):
         value = value.reshape((1,) * (len(shape) - value.ndim) + value.shape)
     n = len(rows[0])
+    varies = [i for i, m in enumerate(value.shape) if m > 1]
+    if tail is not None and varies == [0] and picked.tail_runs is not None:
+        # the rows' values and the tail's in one array, repeated once: each row over its run, each tail value
+        # once (the elements of repeating the rows and writing the tail after them, without that copy)
+        dtype = np.result_type(value, tail)
+        both = np.concatenate([value.reshape(-1).astype(dtype, copy=False), np.asarray(tail).astype(dtype, copy=False)])
+        return np.repeat(both, picked.tail_runs)
     out = None
     if tail is not None:
         out = np.empty(n + len(tail), np.result_type(value, tail))
@@ -244,7 +255,6 @@ def _pick(value, shape: tuple, picked: Picked, tail=None) -> np.ndarray:
         if out.dtype != value.dtype:
             out[:n] = _pick(value, shape, picked)
             return out
-    varies = [i for i, m in enumerate(value.shape) if m > 1]
     if not varies:
         if out is None:
             return np.broadcast_to(value.ravel()[:1], (n,)).copy()
