@@ -248,3 +248,21 @@ def test_memo_column_ids_are_ids_in_order_of_first_sight():
             assert np.array_equal(ids, [seen[v] for v in values.tolist()])
             assert np.all(np.diff(memo.known[1]) > 0)
             assert np.array_equal(memo.ids[1][np.searchsorted(memo.known[1], values)], ids)
+
+
+def test_memoised_prices_equal_the_method_unmemoised():
+    """Shapes priced by a memo's first call (all new), a call finding some (partly new) and one finding all, against
+    the kernel method itself on every cell (its undecorated function: no coding, no memo)."""
+    from helixsim.api import kernels_for
+    from helixsim.specs.registry import load_hardware
+
+    hw = load_hardware("gb200-nvl72")
+    rng = np.random.default_rng(23)
+    k, plain = kernels_for(hw), kernels_for(hw)
+    raw = type(k).gemm_ms.__wrapped__
+    pool = np.arange(1, 3000)
+    for call, size in enumerate((400, 500, 500)):
+        m = rng.choice(pool[: 800 * (call + 1)], size)
+        n = rng.choice([2048, 7168, 18432], size)
+        got = k.gemm_ms(m, n, 7168, "fp4")
+        assert _same_bits(got, raw(plain, m.astype(float), n.astype(float), 7168, "fp4")), call

@@ -370,6 +370,10 @@ def _priced(self, method, args: tuple, kwargs: dict, names: list[int], values: l
             return price(None)
         key = key * memo.radix + ids[c]
     found, prices = memo.lookup(key)
+    if not found.any():   # none priced before (a memo's first call): every shape priced as it comes
+        new = price(None)
+        memo.add(key, new)
+        return new
     if not found.all():
         miss = (~found).nonzero()[0]
         new = price(miss)
