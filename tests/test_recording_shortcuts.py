@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from helixsim.calibration import domain, shape_memo
-from helixsim.uncertainty import _weightings, weighting_rows
+from helixsim.call_weights import weighting_rows
+from helixsim.uncertainty import _weightings
 
 
 def _same_bits(a, b) -> bool:

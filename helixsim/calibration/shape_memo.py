@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..call_weights import times_factor
 from ..cost.rows import broadcast_shapes_of
 
 
@@ -251,12 +252,10 @@ def unique_args(method):
 
 def spread(per_shape: np.ndarray, uniform: list, inverse: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """``np.take(per_shape, inverse, axis=-1)`` of a stack of per-shape figures (rows of float64 on a leading
-    axis, from :func:`helixsim.uncertainty.weighting_rows`), ``cells`` being the call's prices spread the same
+    axis, from :func:`helixsim.call_weights.weighting_rows`), ``cells`` being the call's prices spread the same
     way: a row that is the price times one factor (``uniform[i]`` not None; a call inside the measured domain,
     or priced by the roofline throughout) is that product of the spread prices (the same product per cell as
     per shape, one pass of arithmetic instead of a gather), any other row gathered."""
-    from ..uncertainty import times_factor
-
     out = np.empty((len(per_shape), len(inverse)))
     for row, factor, into in zip(per_shape, uniform, out):
         if factor is None:
