@@ -12,7 +12,8 @@ Reference (written out here from the module docstrings of :mod:`helixsim.calibra
   one KV head), query by query, the slowest kept head count by head count in increasing order.
 
 The shortcuts (the roofline broadcast between queries and knots, the stored values read directly for sweeps
-measured at every knot, log2 only of the knot latencies a query reads, the envelope lowered once per
+measured at every knot, the knot latencies formed only from the lowest knot any query reads (such sweeps),
+log2 only of the knot latencies a query reads, the envelope lowered once per
 distinct configuration and each distinct (configuration, axis value) priced once) must reproduce these bit
 for bit, on the shipped calibrations of two systems, over queries drawn with many repeats (so that grouping
 matters) inside and beyond the measured ranges.

@@ -77,13 +77,15 @@ def _corner_bits(d: int, single: tuple) -> np.ndarray:
     return bits
 
 
-def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.ndarray | None) -> np.ndarray:
+def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.ndarray | None,
+                         from_knot: int = 0) -> np.ndarray:
     """sum over corners of weight x knot values (``table.knot_values``; ``roof_k``: each query's roofline at the
     knots, None for ones), (m, n_knots), added corner by corner from zero, a query without a corner skipped
     for it. Sweeps measured at every knot are read as stored (``knot_values``' own shortcut, without forming
-    the roofline it would not read)."""
+    the roofline it would not read); ``from_knot``: only the knots from that one on (every sweep asked for
+    measured at every knot)."""
     m, n_corners = sids.shape
-    k = len(table.knots)
+    k = len(table.knots) - from_knot
     acc = np.zeros((m, k))
     has = sids >= 0
     every = bool(has.all())
@@ -94,7 +96,9 @@ def weighted_knot_values(table, sids: np.ndarray, wts: np.ndarray, roof_k: np.nd
         rows, cols = np.nonzero(has.T)          # corner-major: each corner's queries together, in query order
         sid = sids.T[rows, cols]
     if table._full[sid].all():
-        values = table.values.take(sid, axis=0)
+        values = (table.values[:, from_knot:] if from_knot else table.values).take(sid, axis=0)
+    elif from_knot:
+        raise ValueError("knot values from a later knot: every sweep must be measured at every knot")
     else:
         roof = np.ones((m, k)) if roof_k is None else roof_k
         values = table.knot_values(sid, np.tile(roof, (n_corners, 1)) if every else roof[cols])

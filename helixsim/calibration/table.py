@@ -267,13 +267,16 @@ class SweepTable:
         if group is None or n == 0:
             return np.full(n, np.nan)
         first, inv = rep if rep is not None else (np.arange(n), np.arange(n))
-        t_knots = self.knot_latencies(group, near, num, first, roof_fn)
         k = len(self.knots)
         lx = np.log2(np.maximum(x, 1e-300))
         xk = self._xk
         if k > 1:
             j = _clip(xk.searchsorted(lx, side="right") - 1, 0, k - 2)
             f = _clip((lx - xk[j]) / self._dxk[j], 0.0, 1.0)   # (xk[j + 1] - xk[j], formed once per table)
+            # no query reads a knot below its own segment's: the knot latencies from the lowest one read
+            t_knots, cut = self._knot_latencies_from(group, near, num, first, roof_fn, int(np.minimum.reduce(j)))
+            if cut:
+                j = j - cut
             if t_knots.size <= 2 * n:   # log2 of every knot latency, then the two each query reads
                 lt = np.log2(t_knots)
                 lo, hi = lt[inv, j], lt[inv, j + 1]
@@ -281,6 +284,7 @@ class SweepTable:
                 lo, hi = np.log2(t_knots[inv, j]), np.log2(t_knots[inv, j + 1])
             out = 2.0 ** (lo * (1.0 - f) + hi * f)
         else:
+            t_knots = self.knot_latencies(group, near, num, first, roof_fn)
             out = t_knots[inv, 0].copy()
         top = x > self.knots[-1]
         if top.any():
@@ -302,6 +306,15 @@ class SweepTable:
         """Latencies (ms) at every knot, (len(first), n_knots), of queries ``first`` (the axis aside), made
         non-decreasing along the axis (:meth:`predict`; ``roof_fn`` as there). ``corners``: what
         :meth:`_corners` gives, found another way (a single point's, in floats); :meth:`_corners` by default."""
+        return self._knot_latencies_from(group, near, num, first, roof_fn, 0, corners)[0]
+
+    def _knot_latencies_from(self, group: _Group, near: Sequence[np.ndarray], num: Sequence[np.ndarray],
+                             first: np.ndarray, roof_fn: RoofFn | None, from_knot: int,
+                             corners=None) -> tuple[np.ndarray, int]:
+        """(:meth:`knot_latencies` at the knots from ``cut`` on, ``cut``): ``from_knot`` where every corner's
+        sweep is measured at every knot (its values read as stored, each knot's latency formed from that
+        knot's values and roofline alone, and made non-decreasing from the last knot down: the same numbers
+        as in the full array), else 0 (a sweep's values outside its span are filled from other knots)."""
         m = len(first)
         num_q = np.empty((m, len(self.num)))   # log2 coordinates, one column per num column
         for j in range(len(self.num)):
@@ -314,19 +327,22 @@ class SweepTable:
             combos = [(c, np.nonzero(combo == c)[0]) for c in np.unique(combo)]
             if len(combos) == 1:   # one nearest combination: every query takes it
                 combos = [(combos[0][0], None)]
+        found = [(c, sel, (corners or self._corners)(group.subs[c], num_q if sel is None else num_q[sel]))
+                 for c, sel in combos]
+        cut = from_knot if from_knot and all(self._full[s[s >= 0]].all() for _, _, (s, _) in found) else 0
+        k -= cut
         t_knots = np.full((m, k), np.nan) if len(combos) != 1 or combos[0][1] is not None else None
-        for c, sel in combos:
+        for c, sel, (sids, wts) in found:
             rows = first if sel is None else first[sel]
             if self.mode == "efficiency":
                 # the roofline at every knot of every query, in one call: the queries' columns (rows) against
                 # the knots (columns), broadcast, the same numbers as at every (query, knot) pair spelt out
-                roof_k = np.asarray(roof_fn(self.knots[None, :], rows[:, None]), float)
+                roof_k = np.asarray(roof_fn(self.knots[None, cut:], rows[:, None]), float)
                 if roof_k.shape != (len(rows), k):
                     roof_k = np.broadcast_to(roof_k, (len(rows), k))
             else:
                 roof_k = None   # latencies: no roofline (ones)
-            sids, wts = (corners or self._corners)(group.subs[c], num_q if sel is None else num_q[sel])
-            acc = weighted_knot_values(self, sids, wts, roof_k)
+            acc = weighted_knot_values(self, sids, wts, roof_k, cut)
             # roof x 2^(acc / sum of weights), formed in place in acc (its own array: no temporaries)
             t = np.power(2.0, np.divide(acc, np.add.reduce(wts, axis=1, keepdims=True), out=acc), out=acc)
             if roof_k is not None:   # (x 1.0 in latency mode: the same bits, not formed)
@@ -338,7 +354,7 @@ class SweepTable:
         if t_knots is None:
             t_knots = np.full((m, k), np.nan)
         # non-decreasing along the axis: a knot above a later one is lowered to it
-        return _running_min_from_last(t_knots)
+        return _running_min_from_last(t_knots), cut
 
     def _nearest_combo(self, group: _Group, near: Sequence[np.ndarray], n: int) -> np.ndarray:
         """Index of the nearest measured ``near`` combination (log2 distance) for each of n queries."""
