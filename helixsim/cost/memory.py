@@ -126,6 +126,38 @@ def kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context: np.ndarr
             + mixer_state_bytes_per_request(k, model, a, context, prec))
 
 
+def _kv_key_fields(model: ModelSpec) -> tuple[str, ...] | None:
+    """The layout fields that one request's KV bytes on a pipeline stage read (:func:`kv_bytes_per_request`
+    and the stage share): KVP width and pp, with tpa for grouped KV heads; None where linear-attention
+    states (split by the output projection's TP) join them."""
+    if model.linear_layers:
+        return None
+    return ("kvp", "pp") if model.attention.is_mla else ("kvp", "tpa", "pp")
+
+
+def stage_kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context, prec: Precision,
+                               stage: np.ndarray) -> np.ndarray:
+    """``stage x kv_bytes_per_request``. On a sweep's grid (layouts as a column, contexts as a row) computed
+    once per distinct (KVP width, pp[, tpa]) and spread to the layouts' rows: each number is the same
+    operations on the same operands as the plain product, so the same bits (tests/test_memory_per_width.py)."""
+    fields, ctx = _kv_key_fields(model), np.asarray(context)
+    n = a.kvp.shape[0] if a.kvp.ndim == 2 else 0
+    if (fields is None or ctx.ndim != 2 or ctx.shape[0] != 1 or ctx.shape[1] < 2 or n <= 64
+            or any(getattr(a, f).shape != (n, 1) for f in fields) or np.shape(stage) != (n, 1)):
+        return stage * kv_bytes_per_request(k, model, a, context, prec)
+    code = np.zeros(n, np.int64)
+    for f in fields:   # mixed-radix code of the key fields (small positive widths)
+        col = getattr(a, f)[:, 0]
+        radix = int(col.max()) + 1
+        if int(code.max()) >= (2 ** 62) // radix:
+            return stage * kv_bytes_per_request(k, model, a, context, prec)
+        code = code * radix + col
+    _, first, which = np.unique(code, return_index=True, return_inverse=True)
+    sub = LayoutArrays(*(np.broadcast_to(getattr(a, f), a.kvp.shape)[first]
+                         for f in LayoutArrays.__dataclass_fields__))
+    return (stage[first] * kv_bytes_per_request(k, model, sub, ctx, prec))[which.ravel()]
+
+
 def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
                    prec: Precision, mtp=0) -> MemoryBreakdown:
     """Bytes on the busiest GPU of the busiest pipeline stage (stages hold ceil(L/pp) layers;
@@ -138,7 +170,7 @@ def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, cont
     vocab_split = np.where(is_medha(a.strategy) | (a.strategy == EP), a.tpa, a.kvp * a.tpa * a.dp)
     embeddings = model.embedding_params() * (1 if model.tie_word_embeddings else 2) / vocab_split * act
     weights = stage * decoder_weight_bytes(k, model, a, prec) + embeddings
-    kv_req = stage * kv_bytes_per_request(k, model, a, context, prec)
+    kv_req = stage_kv_bytes_per_request(k, model, a, context, prec, stage)
     drafting = np.asarray(mtp) > 0
     if drafting.any():   # the MTP module, on the last stage (charged to the busiest: exact at pp 1)
         from .mtp import mtp_kv_bytes_per_request, mtp_weight_bytes
