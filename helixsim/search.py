@@ -366,7 +366,17 @@ def layout_labels(layouts: LayoutArrays, index: np.ndarray, batch: np.ndarray,
     # Index's own elementwise concatenation (the strings and the Index dtype of pd.Index of the joined strings)
     heads, tails = pd.Index([f"{name} b" for name in spelled]), pd.Index([str(d) for d in digits])
     name_of, batch_of = np.divmod(uniq, width)
-    return pd.Categorical.from_codes(codes, categories=heads.take(name_of) + tails.take(batch_of))
+    return pd.Categorical.from_codes(codes, dtype=_distinct_categories(heads.take(name_of) + tails.take(batch_of)))
+
+
+def _distinct_categories(labels: pd.Index) -> pd.CategoricalDtype:
+    """The unordered categorical dtype of :func:`layout_labels`' categories, without pandas' check that they are
+    distinct and not missing (a hash table of every label, a quarter of labelling a sweep chunk): they are, by
+    construction, one per distinct (name, batch) key, and no name holds " b", so a label's first " b" parts it
+    back into its name and its batch's digits. The dtype ``pd.Categorical.from_codes(codes, categories=labels)``
+    forms (its own ``ordered=None`` becomes False); checked where pandas has no unchecked constructor."""
+    unchecked = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    return unchecked(labels, ordered=False) if unchecked else pd.CategoricalDtype(labels, ordered=False)
 
 
 def _sorted_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
