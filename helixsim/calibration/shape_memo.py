@@ -283,19 +283,10 @@ def repeated_rows(args: tuple, kwargs: dict) -> tuple[np.ndarray, np.ndarray] | 
     if any(a.dtype.kind not in "iuf" for a in by_row):
         return None
     # rows grouped by their first column (a guess for the wider arguments: checked below)
-    key, space = np.zeros(n, dtype=np.int64), 1
-    for a in by_row:
-        codes, uniq = distinct_codes(np.ascontiguousarray(a[:, 0]))
-        space *= len(uniq)
-        if space >= 2 ** 62:
-            return None
-        key = key * len(uniq) + codes
-    inverse, uniq_key = distinct_codes(key)
-    m = len(uniq_key)
+    first, inverse = query_groups([np.ascontiguousarray(a[:, 0]) for a in by_row], n)
+    m = len(first)
     if 2 * m > n or m * shape[1] < 64:
         return None
-    first = np.empty(m, dtype=np.intp)
-    first[inverse[::-1]] = np.arange(n)[::-1]   # (the last write wins: each group's first row)
     order = first.argsort()
     rank = np.empty(m, dtype=np.intp)
     rank[order] = np.arange(m)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..calibration.shape_memo import query_groups
 from ..layout import LayoutArrays
 from ..precision import Precision
 from ..specs.model import ModelSpec
@@ -145,17 +146,10 @@ def stage_kv_bytes_per_request(k, model: ModelSpec, a: LayoutArrays, context, pr
     if (fields is None or ctx.ndim != 2 or ctx.shape[0] != 1 or ctx.shape[1] < 2 or n <= 64
             or any(getattr(a, f).shape != (n, 1) for f in fields) or np.shape(stage) != (n, 1)):
         return stage * kv_bytes_per_request(k, model, a, context, prec)
-    code = np.zeros(n, np.int64)
-    for f in fields:   # mixed-radix code of the key fields (small positive widths)
-        col = getattr(a, f)[:, 0]
-        radix = int(col.max()) + 1
-        if int(code.max()) >= (2 ** 62) // radix:
-            return stage * kv_bytes_per_request(k, model, a, context, prec)
-        code = code * radix + col
-    _, first, which = np.unique(code, return_index=True, return_inverse=True)
+    first, which = query_groups([getattr(a, f)[:, 0] for f in fields], n)   # one row per distinct key
     sub = LayoutArrays(*(np.broadcast_to(getattr(a, f), a.kvp.shape)[first]
                          for f in LayoutArrays.__dataclass_fields__))
-    return (stage[first] * kv_bytes_per_request(k, model, sub, ctx, prec))[which.ravel()]
+    return (stage[first] * kv_bytes_per_request(k, model, sub, ctx, prec))[which]
 
 
 def memory_per_gpu(k, model: ModelSpec, a: LayoutArrays, batch: np.ndarray, context: np.ndarray,
